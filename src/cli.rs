@@ -1,0 +1,264 @@
+//! The `umdbt` command line.
+
+use crate::assembler;
+use crate::console::Console;
+use crate::decoder::{Instr, Op};
+use crate::engine::{self, Engine};
+use crate::loader;
+use crate::machine::Machine;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Exit status of a run that faulted.
+pub const EXIT_FAULT: u8 = 1;
+/// Exit status for a program that cannot be loaded, or a usage error.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "umdbt",
+    version,
+    about = "A dynamic binary translator for the Universal Machine (UM-32) of ICFP 2006",
+    after_help = "Exit status: 0 when the program halts, 1 when it faults (the fault is \
+                  reported on stderr as 'umdbt: fault at pc N (OP): REASON'), 2 when the \
+                  program cannot be loaded or the command line is wrong.\n\
+                  Logging: set RUST_LOG (for example RUST_LOG=umdbt=debug)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a UM program; its console is this process's standard input and output.
+    Run(RunArgs),
+    /// Disassemble a UM program, one instruction per line: pc, raw word, mnemonic, operands.
+    Dis(DisArgs),
+    /// Assemble a text file (syntax: see src/assembler.rs) into a UM program file.
+    Asm(AsmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The program file (big-endian 32-bit words).
+    pub program: PathBuf,
+    /// Use the reference interpreter.
+    #[arg(long)]
+    pub interp: bool,
+    /// Print statistics to stderr when the run ends (also after a fault).
+    #[arg(long)]
+    pub stats: bool,
+    /// Most memory the program's arrays may use, e.g. 512M, 4G (default: 3/4 of RAM).
+    /// Going past it is a clean fault at the allocating instruction.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct DisArgs {
+    /// The program file.
+    pub program: PathBuf,
+    /// First pc to disassemble.
+    #[arg(long, default_value_t = 0)]
+    pub from: u32,
+    /// How many instructions to print (default: to the end of the program).
+    #[arg(long)]
+    pub count: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct AsmArgs {
+    /// The assembly source.
+    pub source: PathBuf,
+    /// Where to write the program (default: SOURCE with the extension .um).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Parse `123`, `64K`, `512M`, `4G` (powers of 1024; a trailing `B`/`iB` is allowed).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 1048576, 512M, 4G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Three quarters of the machine's RAM, or 8 GiB when it cannot be read.
+pub fn default_memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    total.map_or(8 << 30, |t| t / 4 * 3)
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Dis(args) => dis(&args),
+        Command::Asm(args) => asm(&args),
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("umdbt: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let start = Instant::now();
+    let program = match loader::load(&args.program) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    log::info!(
+        "loaded {} ({} words)",
+        args.program.display(),
+        program.len()
+    );
+    let limit = args.max_memory.unwrap_or_else(default_memory_limit);
+    let mut m = match Machine::new(&program, Console::stdio(), limit) {
+        Ok(m) => m,
+        Err(f) => {
+            eprintln!("umdbt: {f}");
+            return ExitCode::from(EXIT_FAULT);
+        }
+    };
+    drop(program);
+    let engine = Engine::Interpreter;
+    let result = engine::run(&mut m, &engine, args.stats);
+    let elapsed = start.elapsed();
+    if args.stats {
+        eprint!("{}", stats_table(&m, &engine.describe(), elapsed));
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("umdbt: {f}");
+            ExitCode::from(EXIT_FAULT)
+        }
+    }
+}
+
+/// The `--stats` table.
+pub fn stats_table(m: &Machine, engine: &str, elapsed: Duration) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let total = m.instructions();
+    let secs = elapsed.as_secs_f64();
+    let _ = writeln!(s, "umdbt statistics ({engine})");
+    let _ = writeln!(s, "  {:<12} {:>16} {:>8}", "operator", "executed", "share");
+    for op in Op::ALL {
+        let n = m.op_counts[op as usize];
+        if n == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "  {:<12} {:>16} {:>7.2}%",
+            format!("{:>2} {}", op as u8, op.name()),
+            n,
+            100.0 * n as f64 / total.max(1) as f64
+        );
+    }
+    let _ = writeln!(s, "  {:<12} {:>16}", "total", total);
+    let rows: [(&str, String); 7] = [
+        ("arrays allocated", m.heap.allocations.to_string()),
+        ("arrays abandoned", m.heap.abandonments.to_string()),
+        ("peak live arrays", m.heap.peak_live.to_string()),
+        ("bytes output", m.console.bytes_out.to_string()),
+        ("bytes input", m.console.bytes_in.to_string()),
+        ("wall time", format!("{secs:.3} s")),
+        (
+            "instructions/s",
+            format!("{:.1} M", total as f64 / secs.max(1e-9) / 1e6),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(s, "  {k:<20} {v:>16}");
+    }
+    s
+}
+
+fn dis(args: &DisArgs) -> ExitCode {
+    let program = match loader::load(&args.program) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let from = (args.from as usize).min(program.len());
+    let count = args.count.map_or(usize::MAX, |c| c as usize);
+    let mut out = String::new();
+    for (i, &w) in program[from..].iter().take(count).enumerate() {
+        use std::fmt::Write;
+        let _ = writeln!(out, "{:>8}: {w:08x}  {}", from + i, Instr::decode(w));
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write output: {e}")),
+    }
+}
+
+fn asm(args: &AsmArgs) -> ExitCode {
+    let source = match std::fs::read_to_string(&args.source) {
+        Ok(s) => s,
+        Err(e) => return usage_error(format!("cannot read {}: {e}", args.source.display())),
+    };
+    let words = match assembler::assemble(&source) {
+        Ok(w) => w,
+        Err(e) => return usage_error(format!("{}: {e}", args.source.display())),
+    };
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.source.with_extension("um"));
+    match std::fs::write(&out, assembler::to_bytes(&words)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write {}: {e}", out.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

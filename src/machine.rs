@@ -1,0 +1,49 @@
+//! The state of a Universal Machine, shared by every engine.
+
+use crate::console::Console;
+use crate::decoder::Op;
+use crate::fault::Fault;
+use crate::memory::Heap;
+
+pub struct Machine {
+    pub regs: [u32; 8],
+    /// The execution finger: the next instruction to run. After a run ends it names the
+    /// instruction that halted or faulted.
+    pub pc: u32,
+    pub heap: Box<Heap>,
+    pub console: Console,
+    /// Instructions executed per opcode, when the engine was asked to count.
+    pub op_counts: [u64; 16],
+}
+
+impl Machine {
+    /// A machine about to run `program` from pc 0 with all registers zero.
+    pub fn new(program: &[u32], console: Console, memory_limit: u64) -> Result<Machine, Fault> {
+        let heap = Heap::new(program, memory_limit).map_err(|reason| Fault {
+            pc: 0,
+            op: None,
+            reason,
+        })?;
+        Ok(Machine {
+            regs: [0; 8],
+            pc: 0,
+            heap,
+            console,
+            op_counts: [0; 16],
+        })
+    }
+
+    /// Total instructions counted.
+    pub fn instructions(&self) -> u64 {
+        self.op_counts.iter().sum()
+    }
+
+    /// Flush the console after the run ended; a failed write becomes the run's result.
+    pub fn finish(&mut self, result: Result<(), Fault>) -> Result<(), Fault> {
+        match (result, self.console.flush()) {
+            (Err(f), _) => Err(f),
+            (Ok(()), Err(reason)) => Err(Fault::new(self.pc, Op::Halt, reason)),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+}

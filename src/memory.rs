@@ -1,0 +1,404 @@
+//! The array heap.
+//!
+//! Every array is described by an [`Entry`] in one table indexed by identifier. The table is
+//! `#[repr(C)]` so that generated machine code reaches an array with two loads: the table
+//! pointer from the [`Heap`] header, then the entry's `base` and `len`. An identifier that
+//! is not active (never allocated, or abandoned) has `len == 0`, so the single check
+//! `id < table_len && offset < len` guards every index and amend; the slow path then works out
+//! which fault it was.
+//!
+//! Small arrays (sandmark allocates 92 M of them, mostly 4-15 words) are recycled through
+//! exact size-class free lists, so allocation and abandonment are a vector push/pop plus
+//! zeroing a few words. Identifiers are recycled through a stack.
+
+use crate::fault::Reason;
+use std::alloc::{self, Layout};
+use std::ptr::{self, NonNull};
+
+/// One array: where its words are and how many there are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub base: *mut u32,
+    /// Length in words; 0 for an inactive identifier.
+    pub len: u32,
+    /// 1 while the identifier is allocated, 0 otherwise.
+    pub active: u32,
+}
+
+impl Entry {
+    const FREE: Entry = Entry {
+        base: NonNull::<u32>::dangling().as_ptr(),
+        len: 0,
+        active: 0,
+    };
+}
+
+/// Arrays of at most this many words are recycled through size-class free lists.
+const SMALL_MAX: usize = 64;
+/// At most this many free buffers are kept per size class.
+const SMALL_KEEP: usize = 1 << 16;
+/// Bytes charged to the memory limit for each table entry.
+const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
+
+/// The set of arrays. Generated code reads `table` and `table_len` (see `offset_of!`).
+#[repr(C)]
+pub struct Heap {
+    /// Pointer to `entries[0]`; refreshed whenever `entries` grows.
+    pub table: *mut Entry,
+    /// Number of entries; identifiers at or above it are not active.
+    pub table_len: u32,
+    _pad: u32,
+    entries: Vec<Entry>,
+    free_ids: Vec<u32>,
+    /// `small_free[n]` holds buffers of exactly `n` words, ready for reuse.
+    small_free: Vec<Vec<NonNull<u32>>>,
+    /// Bytes in live arrays, cached free buffers and the table.
+    used_bytes: u64,
+    limit_bytes: u64,
+    /// Arrays allocated (op 8) so far.
+    pub allocations: u64,
+    /// Arrays abandoned (op 9) so far.
+    pub abandonments: u64,
+    /// Largest number of simultaneously active arrays, array 0 included.
+    pub peak_live: u64,
+    live: u64,
+}
+
+fn layout(words: u32) -> Layout {
+    // Cannot fail: at most 2^32 * 4 bytes, far below isize::MAX on a 64-bit host.
+    Layout::array::<u32>(words as usize).expect("array layout")
+}
+
+impl Heap {
+    /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
+    pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
+        let mut heap = Box::new(Heap {
+            table: ptr::null_mut(),
+            table_len: 0,
+            _pad: 0,
+            entries: Vec::with_capacity(1024),
+            free_ids: Vec::new(),
+            small_free: (0..=SMALL_MAX).map(|_| Vec::new()).collect(),
+            used_bytes: 0,
+            limit_bytes,
+            allocations: 0,
+            abandonments: 0,
+            peak_live: 1,
+            live: 1,
+        });
+        let words =
+            u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
+        let base = heap.new_buffer(words)?;
+        // SAFETY: `base` was just allocated with room for `words` words and does not overlap
+        // `program`.
+        unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
+        heap.entries.push(Entry {
+            base: base.as_ptr(),
+            len: words,
+            active: 1,
+        });
+        heap.used_bytes += ENTRY_BYTES;
+        heap.sync_table();
+        Ok(heap)
+    }
+
+    fn sync_table(&mut self) {
+        self.table = self.entries.as_mut_ptr();
+        self.table_len = self.entries.len() as u32;
+    }
+
+    /// The entry of `id`, or an inactive one for identifiers beyond the table.
+    #[inline(always)]
+    pub fn entry(&self, id: u32) -> Entry {
+        match self.entries.get(id as usize) {
+            Some(e) => *e,
+            None => Entry::FREE,
+        }
+    }
+
+    /// Array 0: base pointer and length.
+    #[inline(always)]
+    pub fn program(&self) -> (*mut u32, u32) {
+        let e = self.entries[0];
+        (e.base, e.len)
+    }
+
+    /// The words of an active array (empty for an inactive identifier).
+    pub fn array(&self, id: u32) -> &[u32] {
+        let e = self.entry(id);
+        if e.len == 0 {
+            return &[];
+        }
+        // SAFETY: an entry with a non-zero length points at a live buffer of `len` words that
+        // only this heap frees, and `&self` keeps it from being freed or written meanwhile.
+        unsafe { std::slice::from_raw_parts(e.base, e.len as usize) }
+    }
+
+    /// The reason an access to `id` at `offset` failed.
+    #[cold]
+    pub fn access_fault(&self, id: u32, offset: u32) -> Reason {
+        let e = self.entry(id);
+        if e.active == 0 {
+            Reason::InactiveArray(id)
+        } else {
+            Reason::OutOfBounds {
+                id,
+                offset,
+                len: e.len,
+            }
+        }
+    }
+
+    /// Op 1: the word at `offset` in array `id`.
+    #[inline(always)]
+    pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
+        if let Some(e) = self.entries.get(id as usize)
+            && offset < e.len
+        {
+            // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
+            return Ok(unsafe { *e.base.add(offset as usize) });
+        }
+        Err(self.access_fault(id, offset))
+    }
+
+    /// Op 2: store `value` at `offset` in array `id`.
+    #[inline(always)]
+    pub fn store(&mut self, id: u32, offset: u32, value: u32) -> Result<(), Reason> {
+        if let Some(e) = self.entries.get(id as usize)
+            && offset < e.len
+        {
+            // SAFETY: as in `load`; `&mut self` makes this the only access.
+            unsafe { *e.base.add(offset as usize) = value };
+            return Ok(());
+        }
+        Err(self.access_fault(id, offset))
+    }
+
+    fn charge(&mut self, bytes: u64) -> Result<(), ()> {
+        if self.used_bytes + bytes > self.limit_bytes {
+            self.release_cached();
+            if self.used_bytes + bytes > self.limit_bytes {
+                return Err(());
+            }
+        }
+        self.used_bytes += bytes;
+        Ok(())
+    }
+
+    /// Give every cached free buffer back to the system allocator.
+    fn release_cached(&mut self) {
+        for words in 1..=SMALL_MAX {
+            for buf in std::mem::take(&mut self.small_free[words]) {
+                // SAFETY: every cached buffer was allocated by `new_buffer` with `words` words
+                // and is referenced by no entry.
+                unsafe { alloc::dealloc(buf.as_ptr().cast(), layout(words as u32)) };
+                self.used_bytes -= words as u64 * 4;
+            }
+        }
+    }
+
+    /// A zeroed buffer of `words` words, charged to the limit.
+    fn new_buffer(&mut self, words: u32) -> Result<NonNull<u32>, Reason> {
+        if words == 0 {
+            return Ok(NonNull::dangling());
+        }
+        if (words as usize) <= SMALL_MAX
+            && let Some(buf) = self.small_free[words as usize].pop()
+        {
+            // SAFETY: a cached buffer has exactly `words` writable words.
+            unsafe { ptr::write_bytes(buf.as_ptr(), 0, words as usize) };
+            return Ok(buf);
+        }
+        let oom = Reason::OutOfMemory { words };
+        self.charge(words as u64 * 4).map_err(|_| oom.clone())?;
+        // SAFETY: the layout has a non-zero size (words > 0).
+        let p = unsafe { alloc::alloc_zeroed(layout(words)) }.cast::<u32>();
+        match NonNull::new(p) {
+            Some(p) => Ok(p),
+            None => {
+                self.used_bytes -= words as u64 * 4;
+                Err(oom)
+            }
+        }
+    }
+
+    /// Return a buffer of `words` words obtained from `new_buffer`.
+    fn drop_buffer(&mut self, base: *mut u32, words: u32) {
+        if words == 0 {
+            return;
+        }
+        let n = words as usize;
+        if n <= SMALL_MAX && self.small_free[n].len() < SMALL_KEEP {
+            // SAFETY: `base` came from `new_buffer` and is non-null.
+            self.small_free[n].push(unsafe { NonNull::new_unchecked(base) });
+            return;
+        }
+        // SAFETY: `base` was allocated by `new_buffer` with this layout and is no longer used.
+        unsafe { alloc::dealloc(base.cast(), layout(words)) };
+        self.used_bytes -= words as u64 * 4;
+    }
+
+    /// Op 8: a new zeroed array of `words` words; returns its identifier (never 0).
+    #[inline]
+    pub fn alloc(&mut self, words: u32) -> Result<u32, Reason> {
+        let base = self.new_buffer(words)?.as_ptr();
+        let entry = Entry {
+            base,
+            len: words,
+            active: 1,
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.entries[id as usize] = entry;
+                id
+            }
+            None => {
+                let id = self.entries.len();
+                if id > u32::MAX as usize || self.charge(ENTRY_BYTES).is_err() {
+                    self.drop_buffer(base, words);
+                    return Err(if id > u32::MAX as usize {
+                        Reason::OutOfIdentifiers
+                    } else {
+                        Reason::OutOfMemory { words }
+                    });
+                }
+                self.entries.push(entry);
+                self.sync_table();
+                id as u32
+            }
+        };
+        self.allocations += 1;
+        self.live += 1;
+        self.peak_live = self.peak_live.max(self.live);
+        Ok(id)
+    }
+
+    /// Op 9: abandon array `id`.
+    #[inline]
+    pub fn abandon(&mut self, id: u32) -> Result<(), Reason> {
+        if id == 0 {
+            return Err(Reason::AbandonZero);
+        }
+        let e = self.entry(id);
+        if e.active == 0 {
+            return Err(Reason::InactiveArray(id));
+        }
+        self.entries[id as usize] = Entry::FREE;
+        self.drop_buffer(e.base, e.len);
+        self.free_ids.push(id);
+        self.abandonments += 1;
+        self.live -= 1;
+        Ok(())
+    }
+
+    /// Op 12 with a non-zero identifier: array 0 becomes a copy of array `id`.
+    pub fn load_program(&mut self, id: u32) -> Result<(), Reason> {
+        let src = self.entry(id);
+        if src.active == 0 {
+            return Err(Reason::InactiveArray(id));
+        }
+        if id == 0 {
+            return Ok(());
+        }
+        let base = self.new_buffer(src.len)?;
+        // SAFETY: both buffers hold `src.len` words and are distinct allocations.
+        unsafe { ptr::copy_nonoverlapping(src.base, base.as_ptr(), src.len as usize) };
+        let old = self.entries[0];
+        self.entries[0] = Entry {
+            base: base.as_ptr(),
+            len: src.len,
+            active: 1,
+        };
+        self.drop_buffer(old.base, old.len);
+        Ok(())
+    }
+
+    /// Number of currently active arrays, array 0 included.
+    pub fn live_arrays(&self) -> u64 {
+        self.live
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        for i in 0..self.entries.len() {
+            let e = self.entries[i];
+            if e.active != 0 && e.len != 0 {
+                // SAFETY: active entries own their buffers, allocated by `new_buffer`.
+                unsafe { alloc::dealloc(e.base.cast(), layout(e.len)) };
+            }
+        }
+        self.release_cached();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: u64 = 1 << 30;
+
+    #[test]
+    fn alloc_zeroes_and_reuses_ids() {
+        let mut h = Heap::new(&[1, 2, 3], BIG).unwrap();
+        let a = h.alloc(5).unwrap();
+        assert_ne!(a, 0);
+        h.store(a, 4, 99).unwrap();
+        assert_eq!(h.load(a, 4), Ok(99));
+        h.abandon(a).unwrap();
+        let b = h.alloc(5).unwrap();
+        assert_eq!(a, b, "identifier reused");
+        assert_eq!(h.array(b), &[0, 0, 0, 0, 0], "reused buffer zeroed");
+    }
+
+    #[test]
+    fn faults() {
+        let mut h = Heap::new(&[1, 2, 3], BIG).unwrap();
+        assert_eq!(
+            h.load(0, 3),
+            Err(Reason::OutOfBounds {
+                id: 0,
+                offset: 3,
+                len: 3
+            })
+        );
+        assert_eq!(h.load(7, 0), Err(Reason::InactiveArray(7)));
+        assert_eq!(h.abandon(0), Err(Reason::AbandonZero));
+        let z = h.alloc(0).unwrap();
+        assert_eq!(
+            h.store(z, 0, 1),
+            Err(Reason::OutOfBounds {
+                id: z,
+                offset: 0,
+                len: 0
+            })
+        );
+        h.abandon(z).unwrap();
+        assert_eq!(h.abandon(z), Err(Reason::InactiveArray(z)));
+        assert_eq!(h.load_program(z), Err(Reason::InactiveArray(z)));
+    }
+
+    #[test]
+    fn limit_is_a_clean_failure() {
+        let mut h = Heap::new(&[0], 4096).unwrap();
+        assert_eq!(
+            h.alloc(u32::MAX),
+            Err(Reason::OutOfMemory { words: u32::MAX })
+        );
+        // Small allocations still work after the failure.
+        let a = h.alloc(10).unwrap();
+        assert_eq!(h.load(a, 9), Ok(0));
+    }
+
+    #[test]
+    fn load_program_copies() {
+        let mut h = Heap::new(&[1], BIG).unwrap();
+        let a = h.alloc(2).unwrap();
+        h.store(a, 1, 42).unwrap();
+        h.load_program(a).unwrap();
+        h.store(a, 1, 7).unwrap();
+        assert_eq!(h.array(0), &[0, 42]);
+        assert_eq!(h.array(a), &[0, 7]);
+    }
+}

@@ -1,0 +1,161 @@
+//! The shared test harness: every program runs under every engine configuration
+//! (`Engine::all_configurations`), in-process and through the `umdbt` binary, and all of
+//! them must agree before a test looks at the result.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use umdbt::assembler::{assemble, to_bytes};
+use umdbt::engine::{Engine, Outcome, run_captured};
+
+/// Memory limit for in-process runs.
+pub const TEST_MEMORY: u64 = 1 << 30;
+
+/// Assemble `src`, panicking with the assembler's message on error.
+pub fn asm(src: &str) -> Vec<u32> {
+    assemble(src).unwrap_or_else(|e| panic!("test program does not assemble: {e}\n{src}"))
+}
+
+/// Run `program` in-process under every engine configuration with `input`; assert that all
+/// produce the same output, result, registers and final pc; return that outcome.
+pub fn run_all(program: &[u32], input: &[u8]) -> Outcome {
+    let configs = Engine::all_configurations();
+    let first = run_captured(program, input, &configs[0], TEST_MEMORY);
+    for engine in &configs[1..] {
+        let other = run_captured(program, input, engine, TEST_MEMORY);
+        assert_eq!(
+            other,
+            first,
+            "{} disagrees with {}",
+            engine.describe(),
+            configs[0].describe()
+        );
+    }
+    first
+}
+
+/// Assemble and run `src` on every engine (see `run_all`).
+pub fn run_src(src: &str, input: &[u8]) -> Outcome {
+    run_all(&asm(src), input)
+}
+
+/// Run `src` and assert that it halts having printed exactly `stdout`.
+pub fn expect_output(src: &str, input: &[u8], stdout: &[u8]) -> Outcome {
+    let out = run_src(src, input);
+    assert_eq!(out.result, Ok(()), "program did not halt cleanly\n{src}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(stdout),
+        "output differs\n{src}"
+    );
+    out
+}
+
+/// Run `src` and assert that it faults with `message` (without the `umdbt: ` prefix)
+/// after printing exactly `stdout`.
+pub fn expect_fault(src: &str, input: &[u8], stdout: &[u8], message: &str) -> Outcome {
+    let out = run_src(src, input);
+    match &out.result {
+        Err(f) => assert_eq!(f.to_string(), message, "fault message\n{src}"),
+        Ok(()) => panic!("expected fault '{message}', program halted\n{src}"),
+    }
+    assert_eq!(out.stdout, stdout, "output before the fault\n{src}");
+    out
+}
+
+/// The `umdbt` binary under test.
+pub fn umdbt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_umdbt"))
+}
+
+/// A fresh file path under the target's temporary directory.
+pub fn temp_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("umdbt-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Write `program` to a temporary `.um` file and return its path.
+pub fn write_program(program: &[u32]) -> PathBuf {
+    let p = temp_path("prog.um");
+    std::fs::write(&p, to_bytes(program)).expect("write program");
+    p
+}
+
+/// What one run of the binary produced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CliOutcome {
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub status: Option<i32>,
+}
+
+/// The flags that select each engine configuration on the command line.
+pub fn engine_flags() -> Vec<(String, Vec<&'static str>)> {
+    Engine::all_configurations()
+        .iter()
+        .map(|e| (e.describe(), e.cli_flags()))
+        .collect()
+}
+
+/// Run the binary with `args` and `input` on stdin.
+pub fn run_cli(args: &[&str], input: &[u8]) -> CliOutcome {
+    use std::io::Write;
+    let mut child = umdbt()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn umdbt");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for umdbt");
+    writer.join().expect("stdin writer");
+    CliOutcome {
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code(),
+    }
+}
+
+/// Run `program` through the binary under every engine configuration (`umdbt run FLAGS
+/// FILE`); assert they agree (stdout, stderr, status) and return that outcome.
+pub fn run_cli_all(program: &[u32], input: &[u8]) -> CliOutcome {
+    let path = write_program(program);
+    let path = path.to_str().expect("utf-8 temp path");
+    let mut first: Option<(String, CliOutcome)> = None;
+    for (name, flags) in engine_flags() {
+        let mut args = vec!["run"];
+        args.extend(flags);
+        args.push(path);
+        let out = run_cli(&args, input);
+        match &first {
+            None => first = Some((name, out)),
+            Some((first_name, f)) => assert_eq!(&out, f, "{name} disagrees with {first_name}"),
+        }
+    }
+    first.expect("at least one engine").1
+}
+
+/// The corpus directory (`UMDBT_CORPUS`, default `../shared/corpus`), or `None` with a
+/// note on stderr when it is absent (corpus tests then report themselves skipped). With
+/// `UMDBT_REQUIRE_CORPUS=1` (set by `.ci/run`) a missing corpus fails the test instead.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("UMDBT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.join("sandmark.umz").is_file() {
+        Some(dir)
+    } else if std::env::var_os("UMDBT_REQUIRE_CORPUS").is_some_and(|v| v == "1") {
+        panic!("UM corpus not found at {} (UMDBT_REQUIRE_CORPUS=1)", dir.display());
+    } else {
+        eprintln!("SKIPPED: UM corpus not found at {} (set UMDBT_CORPUS)", dir.display());
+        None
+    }
+}
