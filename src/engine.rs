@@ -4,6 +4,7 @@
 use crate::console::{Console, SharedOutput};
 use crate::fault::Fault;
 use crate::interpreter;
+use crate::jit::{self, JitOptions, JitStats};
 use crate::machine::Machine;
 
 /// Which engine runs a program, with its knobs.
@@ -11,18 +12,43 @@ use crate::machine::Machine;
 pub enum Engine {
     /// The reference interpreter.
     Interpreter,
+    /// The translator to host machine code.
+    Translator(JitOptions),
 }
 
 impl Engine {
     /// Every engine configuration the tests compare against each other.
     pub fn all_configurations() -> Vec<Engine> {
-        vec![Engine::Interpreter]
+        let mut v = vec![Engine::Interpreter];
+        if crate::arch::TRANSLATOR_AVAILABLE {
+            v.push(Engine::Translator(JitOptions::default()));
+            v.push(Engine::Translator(JitOptions {
+                chain: false,
+                ..JitOptions::default()
+            }));
+            v.push(Engine::Translator(JitOptions {
+                max_block: 1,
+                ..JitOptions::default()
+            }));
+        }
+        v
     }
 
     /// The `umdbt run` flags that select this configuration.
-    pub fn cli_flags(&self) -> Vec<&'static str> {
+    pub fn cli_flags(&self) -> Vec<String> {
         match self {
-            Engine::Interpreter => vec!["--interp"],
+            Engine::Interpreter => vec!["--interp".to_string()],
+            Engine::Translator(o) => {
+                let mut f = Vec::new();
+                if !o.chain {
+                    f.push("--no-chain".to_string());
+                }
+                if o.max_block != jit::DEFAULT_MAX_BLOCK {
+                    f.push("--max-block".to_string());
+                    f.push(o.max_block.to_string());
+                }
+                f
+            }
         }
     }
 
@@ -30,6 +56,11 @@ impl Engine {
     pub fn describe(&self) -> String {
         match self {
             Engine::Interpreter => "interpreter".to_string(),
+            Engine::Translator(o) => format!(
+                "translator (chaining {}, max block {})",
+                if o.chain { "on" } else { "off" },
+                o.max_block
+            ),
         }
     }
 }
@@ -37,10 +68,23 @@ impl Engine {
 /// Run `m` from its pc to halt or fault on `engine`, flushing the console at the end.
 /// With `count`, per-opcode instruction counts are kept in `m.op_counts`.
 pub fn run(m: &mut Machine, engine: &Engine, count: bool) -> Result<(), Fault> {
-    let result = match engine {
-        Engine::Interpreter => interpreter::run(m, count),
+    run_with_stats(m, engine, count).0
+}
+
+/// As [`run`], also returning the translator's statistics (None for the interpreter).
+pub fn run_with_stats(
+    m: &mut Machine,
+    engine: &Engine,
+    count: bool,
+) -> (Result<(), Fault>, Option<JitStats>) {
+    let (result, stats) = match engine {
+        Engine::Interpreter => (interpreter::run(m, count), None),
+        Engine::Translator(o) => {
+            let (r, s) = jit::run(m, *o, count);
+            (r, Some(s))
+        }
     };
-    m.finish(result)
+    (m.finish(result), stats)
 }
 
 /// What an in-process run produced.

@@ -72,7 +72,8 @@ pub fn umdbt() -> Command {
 /// A fresh file path under the target's temporary directory.
 pub fn temp_path(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("umdbt-tests-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("umdbt-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
 }
@@ -93,7 +94,7 @@ pub struct CliOutcome {
 }
 
 /// The flags that select each engine configuration on the command line.
-pub fn engine_flags() -> Vec<(String, Vec<&'static str>)> {
+pub fn engine_flags() -> Vec<(String, Vec<String>)> {
     Engine::all_configurations()
         .iter()
         .map(|e| (e.describe(), e.cli_flags()))
@@ -132,7 +133,7 @@ pub fn run_cli_all(program: &[u32], input: &[u8]) -> CliOutcome {
     let mut first: Option<(String, CliOutcome)> = None;
     for (name, flags) in engine_flags() {
         let mut args = vec!["run"];
-        args.extend(flags);
+        args.extend(flags.iter().map(String::as_str));
         args.push(path);
         let out = run_cli(&args, input);
         match &first {
@@ -153,9 +154,15 @@ pub fn corpus() -> Option<PathBuf> {
     if dir.join("sandmark.umz").is_file() {
         Some(dir)
     } else if std::env::var_os("UMDBT_REQUIRE_CORPUS").is_some_and(|v| v == "1") {
-        panic!("UM corpus not found at {} (UMDBT_REQUIRE_CORPUS=1)", dir.display());
+        panic!(
+            "UM corpus not found at {} (UMDBT_REQUIRE_CORPUS=1)",
+            dir.display()
+        );
     } else {
-        eprintln!("SKIPPED: UM corpus not found at {} (set UMDBT_CORPUS)", dir.display());
+        eprintln!(
+            "SKIPPED: UM corpus not found at {} (set UMDBT_CORPUS)",
+            dir.display()
+        );
         None
     }
 }

@@ -1,0 +1,446 @@
+//! x86-64 instruction emission (System V ABI). Only encoding lives here; what to emit is
+//! decided in `src/translator.rs`.
+//!
+//! Host registers: UM r0..r7 live in ebx, ebp, r12d, r13d, r8d, r9d, r10d, r11d for the whole
+//! time generated code runs (chained blocks included); r15 holds the `JitCtx`, r14 the
+//! `Heap`; rax, rcx, rdx, rsi, rdi are scratch. Runtime calls save and restore the four
+//! caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
+
+use crate::runtime::{ExitKind, RtFn, off};
+use crate::translator::{BinOp, Emitter, Val};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+
+/// Host register number of each UM register.
+const HOST: [u8; 8] = [3, 5, 12, 13, 8, 9, 10, 11];
+/// UM registers held in caller-saved host registers.
+const CALLER_SAVED: [u8; 4] = [4, 5, 6, 7];
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+
+fn h(r: u8) -> u8 {
+    HOST[r as usize]
+}
+
+/// Addresses of the shared routines at the start of code memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Routines {
+    /// Dispatch miss: pc in ecx.
+    pub miss: usize,
+    /// Store the UM registers and return to Rust.
+    pub exit: usize,
+    /// `extern "sysv64" fn(ctx, code)`: load the UM registers and jump to `code`.
+    pub enter: usize,
+}
+
+pub struct X64Emitter {
+    ops: VecAssembler<X64Relocation>,
+    base: usize,
+    routines: Routines,
+}
+
+macro_rules! asm {
+    ($ops:expr; $($t:tt)*) => {
+        dynasm!($ops ; .arch x64 ; $($t)*)
+    };
+}
+
+/// Assemble the shared routines for code memory at `base`.
+pub fn routines(base: usize) -> (Vec<u8>, Routines) {
+    let mut ops = VecAssembler::<X64Relocation>::new(base);
+    let miss = ops.offset().0;
+    asm!(ops
+        ; mov [r15 + off::EXIT_PC], ecx
+        ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Miss as i32
+        ; mov DWORD [r15 + off::EXIT_B], 0
+    );
+    let exit = ops.offset().0;
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; mov [r15 + off::REGS + 4 * r as i32], Rd(hr));
+    }
+    asm!(ops
+        ; add rsp, 8
+        ; pop r15
+        ; pop r14
+        ; pop r13
+        ; pop r12
+        ; pop rbp
+        ; pop rbx
+        ; ret
+    );
+    let enter = ops.offset().0;
+    asm!(ops
+        ; push rbx
+        ; push rbp
+        ; push r12
+        ; push r13
+        ; push r14
+        ; push r15
+        ; sub rsp, 8
+        ; mov r15, rdi
+        ; mov r14, [r15 + off::HEAP]
+    );
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; mov Rd(hr), [r15 + off::REGS + 4 * r as i32]);
+    }
+    asm!(ops ; jmp rsi);
+    let code = ops.finalize().expect("routines assemble");
+    (
+        code,
+        Routines {
+            miss: base + miss,
+            exit: base + exit,
+            enter: base + enter,
+        },
+    )
+}
+
+/// The bytes that make the jump at address `at` (from `jump_patchable`) go to `target`.
+pub fn patch_jump(at: usize, target: usize) -> Vec<u8> {
+    let rel = target as i64 - (at as i64 + 5);
+    let rel = i32::try_from(rel).expect("jump within code memory");
+    let mut b = vec![0xE9];
+    b.extend_from_slice(&rel.to_le_bytes());
+    b
+}
+
+impl X64Emitter {
+    /// An emitter for a block that will be placed at address `base`.
+    pub fn new(base: usize, routines: Routines) -> X64Emitter {
+        X64Emitter {
+            ops: VecAssembler::new(base),
+            base,
+            routines,
+        }
+    }
+
+    /// The finished machine code.
+    pub fn finish(self) -> Vec<u8> {
+        self.ops.finalize().expect("block assembles")
+    }
+
+    /// The host register that holds `v`: its own, or `scratch` loaded with the constant.
+    fn reg_of(&mut self, v: Val, scratch: u8) -> u8 {
+        match v {
+            Val::Reg(r) => h(r),
+            Val::Imm(x) => {
+                asm!(self.ops ; mov Rd(scratch), x as i32);
+                scratch
+            }
+        }
+    }
+
+    /// rax := address of the heap entry for identifier `id`; `fail` if it is beyond the table.
+    fn entry(&mut self, id: Val, fail: DynamicLabel) {
+        match id {
+            Val::Imm(0) => {
+                asm!(self.ops ; mov rax, [r14 + off::HEAP_TABLE]);
+            }
+            Val::Imm(x) if x < 1 << 24 => {
+                asm!(self.ops
+                    ; cmp DWORD [r14 + off::HEAP_TABLE_LEN], x as i32
+                    ; jbe =>fail
+                    ; mov rax, [r14 + off::HEAP_TABLE]
+                    ; add rax, (x << off::ENTRY_SHIFT) as i32
+                );
+            }
+            _ => {
+                match id {
+                    Val::Reg(r) => asm!(self.ops ; mov eax, Rd(h(r))),
+                    Val::Imm(x) => asm!(self.ops ; mov eax, x as i32),
+                }
+                asm!(self.ops
+                    ; cmp eax, [r14 + off::HEAP_TABLE_LEN]
+                    ; jae =>fail
+                    ; shl rax, off::ENTRY_SHIFT as i8
+                    ; add rax, [r14 + off::HEAP_TABLE]
+                );
+            }
+        }
+    }
+
+    /// With rax = entry: check `offset` against the length (`fail`), then rax := base and
+    /// rdx := offset (for a register offset). Returns the constant offset, if any.
+    fn element(&mut self, offset: Val, fail: DynamicLabel) -> Option<u32> {
+        match offset {
+            Val::Imm(k) if k < 1 << 28 => {
+                asm!(self.ops
+                    ; cmp DWORD [rax + off::ENTRY_LEN], k as i32
+                    ; jbe =>fail
+                    ; mov rax, [rax + off::ENTRY_BASE]
+                );
+                Some(k)
+            }
+            _ => {
+                match offset {
+                    Val::Reg(r) => asm!(self.ops ; mov edx, Rd(h(r))),
+                    Val::Imm(k) => asm!(self.ops ; mov edx, k as i32),
+                }
+                asm!(self.ops
+                    ; cmp edx, [rax + off::ENTRY_LEN]
+                    ; jae =>fail
+                    ; mov rax, [rax + off::ENTRY_BASE]
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Emitter for X64Emitter {
+    type Label = DynamicLabel;
+
+    fn new_label(&mut self) -> DynamicLabel {
+        self.ops.new_dynamic_label()
+    }
+
+    fn bind(&mut self, label: DynamicLabel) {
+        asm!(self.ops ; =>label);
+    }
+
+    fn offset(&self) -> usize {
+        self.ops.offset().0
+    }
+
+    fn count_instructions(&mut self, n: u32) {
+        asm!(self.ops ; add QWORD [r15 + off::ICOUNT], n as i32);
+    }
+
+    fn count_event(&mut self, field: i32) {
+        asm!(self.ops ; add QWORD [r15 + field], 1);
+    }
+
+    fn load_imm(&mut self, r: u8, value: u32) {
+        asm!(self.ops ; mov Rd(h(r)), value as i32);
+    }
+
+    fn mov(&mut self, a: u8, b: u8) {
+        asm!(self.ops ; mov Rd(h(a)), Rd(h(b)));
+    }
+
+    fn cmov(&mut self, a: u8, b: Val, c: u8) {
+        let hb = self.reg_of(b, RAX);
+        asm!(self.ops
+            ; test Rd(h(c)), Rd(h(c))
+            ; cmovnz Rd(h(a)), Rd(hb)
+        );
+    }
+
+    fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val) {
+        let ha = h(a);
+        match op {
+            BinOp::Add | BinOp::Mul => {
+                // Commutative: put a register operand first, preferring `a` itself.
+                let (x, y) = match (b, c) {
+                    (Val::Imm(_), Val::Reg(_)) => (c, b),
+                    (_, Val::Reg(r)) if r == a => (c, b),
+                    _ => (b, c),
+                };
+                let Val::Reg(x) = x else {
+                    unreachable!("constant operands are folded")
+                };
+                match (op, y) {
+                    (BinOp::Add, Val::Imm(k)) => {
+                        if x != a {
+                            asm!(self.ops ; mov Rd(ha), Rd(h(x)));
+                        }
+                        asm!(self.ops ; add Rd(ha), k as i32);
+                    }
+                    (BinOp::Add, Val::Reg(y)) => {
+                        if x == a {
+                            asm!(self.ops ; add Rd(ha), Rd(h(y)));
+                        } else {
+                            asm!(self.ops
+                                ; mov eax, Rd(h(x))
+                                ; add eax, Rd(h(y))
+                                ; mov Rd(ha), eax
+                            );
+                        }
+                    }
+                    (_, Val::Imm(k)) => {
+                        asm!(self.ops ; imul Rd(ha), Rd(h(x)), k as i32);
+                    }
+                    (_, Val::Reg(y)) => {
+                        if x == a {
+                            asm!(self.ops ; imul Rd(ha), Rd(h(y)));
+                        } else {
+                            asm!(self.ops
+                                ; mov eax, Rd(h(x))
+                                ; imul eax, Rd(h(y))
+                                ; mov Rd(ha), eax
+                            );
+                        }
+                    }
+                }
+            }
+            BinOp::Nand => {
+                let hb = self.reg_of(b, RAX);
+                if hb != RAX {
+                    asm!(self.ops ; mov eax, Rd(hb));
+                }
+                match c {
+                    Val::Imm(k) => asm!(self.ops ; and eax, k as i32),
+                    Val::Reg(r) => asm!(self.ops ; and eax, Rd(h(r))),
+                }
+                asm!(self.ops
+                    ; not eax
+                    ; mov Rd(ha), eax
+                );
+            }
+        }
+    }
+
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
+        let hc = match c {
+            Val::Reg(r) => {
+                asm!(self.ops
+                    ; test Rd(h(r)), Rd(h(r))
+                    ; jz =>fail
+                );
+                h(r)
+            }
+            Val::Imm(k) => {
+                asm!(self.ops ; mov ecx, k as i32);
+                RCX
+            }
+        };
+        match b {
+            Val::Reg(r) => asm!(self.ops ; mov eax, Rd(h(r))),
+            Val::Imm(k) => asm!(self.ops ; mov eax, k as i32),
+        }
+        asm!(self.ops
+            ; xor edx, edx
+            ; div Rd(hc)
+            ; mov Rd(h(a)), eax
+        );
+    }
+
+    fn index(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
+        self.entry(b, fail);
+        match self.element(c, fail) {
+            Some(k) => asm!(self.ops ; mov Rd(h(a)), [rax + 4 * k as i32]),
+            None => asm!(self.ops ; mov Rd(h(a)), [rax + rdx * 4]),
+        }
+    }
+
+    fn amend(&mut self, a: Val, b: Val, c: Val, fail: DynamicLabel, smc: DynamicLabel) {
+        self.entry(a, fail);
+        let k = self.element(b, fail);
+        match (k, c) {
+            (Some(k), Val::Imm(v)) => asm!(self.ops ; mov DWORD [rax + 4 * k as i32], v as i32),
+            (Some(k), Val::Reg(r)) => asm!(self.ops ; mov [rax + 4 * k as i32], Rd(h(r))),
+            (None, Val::Imm(v)) => asm!(self.ops ; mov DWORD [rax + rdx * 4], v as i32),
+            (None, Val::Reg(r)) => asm!(self.ops ; mov [rax + rdx * 4], Rd(h(r))),
+        }
+        let done = self.ops.new_dynamic_label();
+        match a {
+            Val::Imm(0) => {}
+            Val::Imm(_) => return,
+            Val::Reg(r) => asm!(self.ops
+                ; test Rd(h(r)), Rd(h(r))
+                ; jnz =>done
+            ),
+        }
+        asm!(self.ops ; mov rax, [r15 + off::CODEMAP]);
+        match k {
+            Some(k) => asm!(self.ops ; cmp BYTE [rax + k as i32], 0),
+            None => asm!(self.ops ; cmp BYTE [rax + rdx], 0),
+        }
+        asm!(self.ops
+            ; jne =>smc
+            ; =>done
+        );
+    }
+
+    fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: DynamicLabel) {
+        for r in CALLER_SAVED {
+            asm!(self.ops ; mov [r15 + off::REGS + 4 * r as i32], Rd(h(r)));
+        }
+        match arg {
+            Val::Reg(r) => asm!(self.ops ; mov esi, Rd(h(r))),
+            Val::Imm(k) => asm!(self.ops ; mov esi, k as i32),
+        }
+        asm!(self.ops
+            ; mov rdi, r15
+            ; mov rax, QWORD f.address() as i64
+            ; call rax
+        );
+        for r in CALLER_SAVED {
+            asm!(self.ops ; mov Rd(h(r)), [r15 + off::REGS + 4 * r as i32]);
+        }
+        asm!(self.ops
+            ; mov rcx, rax
+            ; shr rcx, 32
+            ; jnz =>fail
+        );
+        if let Some(r) = result {
+            asm!(self.ops ; mov Rd(h(r)), eax);
+        }
+    }
+
+    fn branch_nonzero(&mut self, r: u8, target: DynamicLabel) {
+        asm!(self.ops
+            ; test Rd(h(r)), Rd(h(r))
+            ; jnz =>target
+        );
+    }
+
+    fn branch_eq(&mut self, r: u8, value: u32, target: DynamicLabel) {
+        asm!(self.ops
+            ; cmp Rd(h(r)), value as i32
+            ; je =>target
+        );
+    }
+
+    fn jump(&mut self, target: DynamicLabel) {
+        asm!(self.ops ; jmp =>target);
+    }
+
+    fn jump_patchable(&mut self, stub: DynamicLabel) -> usize {
+        let at = self.offset();
+        asm!(self.ops ; jmp =>stub);
+        debug_assert_eq!(self.offset() - at, 5, "patchable jumps are rel32");
+        at
+    }
+
+    fn jump_dispatch(&mut self, target: Val, count: bool) {
+        if count {
+            asm!(self.ops ; add QWORD [r15 + off::LOOKUPS], 1);
+        }
+        match target {
+            Val::Reg(r) => asm!(self.ops ; mov ecx, Rd(h(r))),
+            Val::Imm(k) => asm!(self.ops ; mov ecx, k as i32),
+        }
+        let miss = self.routines.miss;
+        asm!(self.ops
+            ; cmp ecx, [r15 + off::DTABLE_LEN]
+            ; jae extern miss
+            ; mov rax, [r15 + off::DTABLE]
+            ; mov eax, [rax + rcx * 4]
+            ; add rax, [r15 + off::CODE_BASE]
+            ; jmp rax
+        );
+    }
+
+    fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) {
+        let exit = self.routines.exit;
+        asm!(self.ops
+            ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
+            ; mov DWORD [r15 + off::EXIT_PC], pc as i32
+            ; mov DWORD [r15 + off::EXIT_A], a as i32
+            ; mov DWORD [r15 + off::EXIT_B], b as i32
+            ; jmp extern exit
+        );
+    }
+}
+
+impl X64Emitter {
+    /// Address the block is being assembled for.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+}
+
+/// The emitter `src/cache.rs` uses on this host.
+pub type BlockEmitter = X64Emitter;

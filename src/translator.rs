@@ -1,0 +1,431 @@
+//! The ISA-neutral half of translation: it walks a discovered run of UM operations, tracks
+//! which registers hold constants known at translation time, folds them, and drives an
+//! [`Emitter`] (one per host ISA in `arch/`) that only knows how to emit instructions.
+//!
+//! Constants: `literal` does not emit an instruction; the value is remembered and used as an
+//! immediate by the operations that read it, and written into the host register only when
+//! something needs the register itself (a block exit, an operation with a register operand).
+//! Cold exit stubs write every pending constant before leaving, so Rust always sees exact
+//! UM registers.
+//!
+//! Exits: a jump to a constant target is a patchable jump (initially to a stub that asks Rust
+//! to chain it); the `literal T; literal F; cmov; loadprog` idiom becomes a compare and two
+//! patchable exits; any other jump goes through the dispatch table.
+
+use crate::decoder::{Instr, Op};
+use crate::discoverer::{End, Run};
+use crate::runtime::{ExitKind, RtFn};
+
+/// An operand: a UM register or a constant known at translation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Val {
+    Reg(u8),
+    Imm(u32),
+}
+
+/// Arithmetic operators with two inputs and no failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Mul,
+    Nand,
+}
+
+impl BinOp {
+    pub fn eval(self, b: u32, c: u32) -> u32 {
+        match self {
+            BinOp::Add => b.wrapping_add(c),
+            BinOp::Mul => b.wrapping_mul(c),
+            BinOp::Nand => !(b & c),
+        }
+    }
+}
+
+/// What a backend implements. Registers are UM register numbers 0..8; the backend maps them
+/// to host registers. Every `fail`/`smc` label is bound by the translator to a cold stub.
+pub trait Emitter {
+    type Label: Copy;
+    fn new_label(&mut self) -> Self::Label;
+    /// Bind `label` here.
+    fn bind(&mut self, label: Self::Label);
+    /// Current offset from the start of the block.
+    fn offset(&self) -> usize;
+    /// Statistics: add `n` to the executed-instruction counter.
+    fn count_instructions(&mut self, n: u32);
+    /// Statistics: increment the 64-bit counter at context offset `field`.
+    fn count_event(&mut self, field: i32);
+    /// Register `r` := `value`.
+    fn load_imm(&mut self, r: u8, value: u32);
+    /// Register `a` := `b`.
+    fn mov(&mut self, a: u8, b: u8);
+    /// Op 0 with an unknown condition register `c`.
+    fn cmov(&mut self, a: u8, b: Val, c: u8);
+    fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
+    /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
+    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid.
+    fn index(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
+    /// Op 2 with inline checks; after a store into array 0, `smc` when the word is covered by
+    /// translated code.
+    fn amend(&mut self, a: Val, b: Val, c: Val, fail: Self::Label, smc: Self::Label);
+    /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
+    /// (alloc, input) goes to register `result`.
+    fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
+    /// Branch to `target` when register `r` is not zero.
+    fn branch_nonzero(&mut self, r: u8, target: Self::Label);
+    /// Branch to `target` when register `r` equals `value`.
+    fn branch_eq(&mut self, r: u8, value: u32, target: Self::Label);
+    /// Unconditional jump to `target`.
+    fn jump(&mut self, target: Self::Label);
+    /// A jump to another block that Rust may re-target later; returns its offset (see
+    /// `patch_jump` in the backend). Initially it goes to `stub`.
+    fn jump_patchable(&mut self, stub: Self::Label) -> usize;
+    /// Jump to the block for pc `target` through the dispatch table.
+    fn jump_dispatch(&mut self, target: Val, count: bool);
+    /// Leave generated code: store the exit fields and return to Rust.
+    fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);
+}
+
+/// Translation knobs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Chain constant-target exits (otherwise they go through the dispatch table).
+    pub chain: bool,
+    /// Emit statistics counters.
+    pub stats: bool,
+}
+
+/// A constant-target exit of a translated block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitSite {
+    /// Target pc.
+    pub target: u32,
+    /// Offset of the patchable jump in the block.
+    pub jump_at: usize,
+    /// Offset of its stub (where the jump goes while unchained).
+    pub stub_at: usize,
+}
+
+/// The result of translating a run.
+pub struct Translation {
+    pub exits: Vec<ExitSite>,
+}
+
+/// Register `r`'s state during translation.
+#[derive(Clone, Copy, Debug, Default)]
+struct RegState {
+    /// Value known at translation time.
+    known: Option<u32>,
+    /// The host register does not hold `known` yet.
+    dirty: bool,
+    /// Set by a cmov between two known constants: the value is one of these two.
+    either: Option<(u32, u32)>,
+}
+
+enum StubKind {
+    /// Exit with the given kind, pc, a, b after writing the pending constants.
+    Exit(ExitKind, u32, u32, u32),
+    /// Chain request for exit number `idx` to `target`.
+    Link { idx: usize, target: u32 },
+    /// Used with --no-chain: go through the dispatch table.
+    Dispatch(u32),
+}
+
+struct Stub<L> {
+    label: L,
+    pending: Vec<(u8, u32)>,
+    kind: StubKind,
+}
+
+struct Translator<'e, E: Emitter> {
+    e: &'e mut E,
+    regs: [RegState; 8],
+    stubs: Vec<Stub<E::Label>>,
+    exits: Vec<ExitSite>,
+    /// Index of this block among all translated blocks (reported by link stubs).
+    block_id: u32,
+    opts: Options,
+    n_ops: u32,
+}
+
+/// Translate `run` (block number `block_id`) into `e`.
+pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options) -> Translation {
+    let mut t = Translator {
+        e,
+        regs: [RegState::default(); 8],
+        stubs: Vec::new(),
+        exits: Vec::new(),
+        block_id,
+        opts,
+        n_ops: run.ops.len() as u32,
+    };
+    if opts.stats {
+        t.e.count_instructions(t.n_ops);
+    }
+    let mut ended = false;
+    for (i, ins) in run.ops.iter().enumerate() {
+        if t.op(run, i, *ins) {
+            ended = true;
+            break;
+        }
+    }
+    if !ended {
+        match run.end {
+            End::Cap => t.exit_to(run.next_pc()),
+            End::OffEnd | End::Terminator => {
+                t.materialize_all();
+                t.e.exit(ExitKind::Interp, run.next_pc(), 0, 0);
+            }
+        }
+    }
+    t.emit_stubs();
+    Translation { exits: t.exits }
+}
+
+impl<E: Emitter> Translator<'_, E> {
+    fn val(&self, r: u8) -> Val {
+        match self.regs[r as usize].known {
+            Some(v) => Val::Imm(v),
+            None => Val::Reg(r),
+        }
+    }
+
+    /// Make sure the host register holds `r`'s value.
+    fn materialize(&mut self, r: u8) {
+        let s = &mut self.regs[r as usize];
+        if s.dirty {
+            s.dirty = false;
+            let v = s.known.expect("dirty register has a known value");
+            self.e.load_imm(r, v);
+        }
+    }
+
+    fn materialize_all(&mut self) {
+        for r in 0..8 {
+            self.materialize(r);
+        }
+    }
+
+    fn pending(&self) -> Vec<(u8, u32)> {
+        (0..8u8)
+            .filter_map(|r| {
+                let s = self.regs[r as usize];
+                s.dirty
+                    .then(|| (r, s.known.expect("dirty register has a known value")))
+            })
+            .collect()
+    }
+
+    /// A cold stub that leaves generated code (pending constants written first).
+    fn stub(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) -> E::Label {
+        let label = self.e.new_label();
+        let pending = self.pending();
+        self.stubs.push(Stub {
+            label,
+            pending,
+            kind: StubKind::Exit(kind, pc, a, b),
+        });
+        label
+    }
+
+    /// Register `a` now holds an unknown value computed into the host register.
+    fn written(&mut self, a: u8) {
+        self.regs[a as usize] = RegState::default();
+    }
+
+    /// Register `a` now holds the constant `v` (not yet in the host register).
+    fn set_known(&mut self, a: u8, v: u32) {
+        self.regs[a as usize] = RegState {
+            known: Some(v),
+            dirty: true,
+            either: None,
+        };
+    }
+
+    /// A patchable exit to constant `target` (all registers already materialized).
+    fn exit_to(&mut self, target: u32) {
+        self.materialize_all();
+        let label = self.e.new_label();
+        let kind = if self.opts.chain {
+            StubKind::Link {
+                idx: self.exits.len(),
+                target,
+            }
+        } else {
+            StubKind::Dispatch(target)
+        };
+        if self.opts.stats {
+            self.e.count_event(crate::runtime::off::CONST_EXITS);
+        }
+        let jump_at = self.e.jump_patchable(label);
+        self.exits.push(ExitSite {
+            target,
+            jump_at,
+            stub_at: usize::MAX,
+        });
+        self.stubs.push(Stub {
+            label,
+            pending: Vec::new(),
+            kind,
+        });
+    }
+
+    /// Translate operation `i`; returns true when it ends the block.
+    fn op(&mut self, run: &Run, i: usize, ins: Instr) -> bool {
+        let pc = run.pc(i);
+        let not_run = self.n_ops - i as u32;
+        let (a, b, c) = (ins.a, ins.b, ins.c);
+        match ins.op {
+            Op::Literal => self.set_known(a, ins.value),
+            Op::CMov => {
+                let (sa, sb, sc) = (
+                    self.regs[a as usize],
+                    self.regs[b as usize],
+                    self.regs[c as usize],
+                );
+                if let Some(cond) = sc.known {
+                    if cond != 0 && a != b {
+                        match sb.known {
+                            Some(v) => self.set_known(a, v),
+                            None => {
+                                self.e.mov(a, b);
+                                self.written(a);
+                            }
+                        }
+                    }
+                } else if a != b {
+                    self.materialize(a);
+                    let either = match (sa.known, sb.known) {
+                        (Some(f), Some(t)) if f != t => Some((t, f)),
+                        _ => None,
+                    };
+                    self.e.cmov(a, self.val(b), c);
+                    self.written(a);
+                    self.regs[a as usize].either = either;
+                }
+            }
+            Op::Add | Op::Mul | Op::Nand => {
+                let bin = match ins.op {
+                    Op::Add => BinOp::Add,
+                    Op::Mul => BinOp::Mul,
+                    _ => BinOp::Nand,
+                };
+                match (self.regs[b as usize].known, self.regs[c as usize].known) {
+                    (Some(x), Some(y)) => self.set_known(a, bin.eval(x, y)),
+                    _ => {
+                        let (vb, vc) = (self.val(b), self.val(c));
+                        self.e.binop(bin, a, vb, vc);
+                        self.written(a);
+                    }
+                }
+            }
+            Op::Div => match (self.regs[b as usize].known, self.regs[c as usize].known) {
+                (_, Some(0)) => {
+                    self.materialize_all();
+                    self.e.exit(ExitKind::Interp, pc, 0, not_run);
+                    return true;
+                }
+                (Some(x), Some(y)) => self.set_known(a, x / y),
+                _ => {
+                    let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
+                    let (vb, vc) = (self.val(b), self.val(c));
+                    self.e.div(a, vb, vc, fail);
+                    self.written(a);
+                }
+            },
+            Op::Index => {
+                let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
+                let (vb, vc) = (self.val(b), self.val(c));
+                self.e.index(a, vb, vc, fail);
+                self.written(a);
+            }
+            Op::Amend => {
+                let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
+                // The offset register must be exact in the stub: Rust reads it there.
+                let smc = self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1);
+                let (va, vb, vc) = (self.val(a), self.val(b), self.val(c));
+                self.e.amend(va, vb, vc, fail, smc);
+            }
+            Op::Alloc | Op::Abandon | Op::Output | Op::Input => {
+                // The interpreter counts a faulting instruction as executed.
+                let fail = self.stub(ExitKind::Fault, pc, 0, not_run - 1);
+                let (f, arg, result) = match ins.op {
+                    Op::Alloc => (RtFn::Alloc, self.val(c), Some(b)),
+                    Op::Abandon => (RtFn::Abandon, self.val(c), None),
+                    Op::Output => (RtFn::Output, self.val(c), None),
+                    _ => (RtFn::Input, Val::Imm(0), Some(c)),
+                };
+                self.e.call(f, arg, result, fail);
+                if let Some(r) = result {
+                    self.written(r);
+                }
+            }
+            Op::Halt => {
+                self.materialize_all();
+                self.e.exit(ExitKind::Halt, pc, 0, 0);
+                return true;
+            }
+            Op::Invalid14 | Op::Invalid15 => {
+                self.materialize_all();
+                self.e.exit(ExitKind::Interp, pc, 0, not_run);
+                return true;
+            }
+            Op::LoadProg => {
+                match self.regs[b as usize].known {
+                    Some(0) => {}
+                    Some(_) => {
+                        // Replaces array 0: Rust runs it and flushes every translation.
+                        self.materialize_all();
+                        self.e.exit(ExitKind::Interp, pc, 0, not_run);
+                        return true;
+                    }
+                    None => {
+                        let copy = self.stub(ExitKind::Interp, pc, 0, not_run);
+                        self.e.branch_nonzero(b, copy);
+                    }
+                }
+                let sc = self.regs[c as usize];
+                self.materialize_all();
+                if let Some(target) = sc.known {
+                    self.exit_to(target);
+                } else if let Some((t, f)) = sc.either {
+                    let taken = self.e.new_label();
+                    self.e.branch_eq(c, t, taken);
+                    self.exit_to(f);
+                    self.e.bind(taken);
+                    self.exit_to(t);
+                } else {
+                    self.e.jump_dispatch(Val::Reg(c), self.opts.stats);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn emit_stubs(&mut self) {
+        for stub in std::mem::take(&mut self.stubs) {
+            self.e.bind(stub.label);
+            for (r, v) in &stub.pending {
+                self.e.load_imm(*r, *v);
+            }
+            match stub.kind {
+                StubKind::Exit(kind, pc, a, b) => self.e.exit(kind, pc, a, b),
+                StubKind::Link { idx, target } => {
+                    self.exits[idx].stub_at = self.e.offset();
+                    if self.opts.stats {
+                        self.e.count_event(crate::runtime::off::STUB_RUNS);
+                    }
+                    self.e
+                        .exit(ExitKind::Link, target, self.block_id, idx as u32);
+                }
+                StubKind::Dispatch(target) => {
+                    if self.opts.stats {
+                        self.e.count_event(crate::runtime::off::STUB_RUNS);
+                    }
+                    self.e.jump_dispatch(Val::Imm(target), self.opts.stats);
+                }
+            }
+        }
+    }
+}
