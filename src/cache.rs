@@ -315,6 +315,11 @@ impl Cache {
         hit.len()
     }
 
+    /// Everything written to code memory so far.
+    pub fn code_bytes(&self) -> &[u8] {
+        self.mem.bytes(0, self.mem.used())
+    }
+
     /// Code memory in use.
     pub fn code_used(&self) -> usize {
         self.mem.used()

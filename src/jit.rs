@@ -179,6 +179,19 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
     if let Err(f) = &result {
         m.pc = f.pc;
     }
+    if let Some(path) = std::env::var_os("UMDBT_DUMP_CODE") {
+        // Debugging aid: the code memory, for `objdump -b binary --adjust-vma=BASE`.
+        let bytes = cache.code_bytes();
+        match std::fs::write(&path, bytes) {
+            Ok(()) => log::warn!(
+                "code memory ({} bytes, base {:#x}) written to {}",
+                bytes.len(),
+                cache.code_base(),
+                std::path::Path::new(&path).display()
+            ),
+            Err(e) => log::warn!("cannot write code dump: {e}"),
+        }
+    }
     js.cache = cache.stats.clone();
     js.translate_time = cache.stats.translate_time;
     js.instructions = ctx.icount + m.instructions();

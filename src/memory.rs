@@ -70,6 +70,16 @@ fn layout(words: u32) -> Layout {
     Layout::array::<u32>(words as usize).expect("array layout")
 }
 
+/// Zero `n <= SMALL_MAX` words at `p` (a cached buffer of exactly `n` words). Volatile
+/// stores keep the compiler from turning a handful of stores into a call to `memset`.
+#[inline(always)]
+fn zero_small(p: *mut u32, n: usize) {
+    for i in 0..n {
+        // SAFETY: `p` points at a buffer of `n` writable words.
+        unsafe { ptr::write_volatile(p.add(i), 0) };
+    }
+}
+
 impl Heap {
     /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
     pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
@@ -206,8 +216,7 @@ impl Heap {
         if (words as usize) <= SMALL_MAX
             && let Some(buf) = self.small_free[words as usize].pop()
         {
-            // SAFETY: a cached buffer has exactly `words` writable words.
-            unsafe { ptr::write_bytes(buf.as_ptr(), 0, words as usize) };
+            zero_small(buf.as_ptr(), words as usize);
             return Ok(buf);
         }
         let oom = Reason::OutOfMemory { words };
@@ -224,6 +233,7 @@ impl Heap {
     }
 
     /// Return a buffer of `words` words obtained from `new_buffer`.
+    #[inline(always)]
     fn drop_buffer(&mut self, base: *mut u32, words: u32) {
         if words == 0 {
             return;
@@ -240,8 +250,38 @@ impl Heap {
     }
 
     /// Op 8: a new zeroed array of `words` words; returns its identifier (never 0).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, words: u32) -> Result<u32, Reason> {
+        // Fast path: a recycled small buffer and a recycled identifier.
+        let n = words as usize;
+        if n <= SMALL_MAX
+            && let (Some(&buf), Some(&id)) = (self.small_free[n].last(), self.free_ids.last())
+        {
+            self.small_free[n].pop();
+            self.free_ids.pop();
+            zero_small(buf.as_ptr(), n);
+            self.entries[id as usize] = Entry {
+                base: buf.as_ptr(),
+                len: words,
+                active: 1,
+            };
+            self.count_alloc();
+            return Ok(id);
+        }
+        self.alloc_slow(words)
+    }
+
+    #[inline(always)]
+    fn count_alloc(&mut self) {
+        self.allocations += 1;
+        self.live += 1;
+        if self.live > self.peak_live {
+            self.peak_live = self.live;
+        }
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&mut self, words: u32) -> Result<u32, Reason> {
         let base = self.new_buffer(words)?.as_ptr();
         let entry = Entry {
             base,
@@ -268,21 +308,20 @@ impl Heap {
                 id as u32
             }
         };
-        self.allocations += 1;
-        self.live += 1;
-        self.peak_live = self.peak_live.max(self.live);
+        self.count_alloc();
         Ok(id)
     }
 
     /// Op 9: abandon array `id`.
-    #[inline]
+    #[inline(always)]
     pub fn abandon(&mut self, id: u32) -> Result<(), Reason> {
-        if id == 0 {
-            return Err(Reason::AbandonZero);
-        }
         let e = self.entry(id);
-        if e.active == 0 {
-            return Err(Reason::InactiveArray(id));
+        if id == 0 || e.active == 0 {
+            return Err(if id == 0 {
+                Reason::AbandonZero
+            } else {
+                Reason::InactiveArray(id)
+            });
         }
         self.entries[id as usize] = Entry::FREE;
         self.drop_buffer(e.base, e.len);
