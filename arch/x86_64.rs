@@ -19,6 +19,17 @@ const CALLER_SAVED: [u8; 4] = [4, 5, 6, 7];
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 
+// dynasm encodes a displacement in one byte only when it is a literal, so the hot fields
+// are written as numbers here; these assertions keep them equal to the real layout.
+const _: () = {
+    assert!(off::EXIT_KIND == 32 && off::EXIT_PC == 36 && off::EXIT_A == 40);
+    assert!(off::EXIT_B == 44 && off::HEAP == 48 && off::DTABLE == 56);
+    assert!(off::DTABLE_LEN == 64 && off::CODEMAP == 72 && off::CODE_BASE == 80);
+    assert!(off::ICOUNT == 88 && off::LOOKUPS == 96 && off::REGS == 0);
+    assert!(off::HEAP_TABLE == 0 && off::HEAP_TABLE_LEN == 8);
+    assert!(off::ENTRY_BASE == 0 && off::ENTRY_LEN == 8 && off::ENTRY_SHIFT == 4);
+};
+
 fn h(r: u8) -> u8 {
     HOST[r as usize]
 }
@@ -32,6 +43,19 @@ pub struct Routines {
     pub exit: usize,
     /// `extern "sysv64" fn(ctx, code)`: load the UM registers and jump to `code`.
     pub enter: usize,
+    /// Exit with ecx = pc, edx = b, esi = kind | a << 8.
+    pub exit_with: usize,
+    /// Call a runtime function (esi = argument); result in rax, carry set on failure.
+    pub call: [usize; 4],
+}
+
+fn rt_index(f: RtFn) -> usize {
+    match f {
+        RtFn::Alloc => 0,
+        RtFn::Abandon => 1,
+        RtFn::Output => 2,
+        RtFn::Input => 3,
+    }
 }
 
 pub struct X64Emitter {
@@ -51,9 +75,9 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut ops = VecAssembler::<X64Relocation>::new(base);
     let miss = ops.offset().0;
     asm!(ops
-        ; mov [r15 + off::EXIT_PC], ecx
-        ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Miss as i32
-        ; mov DWORD [r15 + off::EXIT_B], 0
+        ; mov [r15 + 36], ecx
+        ; mov DWORD [r15 + 32], ExitKind::Miss as i32
+        ; mov DWORD [r15 + 44], 0
     );
     let exit = ops.offset().0;
     for (r, &hr) in HOST.iter().enumerate() {
@@ -79,12 +103,46 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
         ; push r15
         ; sub rsp, 8
         ; mov r15, rdi
-        ; mov r14, [r15 + off::HEAP]
+        ; mov r14, [r15 + 48]
     );
     for (r, &hr) in HOST.iter().enumerate() {
         asm!(ops ; mov Rd(hr), [r15 + off::REGS + 4 * r as i32]);
     }
     asm!(ops ; jmp rsi);
+    let exit_with = ops.offset().0;
+    asm!(ops
+        ; mov [r15 + 36], ecx
+        ; mov [r15 + 44], edx
+        ; movzx eax, sil
+        ; mov [r15 + 32], eax
+        ; shr esi, 8
+        ; mov [r15 + 40], esi
+        ; jmp extern base + exit
+    );
+    let mut call = [0; 4];
+    for f in [RtFn::Alloc, RtFn::Abandon, RtFn::Output, RtFn::Input] {
+        call[rt_index(f)] = base + ops.offset().0;
+        for r in CALLER_SAVED {
+            asm!(ops ; mov [r15 + 4 * r as i32], Rd(h(r)));
+        }
+        if f.takes_heap() {
+            asm!(ops ; mov rdi, r14);
+        } else {
+            asm!(ops ; mov rdi, r15);
+        }
+        // Entered with rsp = 8 (mod 16) after the block's call: realign for the ABI.
+        asm!(ops
+            ; sub rsp, 8
+            ; mov rax, QWORD f.address() as i64
+            ; call rax
+            ; bt rax, 32
+            ; lea rsp, [rsp + 8]
+        );
+        for r in CALLER_SAVED {
+            asm!(ops ; mov Rd(h(r)), [r15 + 4 * r as i32]);
+        }
+        asm!(ops ; ret);
+    }
     let code = ops.finalize().expect("routines assemble");
     (
         code,
@@ -92,6 +150,8 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
             miss: base + miss,
             exit: base + exit,
             enter: base + enter,
+            exit_with: base + exit_with,
+            call,
         },
     )
 }
@@ -135,13 +195,13 @@ impl X64Emitter {
     fn entry(&mut self, id: Val, fail: DynamicLabel) {
         match id {
             Val::Imm(0) => {
-                asm!(self.ops ; mov rax, [r14 + off::HEAP_TABLE]);
+                asm!(self.ops ; mov rax, [r14]);
             }
             Val::Imm(x) if x < 1 << 24 => {
                 asm!(self.ops
-                    ; cmp DWORD [r14 + off::HEAP_TABLE_LEN], x as i32
+                    ; cmp DWORD [r14 + 8], x as i32
                     ; jbe =>fail
-                    ; mov rax, [r14 + off::HEAP_TABLE]
+                    ; mov rax, [r14]
                     ; add rax, (x << off::ENTRY_SHIFT) as i32
                 );
             }
@@ -151,10 +211,10 @@ impl X64Emitter {
                     Val::Imm(x) => asm!(self.ops ; mov eax, x as i32),
                 }
                 asm!(self.ops
-                    ; cmp eax, [r14 + off::HEAP_TABLE_LEN]
+                    ; cmp eax, [r14 + 8]
                     ; jae =>fail
                     ; shl rax, off::ENTRY_SHIFT as i8
-                    ; add rax, [r14 + off::HEAP_TABLE]
+                    ; add rax, [r14]
                 );
             }
         }
@@ -166,9 +226,9 @@ impl X64Emitter {
         match offset {
             Val::Imm(k) if k < 1 << 28 => {
                 asm!(self.ops
-                    ; cmp DWORD [rax + off::ENTRY_LEN], k as i32
+                    ; cmp DWORD [rax + 8], k as i32
                     ; jbe =>fail
-                    ; mov rax, [rax + off::ENTRY_BASE]
+                    ; mov rax, [rax]
                 );
                 Some(k)
             }
@@ -178,9 +238,9 @@ impl X64Emitter {
                     Val::Imm(k) => asm!(self.ops ; mov edx, k as i32),
                 }
                 asm!(self.ops
-                    ; cmp edx, [rax + off::ENTRY_LEN]
+                    ; cmp edx, [rax + 8]
                     ; jae =>fail
-                    ; mov rax, [rax + off::ENTRY_BASE]
+                    ; mov rax, [rax]
                 );
                 None
             }
@@ -204,7 +264,7 @@ impl Emitter for X64Emitter {
     }
 
     fn count_instructions(&mut self, n: u32) {
-        asm!(self.ops ; add QWORD [r15 + off::ICOUNT], n as i32);
+        asm!(self.ops ; add QWORD [r15 + 88], n as i32);
     }
 
     fn count_event(&mut self, field: i32) {
@@ -342,7 +402,7 @@ impl Emitter for X64Emitter {
                 ; jnz =>done
             ),
         }
-        asm!(self.ops ; mov rax, [r15 + off::CODEMAP]);
+        asm!(self.ops ; mov rax, [r15 + 72]);
         match k {
             Some(k) => asm!(self.ops ; cmp BYTE [rax + k as i32], 0),
             None => asm!(self.ops ; cmp BYTE [rax + rdx], 0),
@@ -354,25 +414,14 @@ impl Emitter for X64Emitter {
     }
 
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: DynamicLabel) {
-        for r in CALLER_SAVED {
-            asm!(self.ops ; mov [r15 + off::REGS + 4 * r as i32], Rd(h(r)));
-        }
         match arg {
             Val::Reg(r) => asm!(self.ops ; mov esi, Rd(h(r))),
             Val::Imm(k) => asm!(self.ops ; mov esi, k as i32),
         }
+        let helper = self.routines.call[rt_index(f)];
         asm!(self.ops
-            ; mov rdi, r15
-            ; mov rax, QWORD f.address() as i64
-            ; call rax
-        );
-        for r in CALLER_SAVED {
-            asm!(self.ops ; mov Rd(h(r)), [r15 + off::REGS + 4 * r as i32]);
-        }
-        asm!(self.ops
-            ; mov rcx, rax
-            ; shr rcx, 32
-            ; jnz =>fail
+            ; call extern helper
+            ; jc =>fail
         );
         if let Some(r) = result {
             asm!(self.ops ; mov Rd(h(r)), eax);
@@ -406,7 +455,7 @@ impl Emitter for X64Emitter {
 
     fn jump_dispatch(&mut self, target: Val, count: bool) {
         if count {
-            asm!(self.ops ; add QWORD [r15 + off::LOOKUPS], 1);
+            asm!(self.ops ; add QWORD [r15 + 96], 1);
         }
         match target {
             Val::Reg(r) => asm!(self.ops ; mov ecx, Rd(h(r))),
@@ -414,23 +463,23 @@ impl Emitter for X64Emitter {
         }
         let miss = self.routines.miss;
         asm!(self.ops
-            ; cmp ecx, [r15 + off::DTABLE_LEN]
+            ; cmp ecx, [r15 + 64]
             ; jae extern miss
-            ; mov rax, [r15 + off::DTABLE]
+            ; mov rax, [r15 + 56]
             ; mov eax, [rax + rcx * 4]
-            ; add rax, [r15 + off::CODE_BASE]
+            ; add rax, [r15 + 80]
             ; jmp rax
         );
     }
 
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) {
-        let exit = self.routines.exit;
+        debug_assert!(a < 1 << 24, "exit field a fits in 24 bits");
+        let exit_with = self.routines.exit_with;
         asm!(self.ops
-            ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
-            ; mov DWORD [r15 + off::EXIT_PC], pc as i32
-            ; mov DWORD [r15 + off::EXIT_A], a as i32
-            ; mov DWORD [r15 + off::EXIT_B], b as i32
-            ; jmp extern exit
+            ; mov ecx, pc as i32
+            ; mov edx, b as i32
+            ; mov esi, (kind as u32 | a << 8) as i32
+            ; jmp extern exit_with
         );
     }
 }

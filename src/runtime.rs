@@ -139,37 +139,35 @@ fn finish(ctx: &mut JitCtx, r: Result<u64, Reason>) -> u64 {
     }
 }
 
-/// Op 8: returns the new identifier, or `RT_FAILED`.
-pub extern "C" fn rt_alloc(ctx: *mut JitCtx, words: u32) -> u64 {
+/// Op 8: returns the new identifier, or `RT_FAILED` (the failure has no effect, so the
+/// interpreter re-executes the instruction to report it).
+pub extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
+    // SAFETY: generated code passes the heap of the machine it runs; nothing else borrows it
+    // while generated code runs.
+    let heap = unsafe { &mut *heap };
+    heap.alloc(words).map_or(RT_FAILED, u64::from)
+}
+
+/// Op 9: returns 0, or `RT_FAILED` (no effect, as for `rt_alloc`).
+pub extern "C" fn rt_abandon(heap: *mut Heap, id: u32) -> u64 {
+    // SAFETY: as in `rt_alloc`.
+    let heap = unsafe { &mut *heap };
+    heap.abandon(id).map_or(RT_FAILED, |()| 0)
+}
+
+/// Op 10: returns 0, or `RT_FAILED` with the reason in `JitCtx::pending`.
+pub extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
     // SAFETY: generated code passes the context it was entered with; the machine it points
     // to is not otherwise borrowed while generated code runs.
-    let ctx = unsafe { &mut *ctx };
-    let m = unsafe { &mut *ctx.machine };
-    let r = m.heap.alloc(words).map(u64::from);
-    finish(ctx, r)
-}
-
-/// Op 9: returns 0, or `RT_FAILED`.
-pub extern "C" fn rt_abandon(ctx: *mut JitCtx, id: u32) -> u64 {
-    // SAFETY: as in `rt_alloc`.
-    let ctx = unsafe { &mut *ctx };
-    let m = unsafe { &mut *ctx.machine };
-    let r = m.heap.abandon(id).map(|()| 0);
-    finish(ctx, r)
-}
-
-/// Op 10: returns 0, or `RT_FAILED`.
-pub extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
-    // SAFETY: as in `rt_alloc`.
     let ctx = unsafe { &mut *ctx };
     let m = unsafe { &mut *ctx.machine };
     let r = m.console.output(value).map(|()| 0);
     finish(ctx, r)
 }
 
-/// Op 11: returns the input value, or `RT_FAILED`.
+/// Op 11: returns the input value, or `RT_FAILED` with the reason in `JitCtx::pending`.
 pub extern "C" fn rt_input(ctx: *mut JitCtx, _unused: u32) -> u64 {
-    // SAFETY: as in `rt_alloc`.
+    // SAFETY: as in `rt_output`.
     let ctx = unsafe { &mut *ctx };
     let m = unsafe { &mut *ctx.machine };
     let r = m.console.input().map(u64::from);
@@ -187,12 +185,22 @@ pub enum RtFn {
 
 impl RtFn {
     pub fn address(self) -> usize {
-        let f: extern "C" fn(*mut JitCtx, u32) -> u64 = match self {
-            RtFn::Alloc => rt_alloc,
-            RtFn::Abandon => rt_abandon,
-            RtFn::Output => rt_output,
-            RtFn::Input => rt_input,
-        };
-        f as usize
+        match self {
+            RtFn::Alloc => rt_alloc as extern "C" fn(*mut Heap, u32) -> u64 as usize,
+            RtFn::Abandon => rt_abandon as extern "C" fn(*mut Heap, u32) -> u64 as usize,
+            RtFn::Output => rt_output as extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
+            RtFn::Input => rt_input as extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
+        }
+    }
+
+    /// True when the first argument is the heap (else the context).
+    pub fn takes_heap(self) -> bool {
+        matches!(self, RtFn::Alloc | RtFn::Abandon)
+    }
+
+    /// True when a failure leaves its reason in `JitCtx::pending` (else the instruction is
+    /// re-executed by the interpreter, which reports it).
+    pub fn reports_reason(self) -> bool {
+        !self.takes_heap()
     }
 }

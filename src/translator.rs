@@ -347,13 +347,17 @@ impl<E: Emitter> Translator<'_, E> {
                 self.e.amend(va, vb, vc, fail, smc);
             }
             Op::Alloc | Op::Abandon | Op::Output | Op::Input => {
-                // The interpreter counts a faulting instruction as executed.
-                let fail = self.stub(ExitKind::Fault, pc, 0, not_run - 1);
                 let (f, arg, result) = match ins.op {
                     Op::Alloc => (RtFn::Alloc, self.val(c), Some(b)),
                     Op::Abandon => (RtFn::Abandon, self.val(c), None),
                     Op::Output => (RtFn::Output, self.val(c), None),
                     _ => (RtFn::Input, Val::Imm(0), Some(c)),
+                };
+                let fail = if f.reports_reason() {
+                    // The interpreter counts a faulting instruction as executed.
+                    self.stub(ExitKind::Fault, pc, 0, not_run - 1)
+                } else {
+                    self.stub(ExitKind::Interp, pc, 0, not_run)
                 };
                 self.e.call(f, arg, result, fail);
                 if let Some(r) = result {
