@@ -14,7 +14,8 @@
 //! invalid14, invalid15  (the two invalid opcodes)
 //! ```
 //!
-//! The disassembler prints the same syntax.
+//! The disassembler prints the same syntax; its `PC: XXXXXXXX` columns are skipped, so
+//! `umdbt dis` output assembles back to the same program.
 
 use crate::decoder::{Instr, Op};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ pub fn assemble(source: &str) -> Result<Vec<u32>, AsmError> {
     for (n, raw) in source.lines().enumerate() {
         let line = n + 1;
         let err = |message: String| AsmError { line, message };
-        let mut text = strip_comment(raw).trim();
+        let mut text = skip_dis_columns(strip_comment(raw).trim());
         while let Some(colon) = label_end(text) {
             let name = text[..colon].trim();
             if !is_ident(name) {
@@ -119,6 +120,21 @@ fn strip_comment(line: &str) -> &str {
         }
     }
     line
+}
+
+/// Skip the `PC: XXXXXXXX` columns of a `umdbt dis` line.
+fn skip_dis_columns(text: &str) -> &str {
+    let mut parts = text.splitn(3, char::is_whitespace);
+    let (Some(pc), Some(word)) = (parts.next(), parts.next()) else {
+        return text;
+    };
+    let is_pc =
+        pc.len() > 1 && pc.ends_with(':') && pc[..pc.len() - 1].bytes().all(|b| b.is_ascii_digit());
+    if is_pc && word.len() == 8 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
+        parts.next().unwrap_or("").trim()
+    } else {
+        text
+    }
 }
 
 fn label_end(text: &str) -> Option<usize> {

@@ -311,7 +311,7 @@ fn dis(args: &DisArgs) -> ExitCode {
     let mut out = String::new();
     for (i, &w) in program[from..].iter().take(count).enumerate() {
         use std::fmt::Write;
-        let _ = writeln!(out, "{:>8}: {w:08x}  {}", from + i, Instr::decode(w));
+        let _ = writeln!(out, "{:>8}: {w:08x}  {}", from + i, Instr::disassemble(w));
     }
     use std::io::Write;
     match std::io::stdout().write_all(out.as_bytes()) {

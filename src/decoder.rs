@@ -161,6 +161,32 @@ impl Instr {
     }
 }
 
+impl Instr {
+    /// The word that the assembly text of this instruction (its `Display`) encodes to: the
+    /// fields an operator ignores are zero.
+    pub fn canonical_word(&self) -> u32 {
+        let (a, b, c) = (self.a, self.b, self.c);
+        match self.op {
+            Op::Literal => Instr::encode_literal(a, self.value),
+            Op::Halt | Op::Invalid14 | Op::Invalid15 => Instr::encode(self.op, 0, 0, 0),
+            Op::Alloc | Op::LoadProg => Instr::encode(self.op, 0, b, c),
+            Op::Abandon | Op::Output | Op::Input => Instr::encode(self.op, 0, 0, c),
+            _ => Instr::encode(self.op, a, b, c),
+        }
+    }
+
+    /// Assembly text for `word`: the instruction, or `word 0x...` when the word has bits
+    /// its operator ignores (data), so that the text assembles back to exactly `word`.
+    pub fn disassemble(word: u32) -> String {
+        let i = Instr::decode(word);
+        if i.canonical_word() == word {
+            i.to_string()
+        } else {
+            format!("word     {word:#010x}")
+        }
+    }
+}
+
 impl fmt::Display for Instr {
     /// Assembly syntax, matching what `crate::assembler` reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -209,6 +235,15 @@ mod tests {
         assert_eq!(i.op, Op::Literal);
         assert_eq!(i.a, 6);
         assert_eq!(i.value, 0x01FF_FFFF);
+    }
+
+    #[test]
+    fn disassembly_keeps_every_bit() {
+        assert_eq!(Instr::disassemble(0x7000_0000), "halt");
+        assert_eq!(Instr::disassemble(0x7000_0001), "word     0x70000001");
+        assert_eq!(Instr::disassemble(0xD200_0041), "literal  r1, 65");
+        assert_eq!(Instr::disassemble(0x3000_0053), "add      r1, r2, r3");
+        assert_eq!(Instr::disassemble(0x3FFF_FE53), "word     0x3ffffe53");
     }
 
     #[test]
