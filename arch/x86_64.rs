@@ -122,6 +122,11 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut call = [0; 4];
     for f in [RtFn::Alloc, RtFn::Abandon, RtFn::Output, RtFn::Input] {
         call[rt_index(f)] = base + ops.offset().0;
+        match f {
+            RtFn::Alloc => alloc_fast_path(&mut ops),
+            RtFn::Abandon => abandon_fast_path(&mut ops),
+            _ => {}
+        }
         for r in CALLER_SAVED {
             asm!(ops ; mov [r15 + 4 * r as i32], Rd(h(r)));
         }
@@ -154,6 +159,122 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
             call,
         },
     )
+}
+
+// Offsets in `Heap` and its stacks used by the allocation fast paths (literal, see above).
+const _: () = {
+    use crate::memory::{Heap, SMALL_MAX, Stack};
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(Heap, free_ids) == 16);
+    assert!(offset_of!(Stack<u32>, ptr) == 0 && offset_of!(Stack<u32>, len) == 8);
+    assert!(offset_of!(Stack<u32>, cap) == 12 && size_of::<Stack<*mut u32>>() == 16);
+    assert!(offset_of!(Heap, allocations) == 32 && offset_of!(Heap, abandonments) == 40);
+    assert!(offset_of!(Heap, live) == 48 && offset_of!(Heap, peak_live) == 56);
+    assert!(offset_of!(Heap, small) == 64 && SMALL_MAX == 64);
+    assert!(crate::memory::FREE_BASE == 8);
+};
+
+/// The fast path of `Heap::alloc` (esi = words): a cached buffer of that exact size and a
+/// recycled identifier; returns the identifier in eax with carry clear. Falls through to
+/// the Rust call when either stack is empty.
+fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
+    let slow = ops.new_dynamic_label();
+    let zeroed = ops.new_dynamic_label();
+    let zero_loop = ops.new_dynamic_label();
+    let no_peak = ops.new_dynamic_label();
+    asm!(ops
+        ; cmp esi, 64
+        ; ja =>slow
+        ; mov eax, esi
+        ; shl eax, 4                      // rax = n * 16: small[n] at r14 + 64 + rax
+        ; mov ecx, [r14 + rax + 72]       // small[n].len
+        ; test ecx, ecx
+        ; jz =>slow
+        ; mov edx, [r14 + 24]             // free_ids.len
+        ; test edx, edx
+        ; jz =>slow
+        ; dec ecx
+        ; mov [r14 + rax + 72], ecx
+        ; mov rdi, [r14 + rax + 64]
+        ; mov rdi, [rdi + rcx * 8]        // the buffer
+        ; dec edx
+        ; mov [r14 + 24], edx
+        ; mov rax, [r14 + 16]
+        ; mov edx, [rax + rdx * 4]        // the identifier
+        ; mov ecx, esi
+        ; test ecx, ecx
+        ; jz =>zeroed
+        ; =>zero_loop
+        ; mov DWORD [rdi + rcx * 4 - 4], 0
+        ; dec ecx
+        ; jnz =>zero_loop
+        ; =>zeroed
+        ; mov eax, edx
+        ; shl rax, 4
+        ; add rax, [r14]                  // the entry
+        ; mov [rax], rdi
+        ; mov [rax + 8], esi
+        ; mov DWORD [rax + 12], 1
+        ; add QWORD [r14 + 32], 1
+        ; mov rax, [r14 + 48]
+        ; inc rax
+        ; mov [r14 + 48], rax
+        ; cmp rax, [r14 + 56]
+        ; jbe =>no_peak
+        ; mov [r14 + 56], rax
+        ; =>no_peak
+        ; mov eax, edx
+        ; clc
+        ; ret
+        ; =>slow
+    );
+}
+
+/// The fast path of `Heap::abandon` (esi = identifier): an active array of 1 to 64 words
+/// whose buffer and identifier fit on their stacks; returns with carry clear. Falls
+/// through to the Rust call otherwise (faults included).
+fn abandon_fast_path(ops: &mut VecAssembler<X64Relocation>) {
+    let slow = ops.new_dynamic_label();
+    asm!(ops
+        ; test esi, esi
+        ; jz =>slow
+        ; cmp esi, [r14 + 8]
+        ; jae =>slow
+        ; mov eax, esi
+        ; shl rax, 4
+        ; add rax, [r14]                  // the entry
+        ; cmp DWORD [rax + 12], 0
+        ; je =>slow
+        ; mov ecx, [rax + 8]
+        ; lea edx, [rcx - 1]
+        ; cmp edx, 63
+        ; ja =>slow                       // length 0 or above 64
+        ; shl ecx, 4                      // rcx = n * 16
+        ; mov edx, [r14 + 24]
+        ; cmp edx, [r14 + 28]
+        ; jae =>slow                      // identifier stack full
+        ; mov edi, [r14 + rcx + 72]
+        ; cmp edi, [r14 + rcx + 76]
+        ; jae =>slow                      // buffer stack full
+        ; push rbx
+        ; mov rbx, [r14 + 16]
+        ; mov [rbx + rdx * 4], esi
+        ; inc edx
+        ; mov [r14 + 24], edx
+        ; mov rbx, [r14 + rcx + 64]
+        ; mov rdx, [rax]
+        ; mov [rbx + rdi * 8], rdx
+        ; inc edi
+        ; mov [r14 + rcx + 72], edi
+        ; mov QWORD [rax], 8              // Entry::FREE
+        ; mov QWORD [rax + 8], 0
+        ; pop rbx
+        ; add QWORD [r14 + 40], 1
+        ; sub QWORD [r14 + 48], 1
+        ; xor eax, eax
+        ; ret
+        ; =>slow
+    );
 }
 
 /// The bytes that make the jump at address `at` (from `jump_patchable`) go to `target`.

@@ -8,8 +8,10 @@
 //! which fault it was.
 //!
 //! Small arrays (sandmark allocates 92 M of them, mostly 4-15 words) are recycled through
-//! exact size-class free lists, so allocation and abandonment are a vector push/pop plus
-//! zeroing a few words. Identifiers are recycled through a stack.
+//! one stack of free buffers per exact size (`small[n]`), and identifiers through a stack
+//! (`free_ids`). Both are raw `#[repr(C)]` stacks in the header, so the translator's
+//! allocation routines can take the same fast path as [`Heap::alloc`] and [`Heap::abandon`]
+//! without calling Rust; everything else goes through Rust.
 
 use crate::fault::Reason;
 use std::alloc::{self, Layout};
@@ -26,22 +28,24 @@ pub struct Entry {
     pub active: u32,
 }
 
+/// The `base` of an inactive entry (never dereferenced: its length is 0).
+pub const FREE_BASE: usize = std::mem::align_of::<u64>();
+
 impl Entry {
-    const FREE: Entry = Entry {
-        base: NonNull::<u32>::dangling().as_ptr(),
+    pub const FREE: Entry = Entry {
+        base: FREE_BASE as *mut u32,
         len: 0,
         active: 0,
     };
 }
 
 /// Arrays of at most this many words are recycled through size-class free lists.
-const SMALL_MAX: usize = 64;
-/// At most this many free buffers are kept per size class.
-const SMALL_KEEP: usize = 1 << 16;
+pub const SMALL_MAX: usize = 64;
 /// Bytes charged to the memory limit for each table entry.
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 
-/// The set of arrays. Generated code reads `table` and `table_len` (see `offset_of!`).
+/// The set of arrays. Generated code reads and updates the fields before `entries`
+/// (offsets through `offset_of!`).
 #[repr(C)]
 pub struct Heap {
     /// Pointer to `entries[0]`; refreshed whenever `entries` grows.
@@ -49,25 +53,88 @@ pub struct Heap {
     /// Number of entries; identifiers at or above it are not active.
     pub table_len: u32,
     _pad: u32,
-    entries: Vec<Entry>,
-    free_ids: Vec<u32>,
-    /// `small_free[n]` holds buffers of exactly `n` words, ready for reuse.
-    small_free: Vec<Vec<NonNull<u32>>>,
-    /// Bytes in live arrays, cached free buffers and the table.
-    used_bytes: u64,
-    limit_bytes: u64,
+    /// Identifiers free for reuse.
+    pub free_ids: Stack<u32>,
     /// Arrays allocated (op 8) so far.
     pub allocations: u64,
     /// Arrays abandoned (op 9) so far.
     pub abandonments: u64,
-    /// Largest number of simultaneously active arrays, array 0 included.
+    /// Currently active arrays, array 0 included, and the most there ever were.
+    pub live: u64,
     pub peak_live: u64,
-    live: u64,
+    /// `small[n]`: free buffers of exactly `n` words.
+    pub small: [Stack<*mut u32>; SMALL_MAX + 1],
+    entries: Vec<Entry>,
+    /// Bytes in live arrays, cached free buffers and the table.
+    used_bytes: u64,
+    limit_bytes: u64,
 }
 
+/// A stack of `T` whose raw parts generated code can use: `ptr[..len]`, capacity `cap`.
+#[repr(C)]
+pub struct Stack<T> {
+    pub ptr: *mut T,
+    pub len: u32,
+    pub cap: u32,
+}
+
+impl<T: Copy> Stack<T> {
+    fn new() -> Stack<T> {
+        Stack {
+            ptr: NonNull::dangling().as_ptr(),
+            len: 0,
+            cap: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: elements below the old length are initialised.
+        Some(unsafe { *self.ptr.add(self.len as usize) })
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: T) {
+        if self.len == self.cap {
+            self.grow();
+        }
+        // SAFETY: `len < cap` after growing.
+        unsafe { *self.ptr.add(self.len as usize) = v };
+        self.len += 1;
+    }
+
+    #[inline(never)]
+    fn grow(&mut self) {
+        // SAFETY: `ptr`/`cap` are the raw parts of a Vec<T> this stack owns (or dangling
+        // with capacity 0), with `len` initialised elements.
+        let mut v = unsafe { Vec::from_raw_parts(self.ptr, self.len as usize, self.cap as usize) };
+        v.reserve(v.len().max(64));
+        let mut v = std::mem::ManuallyDrop::new(v);
+        self.ptr = v.as_mut_ptr();
+        self.cap = v.capacity().min(u32::MAX as usize) as u32;
+    }
+}
+
+impl<T> Drop for Stack<T> {
+    fn drop(&mut self) {
+        // SAFETY: as in `grow`; the elements are plain data.
+        drop(unsafe { Vec::from_raw_parts(self.ptr, 0, self.cap as usize) });
+    }
+}
+
+/// Layout of a buffer of `words` words (8-aligned).
 fn layout(words: u32) -> Layout {
     // Cannot fail: at most 2^32 * 4 bytes, far below isize::MAX on a 64-bit host.
-    Layout::array::<u32>(words as usize).expect("array layout")
+    Layout::from_size_align(words.max(2) as usize * 4, 8).expect("array layout")
+}
+
+/// Bytes charged for a buffer of `words` words.
+fn charge_of(words: u32) -> u64 {
+    words.max(2) as u64 * 4
 }
 
 /// Zero `n <= SMALL_MAX` words at `p` (a cached buffer of exactly `n` words). Volatile
@@ -87,18 +154,19 @@ impl Heap {
             table: ptr::null_mut(),
             table_len: 0,
             _pad: 0,
-            entries: Vec::with_capacity(1024),
-            free_ids: Vec::new(),
-            small_free: (0..=SMALL_MAX).map(|_| Vec::new()).collect(),
-            used_bytes: 0,
-            limit_bytes,
+            free_ids: Stack::new(),
             allocations: 0,
             abandonments: 0,
-            peak_live: 1,
             live: 1,
+            peak_live: 1,
+            small: std::array::from_fn(|_| Stack::new()),
+            entries: Vec::with_capacity(1024),
+            used_bytes: 0,
+            limit_bytes,
         });
-        let words =
-            u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
+        let words = u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory {
+            words: u32::MAX,
+        })?;
         let base = heap.new_buffer(words)?;
         // SAFETY: `base` was just allocated with room for `words` words and does not overlap
         // `program`.
@@ -199,11 +267,11 @@ impl Heap {
     /// Give every cached free buffer back to the system allocator.
     fn release_cached(&mut self) {
         for words in 1..=SMALL_MAX {
-            for buf in std::mem::take(&mut self.small_free[words]) {
+            while let Some(buf) = self.small[words].pop() {
                 // SAFETY: every cached buffer was allocated by `new_buffer` with `words` words
                 // and is referenced by no entry.
-                unsafe { alloc::dealloc(buf.as_ptr().cast(), layout(words as u32)) };
-                self.used_bytes -= words as u64 * 4;
+                unsafe { alloc::dealloc(buf.cast(), layout(words as u32)) };
+                self.used_bytes -= charge_of(words as u32);
             }
         }
     }
@@ -211,22 +279,22 @@ impl Heap {
     /// A zeroed buffer of `words` words, charged to the limit.
     fn new_buffer(&mut self, words: u32) -> Result<NonNull<u32>, Reason> {
         if words == 0 {
-            return Ok(NonNull::dangling());
+            return Ok(NonNull::new(FREE_BASE as *mut u32).expect("non-null"));
         }
         if (words as usize) <= SMALL_MAX
-            && let Some(buf) = self.small_free[words as usize].pop()
+            && let Some(buf) = self.small[words as usize].pop()
         {
-            zero_small(buf.as_ptr(), words as usize);
-            return Ok(buf);
+            zero_small(buf, words as usize);
+            return Ok(NonNull::new(buf).expect("cached buffers are non-null"));
         }
         let oom = Reason::OutOfMemory { words };
-        self.charge(words as u64 * 4).map_err(|_| oom.clone())?;
-        // SAFETY: the layout has a non-zero size (words > 0).
+        self.charge(charge_of(words)).map_err(|_| oom.clone())?;
+        // SAFETY: the layout has a non-zero size.
         let p = unsafe { alloc::alloc_zeroed(layout(words)) }.cast::<u32>();
         match NonNull::new(p) {
             Some(p) => Ok(p),
             None => {
-                self.used_bytes -= words as u64 * 4;
+                self.used_bytes -= charge_of(words);
                 Err(oom)
             }
         }
@@ -238,30 +306,26 @@ impl Heap {
         if words == 0 {
             return;
         }
-        let n = words as usize;
-        if n <= SMALL_MAX && self.small_free[n].len() < SMALL_KEEP {
-            // SAFETY: `base` came from `new_buffer` and is non-null.
-            self.small_free[n].push(unsafe { NonNull::new_unchecked(base) });
+        if words as usize <= SMALL_MAX {
+            self.small[words as usize].push(base);
             return;
         }
         // SAFETY: `base` was allocated by `new_buffer` with this layout and is no longer used.
         unsafe { alloc::dealloc(base.cast(), layout(words)) };
-        self.used_bytes -= words as u64 * 4;
+        self.used_bytes -= charge_of(words);
     }
 
     /// Op 8: a new zeroed array of `words` words; returns its identifier (never 0).
+    /// (The translator's allocation routine takes the same fast path; keep them alike.)
     #[inline(always)]
     pub fn alloc(&mut self, words: u32) -> Result<u32, Reason> {
-        // Fast path: a recycled small buffer and a recycled identifier.
         let n = words as usize;
-        if n <= SMALL_MAX
-            && let (Some(&buf), Some(&id)) = (self.small_free[n].last(), self.free_ids.last())
-        {
-            self.small_free[n].pop();
-            self.free_ids.pop();
-            zero_small(buf.as_ptr(), n);
+        if n <= SMALL_MAX && self.small[n].len > 0 && self.free_ids.len > 0 {
+            let buf = self.small[n].pop().expect("checked non-empty");
+            let id = self.free_ids.pop().expect("checked non-empty");
+            zero_small(buf, n);
             self.entries[id as usize] = Entry {
-                base: buf.as_ptr(),
+                base: buf,
                 len: words,
                 active: 1,
             };
@@ -313,6 +377,7 @@ impl Heap {
     }
 
     /// Op 9: abandon array `id`.
+    /// (The translator's abandonment routine takes the same fast path; keep them alike.)
     #[inline(always)]
     pub fn abandon(&mut self, id: u32) -> Result<(), Reason> {
         let e = self.entry(id);
@@ -353,10 +418,6 @@ impl Heap {
         Ok(())
     }
 
-    /// Number of currently active arrays, array 0 included.
-    pub fn live_arrays(&self) -> u64 {
-        self.live
-    }
 }
 
 impl Drop for Heap {
