@@ -6,6 +6,9 @@
 //! `Heap`; rax, rcx, rdx, rsi, rdi are scratch. Runtime calls save and restore the four
 //! caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
 
+// dynasm's expansion of dynamic registers (`Rd(n)`) calls `.into()` on a `u8`.
+#![allow(clippy::useless_conversion)]
+
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::translator::{BinOp, Emitter, Val};
 use dynasmrt::x64::X64Relocation;
@@ -547,6 +550,13 @@ impl Emitter for X64Emitter {
         if let Some(r) = result {
             asm!(self.ops ; mov Rd(h(r)), eax);
         }
+    }
+
+    fn branch_zero(&mut self, r: u8, target: DynamicLabel) {
+        asm!(self.ops
+            ; test Rd(h(r)), Rd(h(r))
+            ; jz =>target
+        );
     }
 
     fn branch_nonzero(&mut self, r: u8, target: DynamicLabel) {

@@ -263,12 +263,9 @@ fn jit_rows(j: &JitStats, secs: f64) -> String {
         (
             "time translating",
             format!(
-                "{:.3} s ({})",
+                "{:.3} s ({:.1}%)",
                 j.translate_time.as_secs_f64(),
-                format!(
-                    "{:.1}%",
-                    100.0 * j.translate_time.as_secs_f64() / secs.max(1e-9)
-                )
+                100.0 * j.translate_time.as_secs_f64() / secs.max(1e-9)
             ),
         ),
     ];

@@ -164,9 +164,8 @@ impl Heap {
             used_bytes: 0,
             limit_bytes,
         });
-        let words = u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory {
-            words: u32::MAX,
-        })?;
+        let words =
+            u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
         let base = heap.new_buffer(words)?;
         // SAFETY: `base` was just allocated with room for `words` words and does not overlap
         // `program`.
@@ -417,7 +416,6 @@ impl Heap {
         self.drop_buffer(old.base, old.len);
         Ok(())
     }
-
 }
 
 impl Drop for Heap {

@@ -141,7 +141,10 @@ fn finish(ctx: &mut JitCtx, r: Result<u64, Reason>) -> u64 {
 
 /// Op 8: returns the new identifier, or `RT_FAILED` (the failure has no effect, so the
 /// interpreter re-executes the instruction to report it).
-pub extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
+///
+/// # Safety
+/// Called only by generated code, with the pointer it was entered with.
+pub unsafe extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
     // SAFETY: generated code passes the heap of the machine it runs; nothing else borrows it
     // while generated code runs.
     let heap = unsafe { &mut *heap };
@@ -149,14 +152,20 @@ pub extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
 }
 
 /// Op 9: returns 0, or `RT_FAILED` (no effect, as for `rt_alloc`).
-pub extern "C" fn rt_abandon(heap: *mut Heap, id: u32) -> u64 {
+///
+/// # Safety
+/// Called only by generated code, with the pointer it was entered with.
+pub unsafe extern "C" fn rt_abandon(heap: *mut Heap, id: u32) -> u64 {
     // SAFETY: as in `rt_alloc`.
     let heap = unsafe { &mut *heap };
     heap.abandon(id).map_or(RT_FAILED, |()| 0)
 }
 
 /// Op 10: returns 0, or `RT_FAILED` with the reason in `JitCtx::pending`.
-pub extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
+///
+/// # Safety
+/// Called only by generated code, with the pointer it was entered with.
+pub unsafe extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
     // SAFETY: generated code passes the context it was entered with; the machine it points
     // to is not otherwise borrowed while generated code runs.
     let ctx = unsafe { &mut *ctx };
@@ -166,7 +175,10 @@ pub extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
 }
 
 /// Op 11: returns the input value, or `RT_FAILED` with the reason in `JitCtx::pending`.
-pub extern "C" fn rt_input(ctx: *mut JitCtx, _unused: u32) -> u64 {
+///
+/// # Safety
+/// Called only by generated code, with the pointer it was entered with.
+pub unsafe extern "C" fn rt_input(ctx: *mut JitCtx, _unused: u32) -> u64 {
     // SAFETY: as in `rt_output`.
     let ctx = unsafe { &mut *ctx };
     let m = unsafe { &mut *ctx.machine };
@@ -186,10 +198,10 @@ pub enum RtFn {
 impl RtFn {
     pub fn address(self) -> usize {
         match self {
-            RtFn::Alloc => rt_alloc as extern "C" fn(*mut Heap, u32) -> u64 as usize,
-            RtFn::Abandon => rt_abandon as extern "C" fn(*mut Heap, u32) -> u64 as usize,
-            RtFn::Output => rt_output as extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
-            RtFn::Input => rt_input as extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
+            RtFn::Alloc => rt_alloc as unsafe extern "C" fn(*mut Heap, u32) -> u64 as usize,
+            RtFn::Abandon => rt_abandon as unsafe extern "C" fn(*mut Heap, u32) -> u64 as usize,
+            RtFn::Output => rt_output as unsafe extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
+            RtFn::Input => rt_input as unsafe extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
         }
     }
 

@@ -71,6 +71,8 @@ pub trait Emitter {
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
+    /// Branch to `target` when register `r` is zero.
+    fn branch_zero(&mut self, r: u8, target: Self::Label);
     /// Branch to `target` when register `r` is not zero.
     fn branch_nonzero(&mut self, r: u8, target: Self::Label);
     /// Branch to `target` when register `r` equals `value`.
@@ -326,6 +328,12 @@ impl<E: Emitter> Translator<'_, E> {
                     return true;
                 }
                 (Some(x), Some(y)) => self.set_known(a, x / y),
+                // x / x is 1 for every x but 0, which faults.
+                (None, None) if b == c => {
+                    let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
+                    self.e.branch_zero(c, fail);
+                    self.set_known(a, 1);
+                }
                 _ => {
                     let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                     let (vb, vc) = (self.val(b), self.val(c));

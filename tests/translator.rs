@@ -1,0 +1,249 @@
+//! Programs aimed at the translator's own machinery (constant folding, immediates of every
+//! size, two-way branches, exits), compared across every engine configuration by the shared
+//! harness and checked against values worked out by hand.
+
+mod common;
+use common::*;
+
+/// x / x folds to 1 for a register the translator does not know, and still faults for 0.
+#[test]
+fn divide_register_by_itself() {
+    let out = run_src(
+        "
+            literal r1, 7
+            alloc r2, r1          ; r2: a non-zero value unknown to the translator
+            div r3, r2, r2
+            abandon r2
+            input r4              ; 0xFFFFFFFF at end of input
+            div r5, r4, r4
+            halt
+        ",
+        b"",
+    );
+    assert_eq!(out.result, Ok(()));
+    assert_eq!(out.regs[3], 1);
+    assert_eq!(out.regs[5], 1);
+    expect_fault(
+        "
+            input r1              ; 0 from the input below
+            literal r2, 'z'
+            output r2
+            div r1, r1, r1
+            halt
+        ",
+        b"\0",
+        b"z",
+        "fault at pc 3 (div): division by zero",
+    );
+}
+
+/// Constants folded through every arithmetic operator, including ones wider than a literal.
+#[test]
+fn folded_constants_match_the_spec() {
+    let out = run_src(
+        "
+            literal r0, 0
+            nand r1, r0, r0       ; 0xFFFFFFFF
+            literal r2, 0x1FFFFFF
+            mul r3, r2, r2        ; (2^25-1)^2 mod 2^32
+            add r4, r1, r1        ; 0xFFFFFFFE
+            div r5, r1, r2        ; 0xFFFFFFFF / 0x1FFFFFF
+            nand r6, r4, r2       ; ~(0xFFFFFFFE & 0x1FFFFFF)
+            literal r7, 3
+            cmov r7, r1, r0       ; condition known zero: r7 stays 3
+            cmov r0, r2, r1       ; condition known non-zero: r0 = r2
+            halt
+        ",
+        b"",
+    );
+    let (ones, big) = (0xFFFF_FFFFu32, 0x01FF_FFFFu32);
+    assert_eq!(out.result, Ok(()));
+    assert_eq!(out.regs[1], ones);
+    assert_eq!(out.regs[3], big.wrapping_mul(big));
+    assert_eq!(out.regs[4], 0xFFFF_FFFE);
+    assert_eq!(out.regs[5], ones / big);
+    assert_eq!(out.regs[6], !(0xFFFF_FFFEu32 & big));
+    assert_eq!(out.regs[7], 3);
+    assert_eq!(out.regs[0], big);
+}
+
+/// Known identifiers and offsets of every size: small ones become displacements, large ones
+/// (which cannot) go through registers, and all of them fault exactly like the interpreter.
+#[test]
+fn constant_identifiers_and_offsets_of_every_size() {
+    // A 100-word array; offsets 0, 99 and the huge 0xFFFFFFFF (folded from nand).
+    let out = run_src(
+        "
+            literal r1, 100
+            alloc r2, r1
+            literal r3, 99
+            literal r4, 0x77
+            amend r2, r3, r4
+            index r5, r2, r3
+            literal r0, 0
+            index r6, r0, r0      ; word 0 of array 0: 'literal r1, 100'
+            halt
+        ",
+        b"",
+    );
+    assert_eq!(out.result, Ok(()));
+    assert_eq!(out.regs[5], 0x77);
+    assert_eq!(out.regs[6], 0xD200_0064);
+    for (setup, message) in [
+        (
+            "literal r0, 0\nnand r3, r0, r0\nindex r5, r2, r3",
+            "fault at pc 4 (index): offset 4294967295 outside array 1 (length 100)",
+        ),
+        (
+            "literal r0, 0\nnand r3, r0, r0\namend r2, r3, r3",
+            "fault at pc 4 (amend): offset 4294967295 outside array 1 (length 100)",
+        ),
+        (
+            "literal r0, 0\nnand r3, r0, r0\nindex r5, r3, r0",
+            "fault at pc 4 (index): array 4294967295 is not active",
+        ),
+        (
+            "literal r3, 0x1000000\nliteral r0, 0\nindex r5, r3, r0",
+            "fault at pc 4 (index): array 16777216 is not active",
+        ),
+        (
+            "literal r3, 0x1FFFFFF\nliteral r0, 0\namend r3, r0, r0",
+            "fault at pc 4 (amend): array 33554431 is not active",
+        ),
+        (
+            "literal r3, 0x1000000\nliteral r4, 16\nmul r3, r3, r4\nindex r5, r2, r3",
+            "fault at pc 5 (index): offset 268435456 outside array 1 (length 100)",
+        ),
+        (
+            "literal r3, 100\nindex r5, r2, r3",
+            "fault at pc 3 (index): offset 100 outside array 1 (length 100)",
+        ),
+    ] {
+        let src = format!("literal r1, 100\nalloc r2, r1\n{setup}\nhalt\n");
+        let out = run_src(&src, b"");
+        assert_eq!(
+            out.result.map_err(|f| f.to_string()),
+            Err(message.to_string()),
+            "{src}"
+        );
+    }
+}
+
+/// The two-way branch idiom, taken both ways many times, and a jump whose target register
+/// was overwritten after the cmov (so the branch must not use the stale pair).
+#[test]
+fn two_way_branches() {
+    // Count down from 5, printing a digit each time; even numbers print through one arm
+    // and odd numbers through the other.
+    expect_output(
+        "
+            literal r7, 5
+        top:
+            literal r1, 1
+            nand r2, r7, r1
+            nand r2, r2, r2       ; r7 & 1
+            literal r3, odd
+            literal r4, even
+            cmov r4, r3, r2
+            loadprog r0, r4
+        odd:
+            literal r5, 'o'
+            output r5
+            literal r4, next
+            loadprog r0, r4
+        even:
+            literal r5, 'e'
+            output r5
+        next:
+            nand r6, r0, r0
+            add r7, r7, r6
+            literal r3, top
+            literal r4, done
+            cmov r4, r3, r7
+            literal r4, done      ; overwrites the pair: always 'done'
+            loadprog r0, r4
+        done:
+            halt
+        ",
+        b"",
+        b"o",
+    );
+    expect_output(
+        "
+            literal r7, 6
+        top:
+            literal r1, 1
+            nand r2, r7, r1
+            nand r2, r2, r2
+            literal r3, odd
+            literal r4, even
+            cmov r4, r3, r2
+            loadprog r0, r4
+        odd:
+            literal r5, 'o'
+            output r5
+            literal r4, next
+            loadprog r0, r4
+        even:
+            literal r5, 'e'
+            output r5
+        next:
+            nand r6, r0, r0
+            add r7, r7, r6
+            literal r3, top
+            literal r4, done
+            cmov r4, r3, r7
+            loadprog r0, r4
+        done:
+            halt
+        ",
+        b"",
+        b"eoeoeo",
+    );
+}
+
+/// Jumps to pcs outside array 0, to a constant and through a register, fault at fetch.
+#[test]
+fn jumps_outside_array_zero() {
+    expect_fault(
+        "literal r1, 1000\nloadprog r0, r1\n",
+        b"",
+        b"",
+        "fault at pc 1000 (fetch): execution finger outside array 0 (length 2)",
+    );
+    expect_fault(
+        "literal r1, 0\nnand r1, r1, r1\ninput r2\nloadprog r0, r1\n",
+        b"",
+        b"",
+        "fault at pc 4294967295 (fetch): execution finger outside array 0 (length 4)",
+    );
+}
+
+/// Load program from an array whose identifier is a known constant, and from one that is
+/// not, then more translation in the new program.
+#[test]
+fn load_program_flushes_translations() {
+    expect_output(
+        "
+            literal r1, 3
+            alloc r2, r1          ; array 1 (known to be 1 only at run time)
+            literal r3, 0
+            literal r4, prog1
+            index r4, r0, r4
+            amend r2, r3, r4      ; [0] = 'output r6'
+            literal r3, 1
+            literal r4, prog2
+            index r4, r0, r4
+            amend r2, r3, r4      ; [1] = 'halt'
+            literal r6, 'L'
+            literal r5, 0
+            loadprog r2, r5
+        prog1:
+            output r6
+        prog2:
+            halt
+        ",
+        b"",
+        b"L",
+    );
+}
