@@ -204,11 +204,11 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; mov [r14 + 24], edx
         ; mov rax, [r14 + 16]
         ; mov edx, [rax + rdx * 4]        // the identifier
-        ; mov ecx, esi
-        ; test ecx, ecx
+        ; lea ecx, [rsi + 1]
+        ; shr ecx, 1                      // 8-byte units (buffers are rounded up to them)
         ; jz =>zeroed
         ; =>zero_loop
-        ; mov DWORD [rdi + rcx * 4 - 4], 0
+        ; mov QWORD [rdi + rcx * 8 - 8], 0
         ; dec ecx
         ; jnz =>zero_loop
         ; =>zeroed

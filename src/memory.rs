@@ -126,24 +126,26 @@ impl<T> Drop for Stack<T> {
     }
 }
 
-/// Layout of a buffer of `words` words (8-aligned).
+/// Layout of a buffer of `words` words: 8-aligned and rounded up to whole 8-byte units, so
+/// that small buffers can be zeroed 8 bytes at a time.
 fn layout(words: u32) -> Layout {
-    // Cannot fail: at most 2^32 * 4 bytes, far below isize::MAX on a 64-bit host.
-    Layout::from_size_align(words.max(2) as usize * 4, 8).expect("array layout")
+    // Cannot fail: at most 2^32 * 4 + 4 bytes, far below isize::MAX on a 64-bit host.
+    Layout::from_size_align(charge_of(words) as usize, 8).expect("array layout")
 }
 
-/// Bytes charged for a buffer of `words` words.
+/// Bytes allocated (and charged) for a buffer of `words` words.
 fn charge_of(words: u32) -> u64 {
-    words.max(2) as u64 * 4
+    (words as u64).div_ceil(2) * 8
 }
 
-/// Zero `n <= SMALL_MAX` words at `p` (a cached buffer of exactly `n` words). Volatile
-/// stores keep the compiler from turning a handful of stores into a call to `memset`.
+/// Zero a cached buffer of `n <= SMALL_MAX` words (whole 8-byte units, see `layout`).
+/// Volatile stores keep the compiler from turning a handful of stores into `memset`.
 #[inline(always)]
 fn zero_small(p: *mut u32, n: usize) {
-    for i in 0..n {
-        // SAFETY: `p` points at a buffer of `n` writable words.
-        unsafe { ptr::write_volatile(p.add(i), 0) };
+    let q = p.cast::<u64>();
+    for i in 0..n.div_ceil(2) {
+        // SAFETY: the buffer is 8-aligned and holds `n.div_ceil(2)` 8-byte units.
+        unsafe { ptr::write_volatile(q.add(i), 0) };
     }
 }
 
