@@ -65,6 +65,8 @@ pub struct X64Emitter {
     ops: VecAssembler<X64Relocation>,
     base: usize,
     routines: Routines,
+    /// Compare identifiers with the table length (only for a bounded table).
+    check_ids: bool,
 }
 
 macro_rules! asm {
@@ -290,12 +292,14 @@ pub fn patch_jump(at: usize, target: usize) -> Vec<u8> {
 }
 
 impl X64Emitter {
-    /// An emitter for a block that will be placed at address `base`.
-    pub fn new(base: usize, routines: Routines) -> X64Emitter {
+    /// An emitter for a block that will be placed at address `base`; `check_ids` when the
+    /// heap's table does not cover every identifier.
+    pub fn new(base: usize, routines: Routines, check_ids: bool) -> X64Emitter {
         X64Emitter {
             ops: VecAssembler::new(base),
             base,
             routines,
+            check_ids,
         }
     }
 
@@ -322,9 +326,13 @@ impl X64Emitter {
                 asm!(self.ops ; mov rax, [r14]);
             }
             Val::Imm(x) if x < 1 << 24 => {
+                if self.check_ids {
+                    asm!(self.ops
+                        ; cmp DWORD [r14 + 8], x as i32
+                        ; jbe =>fail
+                    );
+                }
                 asm!(self.ops
-                    ; cmp DWORD [r14 + 8], x as i32
-                    ; jbe =>fail
                     ; mov rax, [r14]
                     ; add rax, (x << off::ENTRY_SHIFT) as i32
                 );
@@ -334,9 +342,13 @@ impl X64Emitter {
                     Val::Reg(r) => asm!(self.ops ; mov eax, Rd(h(r))),
                     Val::Imm(x) => asm!(self.ops ; mov eax, x as i32),
                 }
+                if self.check_ids {
+                    asm!(self.ops
+                        ; cmp eax, [r14 + 8]
+                        ; jae =>fail
+                    );
+                }
                 asm!(self.ops
-                    ; cmp eax, [r14 + 8]
-                    ; jae =>fail
                     ; shl rax, off::ENTRY_SHIFT as i8
                     ; add rax, [r14]
                 );

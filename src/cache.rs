@@ -77,12 +77,20 @@ pub struct Cache {
     pages: HashMap<u32, Vec<u32>>,
     pub opts: Options,
     pub max_block: u32,
+    /// Generated code must compare identifiers with the heap's table length.
+    check_ids: bool,
     pub stats: CacheStats,
 }
 
 impl Cache {
-    /// An empty cache for an array 0 of `program_len` words.
-    pub fn new(program_len: u32, opts: Options, max_block: u32) -> std::io::Result<Cache> {
+    /// An empty cache for an array 0 of `program_len` words; `check_ids` when the heap's
+    /// table does not cover every identifier.
+    pub fn new(
+        program_len: u32,
+        opts: Options,
+        max_block: u32,
+        check_ids: bool,
+    ) -> std::io::Result<Cache> {
         let mut mem = CodeMemory::new(CODE_CAPACITY)?;
         let (code, routines) = host::routines(mem.next_address());
         let at = mem.append(&code).expect("routines fit");
@@ -98,6 +106,7 @@ impl Cache {
             pages: HashMap::new(),
             opts,
             max_block,
+            check_ids,
             stats: CacheStats::default(),
         })
     }
@@ -161,7 +170,7 @@ impl Cache {
         let (id, off, code_len, exits) = loop {
             let id = self.blocks.len() as u32;
             let base = self.mem.next_address();
-            let mut e = host::BlockEmitter::new(base, self.routines);
+            let mut e = host::BlockEmitter::new(base, self.routines, self.check_ids);
             let t = translator::translate(&mut e, &run, id, self.opts);
             let code = e.finish();
             match self.mem.append(&code) {

@@ -62,7 +62,9 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
         chain: opts.chain,
         stats,
     };
-    let mut cache = match Cache::new(prog_len, topts, opts.max_block.clamp(1, MAX_MAX_BLOCK)) {
+    let check_ids = !m.heap.whole_space;
+    let max_block = opts.max_block.clamp(1, MAX_MAX_BLOCK);
+    let mut cache = match Cache::new(prog_len, topts, max_block, check_ids) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("cannot map code memory ({e}); interpreting instead");

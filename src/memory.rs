@@ -3,9 +3,14 @@
 //! Every array is described by an [`Entry`] in one table indexed by identifier. The table is
 //! `#[repr(C)]` so that generated machine code reaches an array with two loads: the table
 //! pointer from the [`Heap`] header, then the entry's `base` and `len`. An identifier that
-//! is not active (never allocated, or abandoned) has `len == 0`, so the single check
-//! `id < table_len && offset < len` guards every index and amend; the slow path then works out
-//! which fault it was.
+//! is not active (never allocated, or abandoned) has `len == 0`.
+//!
+//! The table normally covers the whole identifier space: 2^32 entries reserved with
+//! `MAP_NORESERVE`, all zero (inactive) until used, so only the pages of identifiers actually
+//! handed out cost memory and the single check `offset < len` guards every index and amend
+//! (`Heap::whole_space`). Where the host refuses such a reservation the table is an ordinary
+//! growable allocation and the check is `id < table_len && offset < len`. Either way the slow
+//! path then works out which fault it was.
 //!
 //! Small arrays (sandmark allocates 92 M of them, mostly 4-15 words) are recycled through
 //! one stack of free buffers per exact size (`small[n]`), and identifiers through a stack
@@ -48,9 +53,9 @@ const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 /// (offsets through `offset_of!`).
 #[repr(C)]
 pub struct Heap {
-    /// Pointer to `entries[0]`; refreshed whenever `entries` grows.
+    /// The entries, indexed by identifier (moves only when a bounded table grows).
     pub table: *mut Entry,
-    /// Number of entries; identifiers at or above it are not active.
+    /// Identifiers handed out so far: every identifier at or above it is inactive.
     pub table_len: u32,
     _pad: u32,
     /// Identifiers free for reuse.
@@ -64,7 +69,11 @@ pub struct Heap {
     pub peak_live: u64,
     /// `small[n]`: free buffers of exactly `n` words.
     pub small: [Stack<*mut u32>; SMALL_MAX + 1],
-    entries: Vec<Entry>,
+    /// Entries readable at `table` (zero-initialised): 2^32 when the table covers the whole
+    /// identifier space.
+    table_cap: u64,
+    /// Whether `table` is a reservation of the whole identifier space (else a heap block).
+    pub whole_space: bool,
     /// Bytes in live arrays, cached free buffers and the table.
     used_bytes: u64,
     limit_bytes: u64,
@@ -151,7 +160,20 @@ fn zero_small(p: *mut u32, n: usize) {
 
 impl Heap {
     /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
+    /// The table covers the whole identifier space unless the host refuses, or
+    /// `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging knob).
     pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
+        let bounded = std::env::var_os("UMDBT_BOUNDED_TABLE").is_some_and(|v| v == "1");
+        Heap::with_table(program, limit_bytes, !bounded)
+    }
+
+    /// As [`Heap::new`], choosing the table kind: `whole_space` tries the reservation of
+    /// every identifier, otherwise the table is bounded and grows.
+    pub fn with_table(
+        program: &[u32],
+        limit_bytes: u64,
+        whole_space: bool,
+    ) -> Result<Box<Heap>, Reason> {
         let mut heap = Box::new(Heap {
             table: ptr::null_mut(),
             table_len: 0,
@@ -162,7 +184,8 @@ impl Heap {
             live: 1,
             peak_live: 1,
             small: std::array::from_fn(|_| Stack::new()),
-            entries: Vec::with_capacity(1024),
+            table_cap: 0,
+            whole_space: false,
             used_bytes: 0,
             limit_bytes,
         });
@@ -172,25 +195,109 @@ impl Heap {
         // SAFETY: `base` was just allocated with room for `words` words and does not overlap
         // `program`.
         unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
-        heap.entries.push(Entry {
+        if whole_space {
+            heap.map_table();
+        } else {
+            heap.grow_bounded_table();
+        }
+        let id = heap.fresh_id()?;
+        debug_assert_eq!(id, 0);
+        *heap.slot_mut(0) = Entry {
             base: base.as_ptr(),
             len: words,
             active: 1,
-        });
-        heap.used_bytes += ENTRY_BYTES;
-        heap.sync_table();
+        };
         Ok(heap)
     }
 
-    fn sync_table(&mut self) {
-        self.table = self.entries.as_mut_ptr();
-        self.table_len = self.entries.len() as u32;
+    /// Reserve the whole identifier space, or start a bounded table if the host refuses.
+    fn map_table(&mut self) {
+        let bytes = (1usize << 32) * std::mem::size_of::<Entry>();
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
+        // result is checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            self.table = p.cast();
+            self.table_cap = 1 << 32;
+            self.whole_space = true;
+        } else {
+            log::info!(
+                "cannot reserve the identifier space ({}); using a bounded table",
+                std::io::Error::last_os_error()
+            );
+            self.grow_bounded_table();
+        }
+    }
+
+    /// Double a bounded table (zero-filling the new entries).
+    fn grow_bounded_table(&mut self) {
+        let new_cap = (self.table_cap * 2).clamp(1024, 1 << 32);
+        let layout = Layout::array::<Entry>(new_cap as usize).expect("table layout");
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc::alloc_zeroed(layout) }.cast::<Entry>();
+        if p.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        if !self.table.is_null() {
+            let old = Layout::array::<Entry>(self.table_cap as usize).expect("table layout");
+            // SAFETY: the old table holds `table_cap` initialised entries and was allocated
+            // with `old`; the new one is larger and distinct.
+            unsafe {
+                ptr::copy_nonoverlapping(self.table, p, self.table_cap as usize);
+                alloc::dealloc(self.table.cast(), old);
+            }
+        }
+        self.table = p;
+        self.table_cap = new_cap;
+    }
+
+    /// The entry slot of an identifier below `table_cap`.
+    #[inline(always)]
+    fn slot_mut(&mut self, id: u32) -> &mut Entry {
+        debug_assert!((id as u64) < self.table_cap);
+        // SAFETY: identifiers below `table_cap` index initialised entries of the table.
+        unsafe { &mut *self.table.add(id as usize) }
+    }
+
+    /// The entry of `id`, if the table has one (every identifier, for a whole-space table).
+    #[inline(always)]
+    fn slot(&self, id: u32) -> Option<&Entry> {
+        if (id as u64) < self.table_cap {
+            // SAFETY: as in `slot_mut`.
+            Some(unsafe { &*self.table.add(id as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// A never-used identifier, with its entry slot available.
+    fn fresh_id(&mut self) -> Result<u32, Reason> {
+        let id = self.table_len;
+        if id == u32::MAX {
+            return Err(Reason::OutOfIdentifiers);
+        }
+        self.charge(ENTRY_BYTES)
+            .map_err(|_| Reason::OutOfMemory { words: 0 })?;
+        if id as u64 >= self.table_cap {
+            self.grow_bounded_table();
+        }
+        self.table_len = id + 1;
+        Ok(id)
     }
 
     /// The entry of `id`, or an inactive one for identifiers beyond the table.
     #[inline(always)]
     pub fn entry(&self, id: u32) -> Entry {
-        match self.entries.get(id as usize) {
+        match self.slot(id) {
             Some(e) => *e,
             None => Entry::FREE,
         }
@@ -199,7 +306,7 @@ impl Heap {
     /// Array 0: base pointer and length.
     #[inline(always)]
     pub fn program(&self) -> (*mut u32, u32) {
-        let e = self.entries[0];
+        let e = self.entry(0);
         (e.base, e.len)
     }
 
@@ -232,7 +339,7 @@ impl Heap {
     /// Op 1: the word at `offset` in array `id`.
     #[inline(always)]
     pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
-        if let Some(e) = self.entries.get(id as usize)
+        if let Some(e) = self.slot(id)
             && offset < e.len
         {
             // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
@@ -244,7 +351,7 @@ impl Heap {
     /// Op 2: store `value` at `offset` in array `id`.
     #[inline(always)]
     pub fn store(&mut self, id: u32, offset: u32, value: u32) -> Result<(), Reason> {
-        if let Some(e) = self.entries.get(id as usize)
+        if let Some(e) = self.slot(id)
             && offset < e.len
         {
             // SAFETY: as in `load`; `&mut self` makes this the only access.
@@ -325,7 +432,7 @@ impl Heap {
             let buf = self.small[n].pop().expect("checked non-empty");
             let id = self.free_ids.pop().expect("checked non-empty");
             zero_small(buf, n);
-            self.entries[id as usize] = Entry {
+            *self.slot_mut(id) = Entry {
                 base: buf,
                 len: words,
                 active: 1,
@@ -354,25 +461,19 @@ impl Heap {
             active: 1,
         };
         let id = match self.free_ids.pop() {
-            Some(id) => {
-                self.entries[id as usize] = entry;
-                id
-            }
-            None => {
-                let id = self.entries.len();
-                if id > u32::MAX as usize || self.charge(ENTRY_BYTES).is_err() {
+            Some(id) => id,
+            None => match self.fresh_id() {
+                Ok(id) => id,
+                Err(e) => {
                     self.drop_buffer(base, words);
-                    return Err(if id > u32::MAX as usize {
-                        Reason::OutOfIdentifiers
-                    } else {
-                        Reason::OutOfMemory { words }
+                    return Err(match e {
+                        Reason::OutOfMemory { .. } => Reason::OutOfMemory { words },
+                        other => other,
                     });
                 }
-                self.entries.push(entry);
-                self.sync_table();
-                id as u32
-            }
+            },
         };
+        *self.slot_mut(id) = entry;
         self.count_alloc();
         Ok(id)
     }
@@ -389,7 +490,7 @@ impl Heap {
                 Reason::InactiveArray(id)
             });
         }
-        self.entries[id as usize] = Entry::FREE;
+        *self.slot_mut(id) = Entry::FREE;
         self.drop_buffer(e.base, e.len);
         self.free_ids.push(id);
         self.abandonments += 1;
@@ -409,8 +510,8 @@ impl Heap {
         let base = self.new_buffer(src.len)?;
         // SAFETY: both buffers hold `src.len` words and are distinct allocations.
         unsafe { ptr::copy_nonoverlapping(src.base, base.as_ptr(), src.len as usize) };
-        let old = self.entries[0];
-        self.entries[0] = Entry {
+        let old = self.entry(0);
+        *self.slot_mut(0) = Entry {
             base: base.as_ptr(),
             len: src.len,
             active: 1,
@@ -422,14 +523,27 @@ impl Heap {
 
 impl Drop for Heap {
     fn drop(&mut self) {
-        for i in 0..self.entries.len() {
-            let e = self.entries[i];
+        for id in 0..self.table_len {
+            let e = self.entry(id);
             if e.active != 0 && e.len != 0 {
                 // SAFETY: active entries own their buffers, allocated by `new_buffer`.
                 unsafe { alloc::dealloc(e.base.cast(), layout(e.len)) };
             }
         }
         self.release_cached();
+        if self.whole_space {
+            // SAFETY: the reservation made in `map_table`; nothing refers to it any more.
+            unsafe {
+                libc::munmap(
+                    self.table.cast(),
+                    (1usize << 32) * std::mem::size_of::<Entry>(),
+                )
+            };
+        } else if !self.table.is_null() {
+            let layout = Layout::array::<Entry>(self.table_cap as usize).expect("table layout");
+            // SAFETY: the bounded table was allocated with this layout.
+            unsafe { alloc::dealloc(self.table.cast(), layout) };
+        }
     }
 }
 
@@ -489,6 +603,28 @@ mod tests {
         // Small allocations still work after the failure.
         let a = h.alloc(10).unwrap();
         assert_eq!(h.load(a, 9), Ok(0));
+    }
+
+    #[test]
+    fn both_table_kinds_reuse_and_grow() {
+        for whole in [true, false] {
+            let mut h = Heap::with_table(&[1, 2], BIG, whole).unwrap();
+            let ids: Vec<u32> = (0..3000).map(|i| h.alloc(i % 70).unwrap()).collect();
+            assert_eq!(ids[0], 1);
+            assert_eq!(ids[2999], 3000, "fresh identifiers are handed out in order");
+            assert_eq!(h.table_len, 3001);
+            for &id in &ids[..1500] {
+                h.abandon(id).unwrap();
+            }
+            let again = h.alloc(3).unwrap();
+            assert!(
+                ids[..1500].contains(&again),
+                "an abandoned identifier is reused"
+            );
+            assert_eq!(h.load(u32::MAX, 0), Err(Reason::InactiveArray(u32::MAX)));
+            assert_eq!(h.load(ids[0], 0), Err(Reason::InactiveArray(ids[0])));
+            assert_eq!(h.array(0), &[1, 2], "array 0 survives the table growing");
+        }
     }
 
     #[test]

@@ -247,3 +247,47 @@ fn load_program_flushes_translations() {
         b"L",
     );
 }
+
+/// With the bounded identifier table (the fallback when the host refuses to reserve the
+/// whole identifier space) generated code compares identifiers with the table length; the
+/// faults and results must not change.
+#[test]
+fn bounded_identifier_table() {
+    let program = asm("
+            literal r1, 5
+            alloc r2, r1          ; 1
+            alloc r3, r1          ; 2
+            abandon r2
+            literal r4, 'a'
+            output r4
+            literal r5, 4
+            amend r3, r5, r4
+            index r6, r3, r5
+            output r6
+            literal r7, 0x1FFFFFF
+            index r6, r7, r5      ; never allocated: beyond the table
+            halt
+        ");
+    let path = write_program(&program);
+    let path = path.to_str().unwrap();
+    let want = "umdbt: fault at pc 11 (index): array 33554431 is not active\n";
+    for (name, flags) in engine_flags() {
+        for bounded in ["0", "1"] {
+            let mut args = vec!["run"];
+            args.extend(flags.iter().map(String::as_str));
+            args.push(path);
+            let out = umdbt()
+                .args(&args)
+                .env("UMDBT_BOUNDED_TABLE", bounded)
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, b"aa", "{name}, bounded={bounded}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                want,
+                "{name}, bounded={bounded}"
+            );
+            assert_eq!(out.status.code(), Some(1));
+        }
+    }
+}
