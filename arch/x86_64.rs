@@ -3,7 +3,9 @@
 //!
 //! Host registers: UM r0..r7 live in ebx, ebp, r12d, r13d, r8d, r9d, r10d, r11d for the whole
 //! time generated code runs (chained blocks included); r15 holds the `JitCtx`, r14 the
-//! `Heap`; rax, rcx, rdx, rsi, rdi are scratch. Runtime calls save and restore the four
+//! `Heap`; rax, rcx, rdx are scratch; rdi and esi hold the base and length of the array last
+//! indexed or amended (the translator decides when they can be reused), and are also the
+//! argument registers of calls. Runtime calls save and restore the four
 //! caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
 
 // dynasm's expansion of dynamic registers (`Rd(n)`) calls `.into()` on a `u8`.
@@ -356,15 +358,22 @@ impl X64Emitter {
         }
     }
 
-    /// With rax = entry: check `offset` against the length (`fail`), then rax := base and
-    /// rdx := offset (for a register offset). Returns the constant offset, if any.
-    fn element(&mut self, offset: Val, fail: DynamicLabel) -> Option<u32> {
+    /// Make rdi/esi hold the base and length of array `id` (unless `cached`), then check
+    /// `offset` against the length (`fail`); rdx := offset for a register offset. Returns
+    /// the constant offset, if any.
+    fn element(&mut self, id: Val, cached: bool, offset: Val, fail: DynamicLabel) -> Option<u32> {
+        if !cached {
+            self.entry(id, fail);
+            asm!(self.ops
+                ; mov esi, [rax + 8]
+                ; mov rdi, [rax]
+            );
+        }
         match offset {
             Val::Imm(k) if k < 1 << 28 => {
                 asm!(self.ops
-                    ; cmp DWORD [rax + 8], k as i32
+                    ; cmp esi, k as i32
                     ; jbe =>fail
-                    ; mov rax, [rax]
                 );
                 Some(k)
             }
@@ -374,9 +383,8 @@ impl X64Emitter {
                     Val::Imm(k) => asm!(self.ops ; mov edx, k as i32),
                 }
                 asm!(self.ops
-                    ; cmp edx, [rax + 8]
+                    ; cmp edx, esi
                     ; jae =>fail
-                    ; mov rax, [rax]
                 );
                 None
             }
@@ -512,22 +520,28 @@ impl Emitter for X64Emitter {
         );
     }
 
-    fn index(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
-        self.entry(b, fail);
-        match self.element(c, fail) {
-            Some(k) => asm!(self.ops ; mov Rd(h(a)), [rax + 4 * k as i32]),
-            None => asm!(self.ops ; mov Rd(h(a)), [rax + rdx * 4]),
+    fn index(&mut self, a: u8, b: Val, c: Val, cached: bool, fail: DynamicLabel) {
+        match self.element(b, cached, c, fail) {
+            Some(k) => asm!(self.ops ; mov Rd(h(a)), [rdi + 4 * k as i32]),
+            None => asm!(self.ops ; mov Rd(h(a)), [rdi + rdx * 4]),
         }
     }
 
-    fn amend(&mut self, a: Val, b: Val, c: Val, fail: DynamicLabel, smc: DynamicLabel) {
-        self.entry(a, fail);
-        let k = self.element(b, fail);
+    fn amend(
+        &mut self,
+        a: Val,
+        b: Val,
+        c: Val,
+        cached: bool,
+        fail: DynamicLabel,
+        smc: DynamicLabel,
+    ) {
+        let k = self.element(a, cached, b, fail);
         match (k, c) {
-            (Some(k), Val::Imm(v)) => asm!(self.ops ; mov DWORD [rax + 4 * k as i32], v as i32),
-            (Some(k), Val::Reg(r)) => asm!(self.ops ; mov [rax + 4 * k as i32], Rd(h(r))),
-            (None, Val::Imm(v)) => asm!(self.ops ; mov DWORD [rax + rdx * 4], v as i32),
-            (None, Val::Reg(r)) => asm!(self.ops ; mov [rax + rdx * 4], Rd(h(r))),
+            (Some(k), Val::Imm(v)) => asm!(self.ops ; mov DWORD [rdi + 4 * k as i32], v as i32),
+            (Some(k), Val::Reg(r)) => asm!(self.ops ; mov [rdi + 4 * k as i32], Rd(h(r))),
+            (None, Val::Imm(v)) => asm!(self.ops ; mov DWORD [rdi + rdx * 4], v as i32),
+            (None, Val::Reg(r)) => asm!(self.ops ; mov [rdi + rdx * 4], Rd(h(r))),
         }
         let done = self.ops.new_dynamic_label();
         match a {

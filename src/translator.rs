@@ -63,11 +63,13 @@ pub trait Emitter {
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
     /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
-    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid.
-    fn index(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
-    /// Op 2 with inline checks; after a store into array 0, `smc` when the word is covered by
-    /// translated code.
-    fn amend(&mut self, a: Val, b: Val, c: Val, fail: Self::Label, smc: Self::Label);
+    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. The
+    /// backend keeps the array's base and length for reuse: `cached` says they are still
+    /// those of array `b` from the previous index or amend.
+    fn index(&mut self, a: u8, b: Val, c: Val, cached: bool, fail: Self::Label);
+    /// Op 2 with inline checks (and `cached` as for `index`); after a store into array 0,
+    /// `smc` when the word is covered by translated code.
+    fn amend(&mut self, a: Val, b: Val, c: Val, cached: bool, fail: Self::Label, smc: Self::Label);
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
@@ -144,6 +146,10 @@ struct Translator<'e, E: Emitter> {
     regs: [RegState; 8],
     stubs: Vec<Stub<E::Label>>,
     exits: Vec<ExitSite>,
+    /// The identifier whose array's base and length the backend holds from the last index or
+    /// amend. Valid until that register changes or a runtime call (alloc, abandon, I/O)
+    /// runs: nothing else can move or resize an array.
+    array_cache: Option<Val>,
     /// Index of this block among all translated blocks (reported by link stubs).
     block_id: u32,
     opts: Options,
@@ -157,6 +163,7 @@ pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options)
         regs: [RegState::default(); 8],
         stubs: Vec::new(),
         exits: Vec::new(),
+        array_cache: None,
         block_id,
         opts,
         n_ops: run.ops.len() as u32,
@@ -233,10 +240,26 @@ impl<E: Emitter> Translator<'_, E> {
     /// Register `a` now holds an unknown value computed into the host register.
     fn written(&mut self, a: u8) {
         self.regs[a as usize] = RegState::default();
+        self.forget_array(a);
+    }
+
+    /// The cached array is named by register `a`, which changes.
+    fn forget_array(&mut self, a: u8) {
+        if self.array_cache == Some(Val::Reg(a)) {
+            self.array_cache = None;
+        }
+    }
+
+    /// Whether the backend still holds array `id`; from now on it will.
+    fn use_array(&mut self, id: Val) -> bool {
+        let hit = self.array_cache == Some(id);
+        self.array_cache = Some(id);
+        hit
     }
 
     /// Register `a` now holds the constant `v` (not yet in the host register).
     fn set_known(&mut self, a: u8, v: u32) {
+        self.forget_array(a);
         self.regs[a as usize] = RegState {
             known: Some(v),
             dirty: true,
@@ -344,7 +367,8 @@ impl<E: Emitter> Translator<'_, E> {
             Op::Index => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                 let (vb, vc) = (self.val(b), self.val(c));
-                self.e.index(a, vb, vc, fail);
+                let cached = self.use_array(vb);
+                self.e.index(a, vb, vc, cached, fail);
                 self.written(a);
             }
             Op::Amend => {
@@ -352,7 +376,8 @@ impl<E: Emitter> Translator<'_, E> {
                 // The offset register must be exact in the stub: Rust reads it there.
                 let smc = self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1);
                 let (va, vb, vc) = (self.val(a), self.val(b), self.val(c));
-                self.e.amend(va, vb, vc, fail, smc);
+                let cached = self.use_array(va);
+                self.e.amend(va, vb, vc, cached, fail, smc);
             }
             Op::Alloc | Op::Abandon | Op::Output | Op::Input => {
                 let (f, arg, result) = match ins.op {
@@ -368,6 +393,7 @@ impl<E: Emitter> Translator<'_, E> {
                     self.stub(ExitKind::Interp, pc, 0, not_run)
                 };
                 self.e.call(f, arg, result, fail);
+                self.array_cache = None;
                 if let Some(r) = result {
                     self.written(r);
                 }

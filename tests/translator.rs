@@ -291,3 +291,44 @@ fn bounded_identifier_table() {
         }
     }
 }
+
+/// The translator reuses an array's base and length across consecutive accesses through the
+/// same identifier; every way the identifier or the array can change must end that reuse.
+/// (No output in between: a runtime call would end the reuse anyway.)
+#[test]
+fn array_reuse_ends_when_identifier_or_array_changes() {
+    expect_fault(
+        "
+            literal r1, 4
+            alloc r2, r1          ; array 1
+            alloc r3, r1          ; array 2
+            literal r5, 1
+            literal r0, 0
+            literal r4, 'x'
+            amend r2, r5, r4      ; 1[1] = 'x'
+            literal r4, 'y'
+            amend r3, r5, r4      ; 2[1] = 'y'
+            amend r3, r0, r5      ; 2[0] = 1
+            index r6, r2, r5      ; 'x'
+            cmov r2, r3, r5       ; r2 names array 2
+            index r7, r2, r5      ; 'y'
+            index r2, r3, r0      ; r2 = 2[0] = 1: array 1 again
+            index r1, r2, r5      ; 'x'
+            output r6
+            output r7
+            output r1
+            literal r4, 'z'
+            amend r2, r5, r4      ; 1[1] = 'z'
+            literal r2, 2         ; r2 names array 2 again
+            index r6, r2, r5      ; 'y'
+            abandon r3
+            alloc r3, r5          ; array 2 again, one word long
+            index r6, r2, r5      ; offset 1 of a 1-word array
+            output r6
+            halt
+        ",
+        b"",
+        b"xyx",
+        "fault at pc 24 (index): offset 1 outside array 2 (length 1)",
+    );
+}
