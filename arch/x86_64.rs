@@ -46,7 +46,7 @@ pub struct Routines {
     pub miss: usize,
     /// Store the UM registers and return to Rust.
     pub exit: usize,
-    /// `extern "sysv64" fn(ctx, code)`: load the UM registers and jump to `code`.
+    /// `extern "C" fn(ctx, code)`: load the UM registers and jump to `code`.
     pub enter: usize,
     /// Exit with ecx = pc, edx = b, esi = kind | a << 8.
     pub exit_with: usize,

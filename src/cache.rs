@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const PAGE_SHIFT: u32 = 6;
-/// Code memory reserved (only written pages use memory).
-const CODE_CAPACITY: usize = 256 << 20;
+/// Code memory reserved (only written pages use memory); below the +-128 MiB reach of an
+/// AArch64 `b`, so every block reaches the routines at the start.
+const CODE_CAPACITY: usize = 120 << 20;
 /// Flush everything once this many block records (valid or dead) exist.
 const MAX_BLOCKS: usize = 1 << 20;
 

@@ -30,8 +30,9 @@ impl Default for JitOptions {
 }
 
 pub const DEFAULT_MAX_BLOCK: u32 = 256;
-/// Upper bound for `--max-block`.
-pub const MAX_MAX_BLOCK: u32 = 1 << 16;
+/// Upper bound for `--max-block` (keeps a block and its stubs within the +-1 MiB reach of an
+/// AArch64 conditional branch).
+pub const MAX_MAX_BLOCK: u32 = 2048;
 
 /// What `--stats` reports for the translator.
 #[derive(Clone, Debug, Default)]
@@ -79,8 +80,8 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
     // SAFETY: `enter` is the routine assembled by `arch::host::routines` with exactly this
     // signature: it saves the callee-saved registers, loads the UM registers from the context
     // and jumps to the given code, which eventually returns through the exit routine.
-    let enter: extern "sysv64" fn(*mut JitCtx, usize) =
-        unsafe { std::mem::transmute::<usize, extern "sysv64" fn(*mut JitCtx, usize)>(enter_addr) };
+    let enter: extern "C" fn(*mut JitCtx, usize) =
+        unsafe { std::mem::transmute::<usize, extern "C" fn(*mut JitCtx, usize)>(enter_addr) };
     let mut pc = m.pc;
     let result = loop {
         // The tables may have been reallocated by a flush.

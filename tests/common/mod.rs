@@ -64,9 +64,20 @@ pub fn expect_fault(src: &str, input: &[u8], stdout: &[u8], message: &str) -> Ou
     out
 }
 
-/// The `umdbt` binary under test.
+/// The `umdbt` binary under test. When `UMDBT_TEST_RUNNER` is set (for example
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu`, by `tools/test-aarch64`), the binary runs under
+/// that command, so cross-built tests work without binfmt_misc.
 pub fn umdbt() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_umdbt"))
+    let bin = env!("CARGO_BIN_EXE_umdbt");
+    match std::env::var("UMDBT_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().expect("runner command"));
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
 }
 
 /// A fresh file path under the target's temporary directory.
