@@ -467,7 +467,7 @@ mod tests {
     }
 
     fn words(code: &[u8]) -> Vec<u32> {
-        assert_eq!(code.len() % 4, 0);
+        assert!(code.len().is_multiple_of(4));
         code.chunks(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
@@ -558,7 +558,7 @@ mod tests {
             let mut e = emitter();
             let t = translate(&mut e, &run, 7, Options { chain, stats });
             let code = e.finish();
-            assert!(code.len() > 100 && code.len() % 4 == 0);
+            assert!(code.len() > 100 && code.len().is_multiple_of(4));
             if chain {
                 assert_eq!(t.exits.len(), 2, "two-way branch: two patchable exits");
                 let w = words(&code);
