@@ -13,7 +13,7 @@ const OK: &str = "literal r1, 'o'\noutput r1\nliteral r1, 'k'\noutput r1\n";
 
 /// Run `src`, assert that it faults after printing `stdout`, and compare the message with
 /// the one `message` builds from the registers at the fault (for identifiers the program
-/// obtained from `alloc`).
+/// obtained from `alloc`). Through the binary the same message must appear on stderr.
 fn expect_fault_with(src: &str, stdout: &[u8], message: impl Fn(&[u32; 8]) -> String) {
     let out = run_src(src, b"");
     let want = message(&out.regs);
@@ -22,6 +22,10 @@ fn expect_fault_with(src: &str, stdout: &[u8], message: impl Fn(&[u32; 8]) -> St
         Ok(()) => panic!("expected fault '{want}', program halted\n{src}"),
     }
     assert_eq!(out.stdout, stdout, "output before the fault\n{src}");
+    let cli = run_cli_all(&common::asm(src), b"");
+    assert_eq!(cli.status, Some(1), "exit status\n{src}");
+    assert_eq!(cli.stdout, stdout, "stdout before the fault\n{src}");
+    assert_eq!(cli.stderr, format!("umdbt: {want}\n"), "stderr\n{src}");
 }
 
 /// `src` must fault with `message` after printing "ok", in-process and through the binary
