@@ -31,9 +31,10 @@ const MAX_BLOCKS: usize = 1 << 20;
 #[derive(Clone, Debug)]
 pub struct ExitRec {
     pub target: u32,
-    /// Offsets in code memory of the patchable jump and of its stub.
+    /// Offsets in code memory of the patchable jump and of its stub (`None` without
+    /// chaining: such an exit is never linked).
     pub jump_at: usize,
-    pub stub_at: usize,
+    pub stub_at: Option<usize>,
     pub linked: Option<u32>,
 }
 
@@ -191,7 +192,7 @@ impl Cache {
                 .map(|x| ExitRec {
                     target: x.target,
                     jump_at: off + x.jump_at,
-                    stub_at: off + x.stub_at,
+                    stub_at: x.stub_at.map(|s| off + s),
                     linked: None,
                 })
                 .collect(),
@@ -231,7 +232,7 @@ impl Cache {
             return;
         }
         let exit = &self.blocks[s].exits[idx as usize];
-        if exit.linked.is_some() || exit.target != self.blocks[d].start {
+        if exit.linked.is_some() || exit.stub_at.is_none() || exit.target != self.blocks[d].start {
             return;
         }
         let at = exit.jump_at;
@@ -266,9 +267,12 @@ impl Cache {
         for (src, idx) in incoming {
             let sb = &mut self.blocks[src as usize];
             let exit = &mut sb.exits[idx as usize];
-            if sb.valid && exit.linked == Some(id) {
+            if sb.valid
+                && exit.linked == Some(id)
+                && let Some(stub) = exit.stub_at
+            {
                 exit.linked = None;
-                let (at, stub) = (exit.jump_at, exit.stub_at);
+                let at = exit.jump_at;
                 let bytes = host::patch_jump(self.mem.base() + at, self.mem.base() + stub);
                 self.mem.patch(at, &bytes);
                 self.stats.links_broken += 1;

@@ -148,7 +148,7 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 }
             }
             ExitKind::Interp => {
-                ctx.icount -= eb as u64;
+                uncount(&mut ctx, stats, eb);
                 let before = m.heap.program();
                 match interpret_one(m, &mut ctx, epc, stats, &mut js) {
                     Ok(next) => pc = next,
@@ -160,7 +160,7 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 }
             }
             ExitKind::Fault => {
-                ctx.icount -= eb as u64;
+                uncount(&mut ctx, stats, eb);
                 let reason = ctx
                     .pending
                     .take()
@@ -171,7 +171,7 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 break Err(Fault::new(epc, Instr::decode(word).op, reason));
             }
             ExitKind::Smc => {
-                ctx.icount -= eb as u64;
+                uncount(&mut ctx, stats, eb);
                 let word = ctx.regs[(ea & 7) as usize];
                 cache.invalidate_word(word);
                 pc = epc;
@@ -203,6 +203,14 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
     js.stub_runs = ctx.stub_runs;
     js.code_used = cache.code_used() as u64;
     (result, js)
+}
+
+/// Take back the `n` instructions a block counted on entry but did not run (the counters
+/// exist only with statistics).
+fn uncount(ctx: &mut JitCtx, stats: bool, n: u32) {
+    if stats {
+        ctx.icount -= n as u64;
+    }
 }
 
 /// Interpret the one instruction at `pc`; returns the next pc, or how the run ended.

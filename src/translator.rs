@@ -106,8 +106,8 @@ pub struct ExitSite {
     pub target: u32,
     /// Offset of the patchable jump in the block.
     pub jump_at: usize,
-    /// Offset of its stub (where the jump goes while unchained).
-    pub stub_at: usize,
+    /// Offset of its stub (where the jump goes while unchained); `None` without chaining.
+    pub stub_at: Option<usize>,
 }
 
 /// The result of translating a run.
@@ -286,7 +286,7 @@ impl<E: Emitter> Translator<'_, E> {
         self.exits.push(ExitSite {
             target,
             jump_at,
-            stub_at: usize::MAX,
+            stub_at: None,
         });
         self.stubs.push(Stub {
             label,
@@ -450,7 +450,7 @@ impl<E: Emitter> Translator<'_, E> {
             match stub.kind {
                 StubKind::Exit(kind, pc, a, b) => self.e.exit(kind, pc, a, b),
                 StubKind::Link { idx, target } => {
-                    self.exits[idx].stub_at = self.e.offset();
+                    self.exits[idx].stub_at = Some(self.e.offset());
                     if self.opts.stats {
                         self.e.count_event(crate::runtime::off::STUB_RUNS);
                     }
