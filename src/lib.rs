@@ -20,6 +20,7 @@ pub mod decoder;
 pub mod discoverer;
 pub mod engine;
 pub mod fault;
+pub mod generator;
 pub mod interpreter;
 pub mod jit;
 pub mod loader;
