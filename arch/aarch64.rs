@@ -15,7 +15,7 @@
 // dynasm's expansion of dynamic registers calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
-use crate::runtime::{ExitKind, RtFn, off};
+use crate::runtime::{ExitKind, Routines, RtFn, off};
 use crate::translator::{BinOp, Emitter, Val};
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
@@ -31,30 +31,6 @@ macro_rules! asm {
     ($ops:expr; $($t:tt)*) => {
         dynasm!($ops ; .arch aarch64 ; $($t)*)
     };
-}
-
-/// Addresses of the shared routines at the start of code memory.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Routines {
-    /// Dispatch miss: pc in w9.
-    pub miss: usize,
-    /// Store the UM registers and return to Rust.
-    pub exit: usize,
-    /// `extern "C" fn(ctx, code)`: load the UM registers and jump to `code`.
-    pub enter: usize,
-    /// Exit with w9 = pc, w10 = b, w11 = kind | a << 8.
-    pub exit_with: usize,
-    /// Call a runtime function (w1 = argument); result in x0, bit 32 set on failure.
-    pub call: [usize; 4],
-}
-
-fn rt_index(f: RtFn) -> usize {
-    match f {
-        RtFn::Alloc => 0,
-        RtFn::Abandon => 1,
-        RtFn::Output => 2,
-        RtFn::Input => 3,
-    }
 }
 
 type Ops = VecAssembler<Aarch64Relocation>;
@@ -83,7 +59,9 @@ fn load_x(ops: &mut Ops, rd: u8, value: u64) {
     }
 }
 
-/// Assemble the shared routines for code memory at `base`.
+/// Assemble the shared routines for code memory at `base`. Conventions here: `miss` takes
+/// the pc in w9; `exit_with` takes w9 = pc, w10 = b, w11 = kind | a << 8; each `call`
+/// routine takes its argument in w1 and returns the result in x0, bit 32 set on failure.
 pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut ops = Ops::new(base);
     let miss = ops.offset().0;
@@ -136,7 +114,7 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     );
     let mut call = [0; 4];
     for f in [RtFn::Alloc, RtFn::Abandon, RtFn::Output, RtFn::Input] {
-        call[rt_index(f)] = base + ops.offset().0;
+        call[f.index()] = base + ops.offset().0;
         asm!(ops ; stp x29, x30, [sp, -16]!);
         if f.takes_heap() {
             asm!(ops ; mov x0, x28);
@@ -378,7 +356,7 @@ impl Emitter for A64Emitter {
             Val::Reg(r) => asm!(self.ops ; mov w1, W(h(r))),
             Val::Imm(k) => load_w(&mut self.ops, 1, k),
         }
-        let helper = self.routines.call[rt_index(f)];
+        let helper = self.routines.call[f.index()];
         asm!(self.ops
             ; bl extern helper
             ; lsr x9, x0, 32

@@ -11,7 +11,7 @@
 // dynasm's expansion of dynamic registers (`Rd(n)`) calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
-use crate::runtime::{ExitKind, RtFn, off};
+use crate::runtime::{ExitKind, Routines, RtFn, off};
 use crate::translator::{BinOp, Emitter, Val};
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
@@ -39,30 +39,6 @@ fn h(r: u8) -> u8 {
     HOST[r as usize]
 }
 
-/// Addresses of the shared routines at the start of code memory.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Routines {
-    /// Dispatch miss: pc in ecx.
-    pub miss: usize,
-    /// Store the UM registers and return to Rust.
-    pub exit: usize,
-    /// `extern "C" fn(ctx, code)`: load the UM registers and jump to `code`.
-    pub enter: usize,
-    /// Exit with ecx = pc, edx = b, esi = kind | a << 8.
-    pub exit_with: usize,
-    /// Call a runtime function (esi = argument); result in rax, carry set on failure.
-    pub call: [usize; 4],
-}
-
-fn rt_index(f: RtFn) -> usize {
-    match f {
-        RtFn::Alloc => 0,
-        RtFn::Abandon => 1,
-        RtFn::Output => 2,
-        RtFn::Input => 3,
-    }
-}
-
 pub struct X64Emitter {
     ops: VecAssembler<X64Relocation>,
     base: usize,
@@ -77,7 +53,9 @@ macro_rules! asm {
     };
 }
 
-/// Assemble the shared routines for code memory at `base`.
+/// Assemble the shared routines for code memory at `base`. Conventions here: `miss` takes
+/// the pc in ecx; `exit_with` takes ecx = pc, edx = b, esi = kind | a << 8; each `call`
+/// routine takes its argument in esi and returns the result in rax, carry set on failure.
 pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut ops = VecAssembler::<X64Relocation>::new(base);
     let miss = ops.offset().0;
@@ -128,7 +106,7 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     );
     let mut call = [0; 4];
     for f in [RtFn::Alloc, RtFn::Abandon, RtFn::Output, RtFn::Input] {
-        call[rt_index(f)] = base + ops.offset().0;
+        call[f.index()] = base + ops.offset().0;
         match f {
             RtFn::Alloc => alloc_fast_path(&mut ops),
             RtFn::Abandon => abandon_fast_path(&mut ops),
@@ -568,7 +546,7 @@ impl Emitter for X64Emitter {
             Val::Reg(r) => asm!(self.ops ; mov esi, Rd(h(r))),
             Val::Imm(k) => asm!(self.ops ; mov esi, k as i32),
         }
-        let helper = self.routines.call[rt_index(f)];
+        let helper = self.routines.call[f.index()];
         asm!(self.ops
             ; call extern helper
             ; jc =>fail

@@ -17,6 +17,7 @@
 use crate::arch::host;
 use crate::code_memory::CodeMemory;
 use crate::discoverer::discover;
+use crate::runtime::Routines;
 use crate::translator::{self, Options};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -70,7 +71,7 @@ pub struct CacheStats {
 
 pub struct Cache {
     mem: CodeMemory,
-    routines: host::Routines,
+    routines: Routines,
     routines_len: usize,
     blocks: Vec<Block>,
     by_pc: HashMap<u32, u32>,
@@ -113,7 +114,7 @@ impl Cache {
         })
     }
 
-    pub fn routines(&self) -> host::Routines {
+    pub fn routines(&self) -> Routines {
         self.routines
     }
 

@@ -186,6 +186,23 @@ pub unsafe extern "C" fn rt_input(ctx: *mut JitCtx, _unused: u32) -> u64 {
     finish(ctx, r)
 }
 
+/// Addresses of the shared routines each backend assembles at the start of code memory
+/// (their register conventions are the backend's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Routines {
+    /// Dispatch miss: the target pc is in the backend's dispatch register.
+    pub miss: usize,
+    /// Store the UM registers and return to Rust.
+    pub exit: usize,
+    /// `extern "C" fn(ctx, code)`: load the UM registers and jump to `code`.
+    pub enter: usize,
+    /// Store the exit fields passed in registers (pc, b, kind | a << 8), then `exit`.
+    pub exit_with: usize,
+    /// Per runtime function (`RtFn::index`): save what the call clobbers, call it, report
+    /// failure.
+    pub call: [usize; 4],
+}
+
 /// The runtime functions generated code calls, in one place for the backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtFn {
@@ -202,6 +219,16 @@ impl RtFn {
             RtFn::Abandon => rt_abandon as unsafe extern "C" fn(*mut Heap, u32) -> u64 as usize,
             RtFn::Output => rt_output as unsafe extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
             RtFn::Input => rt_input as unsafe extern "C" fn(*mut JitCtx, u32) -> u64 as usize,
+        }
+    }
+
+    /// Position in `Routines::call`.
+    pub fn index(self) -> usize {
+        match self {
+            RtFn::Alloc => 0,
+            RtFn::Abandon => 1,
+            RtFn::Output => 2,
+            RtFn::Input => 3,
         }
     }
 

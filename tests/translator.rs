@@ -129,15 +129,18 @@ fn constant_identifiers_and_offsets_of_every_size() {
     }
 }
 
-/// The two-way branch idiom, taken both ways many times, and a jump whose target register
-/// was overwritten after the cmov (so the branch must not use the stale pair).
-#[test]
-fn two_way_branches() {
-    // Count down from 5, printing a digit each time; even numbers print through one arm
-    // and odd numbers through the other.
-    expect_output(
+/// The two-way branch idiom: count down from `start`, printing 'e' or 'o' through one of
+/// two arms. With `overwrite`, the jump register is overwritten after the cmov, so the
+/// branch must not use the stale pair (and the loop ends after one round).
+fn two_way_program(start: u32, overwrite: bool) -> String {
+    let clobber = if overwrite {
+        "literal r4, done      ; overwrites the pair: always 'done'"
+    } else {
+        ""
+    };
+    format!(
         "
-            literal r7, 5
+            literal r7, {start}
         top:
             literal r1, 1
             nand r2, r7, r1
@@ -160,46 +163,18 @@ fn two_way_branches() {
             literal r3, top
             literal r4, done
             cmov r4, r3, r7
-            literal r4, done      ; overwrites the pair: always 'done'
+            {clobber}
             loadprog r0, r4
         done:
             halt
-        ",
-        b"",
-        b"o",
-    );
-    expect_output(
         "
-            literal r7, 6
-        top:
-            literal r1, 1
-            nand r2, r7, r1
-            nand r2, r2, r2
-            literal r3, odd
-            literal r4, even
-            cmov r4, r3, r2
-            loadprog r0, r4
-        odd:
-            literal r5, 'o'
-            output r5
-            literal r4, next
-            loadprog r0, r4
-        even:
-            literal r5, 'e'
-            output r5
-        next:
-            nand r6, r0, r0
-            add r7, r7, r6
-            literal r3, top
-            literal r4, done
-            cmov r4, r3, r7
-            loadprog r0, r4
-        done:
-            halt
-        ",
-        b"",
-        b"eoeoeo",
-    );
+    )
+}
+
+#[test]
+fn two_way_branches() {
+    expect_output(&two_way_program(5, true), b"", b"o");
+    expect_output(&two_way_program(6, false), b"", b"eoeoeo");
 }
 
 /// Jumps to pcs outside array 0, to a constant and through a register, fault at fetch.

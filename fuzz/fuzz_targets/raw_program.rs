@@ -23,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
             ..JitOptions::default()
         });
         let out = run_captured(&program, input, &engine, limit);
-        assert_eq!(out, reference, "{} disagrees with the interpreter", engine.describe());
+        assert_eq!(
+            out,
+            reference,
+            "{} disagrees with the interpreter",
+            engine.describe()
+        );
     }
 });
