@@ -53,7 +53,8 @@ pub struct RunArgs {
     /// table (a debugging aid).
     #[arg(long, conflicts_with = "interp")]
     pub no_chain: bool,
-    /// Translator: at most N UM operations per block (1 = one operation per block).
+    /// Translator: at most N UM operations per block, 1 to 2048 (1 = one operation per
+    /// block).
     #[arg(long, value_name = "N", conflicts_with = "interp",
           default_value_t = jit::DEFAULT_MAX_BLOCK,
           value_parser = clap::value_parser!(u32).range(1..=jit::MAX_MAX_BLOCK as i64))]
