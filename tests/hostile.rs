@@ -157,3 +157,49 @@ fn output_flood() {
     assert_eq!(out.stdout.len(), 3_000_000);
     assert!(out.stdout.iter().all(|&b| b == b'x'));
 }
+
+/// After load program, identifier 0 names the new array 0: an access at its length faults
+/// with the new length, and one inside it reads the new contents.
+#[test]
+fn identifier_zero_after_load_program() {
+    // The new program (4 words), copied from `new` below:
+    //   index r3, r0, r6    ; r6 = 3: the last word of the new array 0 (the halt)
+    //   literal r1, 4
+    //   index r2, r0, r1    ; offset 4 = the new length: fault
+    //   halt
+    let src = "
+            literal r0, 0
+            literal r1, 4
+            alloc r2, r1          ; array 1: the new program
+            literal r4, 0
+            literal r5, 1
+        copy:
+            literal r6, new
+            add r6, r6, r4
+            index r7, r0, r6
+            amend r2, r4, r7
+            add r4, r4, r5
+            nand r7, r4, r4
+            add r7, r7, r5
+            add r7, r7, r1        ; 4 - i
+            literal r6, copy
+            literal r3, load
+            cmov r3, r6, r7
+            loadprog r0, r3
+        load:
+            literal r6, 3
+            loadprog r2, r0       ; array 0 := array 1, pc 0
+        new:
+            index r3, r0, r6
+            literal r1, 4
+            index r2, r0, r1
+            halt
+        ";
+    let out = expect_fault(
+        src,
+        b"",
+        b"",
+        "fault at pc 2 (index): offset 4 outside array 0 (length 4)",
+    );
+    assert_eq!(out.regs[3], 0x7000_0000, "read the halt of the new array 0");
+}
