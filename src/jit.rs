@@ -84,11 +84,6 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
         unsafe { std::mem::transmute::<usize, extern "C" fn(*mut JitCtx, usize)>(enter_addr) };
     let mut pc = m.pc;
     let result = loop {
-        // The tables may have been reallocated by a flush.
-        let (dt, dt_len) = cache.dtable();
-        ctx.dtable = dt;
-        ctx.dtable_len = dt_len;
-        ctx.codemap = cache.codemap();
         let (prog, prog_len) = m.heap.program();
         if pc >= prog_len {
             // Let the interpreter report the fetch fault.
@@ -100,20 +95,12 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 Err(r) => break r,
             }
         }
-        let id = match cache.lookup(pc) {
-            Some(id) => id,
-            None => {
-                // SAFETY: array 0 has `prog_len` words at `prog` and is not written while
-                // this shared view lives (only the translator reads it).
-                let program = unsafe { std::slice::from_raw_parts(prog, prog_len as usize) };
-                let id = cache.translate(program, pc);
-                let (dt, dt_len) = cache.dtable();
-                ctx.dtable = dt;
-                ctx.dtable_len = dt_len;
-                ctx.codemap = cache.codemap();
-                id
-            }
-        };
+        let id = block_at(&mut cache, m, pc);
+        // The tables may have been reallocated by a flush.
+        let (dt, dt_len) = cache.dtable();
+        ctx.dtable = dt;
+        ctx.dtable_len = dt_len;
+        ctx.codemap = cache.codemap();
         let code = cache.code_address(id);
         js.exits += 1;
         enter(&mut *ctx, code);
@@ -132,15 +119,7 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 pc = epc;
                 if epc < prog_len {
                     let flushes = cache.stats.flushes;
-                    let dst = match cache.lookup(epc) {
-                        Some(d) => d,
-                        None => {
-                            // SAFETY: as above.
-                            let program =
-                                unsafe { std::slice::from_raw_parts(prog, prog_len as usize) };
-                            cache.translate(program, epc)
-                        }
-                    };
+                    let dst = block_at(&mut cache, m, epc);
                     // A flush while translating made the source block id stale.
                     if cache.stats.flushes == flushes {
                         cache.link(ea, eb, dst);
@@ -203,6 +182,18 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
     js.stub_runs = ctx.stub_runs;
     js.code_used = cache.code_used() as u64;
     (result, js)
+}
+
+/// The block for `pc` (inside array 0), translated now if there is none.
+fn block_at(cache: &mut Cache, m: &Machine, pc: u32) -> u32 {
+    if let Some(id) = cache.lookup(pc) {
+        return id;
+    }
+    let (prog, prog_len) = m.heap.program();
+    // SAFETY: array 0 has `prog_len` words at `prog`, and nothing writes it while this
+    // shared view lives (only the translator reads it, from Rust, between runs).
+    let program = unsafe { std::slice::from_raw_parts(prog, prog_len as usize) };
+    cache.translate(program, pc)
 }
 
 /// Take back the `n` instructions a block counted on entry but did not run (the counters
