@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{asm, engine_flags, run_cli, run_cli_all, temp_path, umdbt, write_program};
+use common::{ECHO_BANG, asm, engine_flags, run_cli, run_cli_all, temp_path, umdbt, write_program};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -525,23 +525,6 @@ fn stats_counts_input() {
 }
 
 // ---- console ----
-
-/// Echo input to output until end of input, then print '!'.
-const ECHO_BANG: &str = "
-        literal r7, 1
-loop:   input r1
-        add r2, r1, r7          ; 0 exactly at end of input
-        literal r3, done
-        literal r4, body
-        cmov r3, r4, r2
-        loadprog r0, r3
-body:   output r1
-        literal r3, loop
-        loadprog r0, r3
-done:   literal r1, '!'
-        output r1
-        halt
-";
 
 #[test]
 fn piped_input_is_echoed() {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{CliOutcome, asm, corpus, engine_flags, run_cli, run_cli_all, temp_path};
+use common::{CliOutcome, ECHO_BANG, asm, corpus, engine_flags, run_cli, run_cli_all, temp_path};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -190,25 +190,10 @@ fn um_um_runs_an_appended_program() {
 
 #[test]
 fn um_um_passes_input_through() {
-    let echo = "
-        literal r7, 1
-loop:   input r1
-        add r2, r1, r7
-        literal r3, done
-        literal r4, body
-        cmov r3, r4, r2
-        loadprog r0, r3
-body:   output r1
-        literal r3, loop
-        loadprog r0, r3
-done:   literal r1, '!'
-        output r1
-        halt
-    ";
     let Some(dir) = corpus() else { return };
     // Also as a file made with `cat um.um prog.um`, the way the corpus README says.
     let prog = temp_path("echo.um");
-    std::fs::write(&prog, umdbt::assembler::to_bytes(&asm(echo))).unwrap();
+    std::fs::write(&prog, umdbt::assembler::to_bytes(&asm(ECHO_BANG))).unwrap();
     let both = temp_path("both.um");
     let mut bytes = std::fs::read(dir.join("um.um")).unwrap();
     bytes.extend(std::fs::read(&prog).unwrap());

@@ -9,6 +9,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use umdbt::assembler::{assemble, to_bytes};
 use umdbt::engine::{Engine, Outcome, run_captured};
 
+/// A program that echoes its input to its output until end of input, then prints '!'.
+pub const ECHO_BANG: &str = "
+        literal r7, 1
+loop:   input r1
+        add r2, r1, r7          ; 0 exactly at end of input
+        literal r3, done
+        literal r4, body
+        cmov r3, r4, r2
+        loadprog r0, r3
+body:   output r1
+        literal r3, loop
+        loadprog r0, r3
+done:   literal r1, '!'
+        output r1
+        halt
+";
+
 /// Memory limit for in-process runs.
 pub const TEST_MEMORY: u64 = 1 << 30;
 
