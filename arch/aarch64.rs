@@ -2,8 +2,9 @@
 //! in `src/translator.rs`.
 //!
 //! Host registers: UM r0..r7 live in w19..w26 (callee-saved, so runtime calls need not save
-//! them); x27 holds the `JitCtx`, x28 the `Heap`; x12/w13 hold the base and length of the
-//! array last indexed or amended; x9..x11, x14..x17 are scratch; x0/x1 carry call arguments.
+//! them); x27 holds the `JitCtx`, x28 the `Heap`; x12/w13 and x6/w7 are the two array slots
+//! (see `ArrayUse`), holding the base and length of arrays recently indexed or amended;
+//! x9..x11, x14..x17 are scratch; x0/x1 carry call arguments.
 //!
 //! Constants are built with `movz`/`movk` (never an immediate that might not encode), and
 //! compare immediates are used only below 4096. Conditional branches reach +-1 MiB, so a
@@ -16,12 +17,15 @@
 #![allow(clippy::useless_conversion)]
 
 use crate::runtime::{ExitKind, Routines, RtFn, off};
-use crate::translator::{BinOp, Emitter, Val};
+use crate::translator::{ArrayUse, BinOp, Emitter, Val};
 use dynasmrt::aarch64::Aarch64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 
 /// Host register number of each UM register.
 const HOST: [u8; 8] = [19, 20, 21, 22, 23, 24, 25, 26];
+
+/// Base and length registers of each array slot (see `ArrayUse`).
+const SLOTS: [(u8, u8); 2] = [(12, 13), (6, 7)];
 
 fn h(r: u8) -> u8 {
     HOST[r as usize]
@@ -189,17 +193,19 @@ impl A64Emitter {
         }
     }
 
-    /// Make x12/w13 hold the base and length of array `id` (unless `cached`), then check
-    /// `offset` against the length (`fail`). Returns the constant offset when it can be an
-    /// immediate, else the register holding the offset.
+    /// Make the slot's registers hold the base and length of array `id` (unless cached),
+    /// then check `offset` against the length unless known in bounds (`fail`). Returns the
+    /// slot's base register and the constant offset when it can be an immediate, else the
+    /// register holding the offset.
     fn element(
         &mut self,
         id: Val,
-        cached: bool,
+        arr: ArrayUse,
         offset: Val,
         fail: DynamicLabel,
-    ) -> Result<u32, u8> {
-        if !cached {
+    ) -> (u8, Result<u32, u8>) {
+        let (base, len) = SLOTS[arr.slot as usize];
+        if !arr.cached {
             let hid = self.reg_of(id, 10);
             if self.check_ids {
                 asm!(self.ops
@@ -211,27 +217,30 @@ impl A64Emitter {
             asm!(self.ops
                 ; ldr x9, [x28, off::HEAP_TABLE as u32]
                 ; add x9, x9, W(hid), uxtw off::ENTRY_SHIFT as u32
-                ; ldr w13, [x9, off::ENTRY_LEN as u32]
-                ; ldr x12, [x9, off::ENTRY_BASE as u32]
+                ; ldr W(len), [x9, off::ENTRY_LEN as u32]
+                ; ldr X(base), [x9, off::ENTRY_BASE as u32]
             );
         }
-        match offset {
+        let elem = match offset {
             Val::Imm(k) if k < 4096 => {
-                asm!(self.ops
-                    ; cmp w13, k
-                    ; b.ls =>fail
-                );
+                if !arr.checked {
+                    asm!(self.ops
+                        ; cmp WSP(len), k
+                        ; b.ls =>fail
+                    );
+                }
                 Ok(k)
             }
             _ => {
                 let ho = self.reg_of(offset, 14);
                 asm!(self.ops
-                    ; cmp W(ho), w13
+                    ; cmp W(ho), W(len)
                     ; b.hs =>fail
                 );
                 Err(ho)
             }
-        }
+        };
+        (base, elem)
     }
 }
 
@@ -312,10 +321,10 @@ impl Emitter for A64Emitter {
         asm!(self.ops ; udiv W(h(a)), W(hb), W(hc));
     }
 
-    fn index(&mut self, a: u8, b: Val, c: Val, cached: bool, fail: DynamicLabel) {
-        match self.element(b, cached, c, fail) {
-            Ok(k) => asm!(self.ops ; ldr W(h(a)), [x12, 4 * k]),
-            Err(ho) => asm!(self.ops ; ldr W(h(a)), [x12, W(ho), uxtw 2]),
+    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
+        match self.element(b, arr, c, fail) {
+            (base, Ok(k)) => asm!(self.ops ; ldr W(h(a)), [X(base), 4 * k]),
+            (base, Err(ho)) => asm!(self.ops ; ldr W(h(a)), [X(base), W(ho), uxtw 2]),
         }
     }
 
@@ -324,15 +333,15 @@ impl Emitter for A64Emitter {
         a: Val,
         b: Val,
         c: Val,
-        cached: bool,
+        arr: ArrayUse,
         fail: DynamicLabel,
         smc: DynamicLabel,
     ) {
-        let k = self.element(a, cached, b, fail);
+        let (base, k) = self.element(a, arr, b, fail);
         let hc = self.reg_of(c, 15);
         match k {
-            Ok(k) => asm!(self.ops ; str W(hc), [x12, 4 * k]),
-            Err(ho) => asm!(self.ops ; str W(hc), [x12, W(ho), uxtw 2]),
+            Ok(k) => asm!(self.ops ; str W(hc), [X(base), 4 * k]),
+            Err(ho) => asm!(self.ops ; str W(hc), [X(base), W(ho), uxtw 2]),
         }
         let done = self.ops.new_dynamic_label();
         match a {
@@ -365,6 +374,68 @@ impl Emitter for A64Emitter {
         if let Some(r) = result {
             asm!(self.ops ; mov W(h(r)), w0);
         }
+    }
+
+    fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
+        debug_assert!((1..=64).contains(&words));
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        // small[words]: its pointer and length in the heap header (layout asserted in
+        // arch/x86_64.rs, which uses the same fields).
+        let stack = 64 + 16 * words;
+        asm!(self.ops
+            ; ldr w9, [x28, stack + 8]
+            ; cbz w9, =>slow
+            ; ldr w10, [x28, 24]             // free_ids.len
+            ; cbz w10, =>slow
+            ; sub w9, w9, 1
+            ; str w9, [x28, stack + 8]
+            ; ldr x11, [x28, stack]
+            ; ldr x11, [x11, x9, lsl 3]      // the buffer
+            ; sub w10, w10, 1
+            ; str w10, [x28, 24]
+            ; ldr x14, [x28, 16]
+            ; ldr w10, [x14, x10, lsl 2]     // the identifier
+        );
+        // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
+        let units = words.div_ceil(2);
+        for pair in 0..units / 2 {
+            asm!(self.ops ; stp xzr, xzr, [x11, 16 * pair as i32]);
+        }
+        if units % 2 == 1 {
+            asm!(self.ops ; str xzr, [x11, 8 * (units - 1)]);
+        }
+        asm!(self.ops
+            ; ldr x14, [x28, off::HEAP_TABLE as u32]
+            ; add x14, x14, x10, lsl off::ENTRY_SHIFT as u32
+            ; str x11, [x14, off::ENTRY_BASE as u32]
+        );
+        load_x(&mut self.ops, 15, (1u64 << 32) | words as u64);
+        asm!(self.ops
+            ; str x15, [x14, off::ENTRY_LEN as u32]   // len = words, active = 1
+            ; ldr x15, [x28, 32]
+            ; add x15, x15, 1
+            ; str x15, [x28, 32]
+            ; ldr x15, [x28, 48]
+            ; add x15, x15, 1
+            ; str x15, [x28, 48]
+            ; ldr x16, [x28, 56]
+            ; cmp x15, x16
+            ; csel x16, x15, x16, hi
+            ; str x16, [x28, 56]
+            ; mov W(h(a)), w10
+            ; b =>done
+            ; =>slow
+        );
+        load_w(&mut self.ops, 1, words);
+        let helper = self.routines.call[RtFn::Alloc.index()];
+        asm!(self.ops
+            ; bl extern helper
+            ; lsr x9, x0, 32
+            ; cbnz x9, =>fail
+            ; mov W(h(a)), w0
+            ; =>done
+        );
     }
 
     fn branch_zero(&mut self, r: u8, target: DynamicLabel) {

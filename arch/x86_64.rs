@@ -3,16 +3,20 @@
 //!
 //! Host registers: UM r0..r7 live in ebx, ebp, r12d, r13d, r8d, r9d, r10d, r11d for the whole
 //! time generated code runs (chained blocks included); r15 holds the `JitCtx`, r14 the
-//! `Heap`; rax, rcx, rdx are scratch; rdi and esi hold the base and length of the array last
-//! indexed or amended (the translator decides when they can be reused), and are also the
-//! argument registers of calls. Runtime calls save and restore the four
-//! caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
+//! `Heap`; rax is scratch. Two array slots (see `ArrayUse`) hold the base and length of
+//! arrays recently indexed or amended: rdi/esi and rcx/edx (the translator decides when they
+//! can be reused); rcx, rdx, rsi and rdi are also scratch for division, allocation, calls
+//! and exits, after which the translator forgets the slots. Runtime calls save and restore
+//! the four caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
+//!
+//! Every write to a UM register is a 32-bit operation, so its host register is always
+//! zero-extended and serves directly as an index in addresses.
 
 // dynasm's expansion of dynamic registers (`Rd(n)`) calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
 use crate::runtime::{ExitKind, Routines, RtFn, off};
-use crate::translator::{BinOp, Emitter, Val};
+use crate::translator::{ArrayUse, BinOp, Emitter, Val};
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 
@@ -23,6 +27,11 @@ const CALLER_SAVED: [u8; 4] = [4, 5, 6, 7];
 
 const RAX: u8 = 0;
 const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+/// Base and length registers of each array slot (see `ArrayUse`).
+const SLOTS: [(u8, u8); 2] = [(RDI, RSI), (RCX, RDX)];
 
 // dynasm encodes a displacement in one byte only when it is a literal, so the hot fields
 // are written as numbers here; these assertions keep them equal to the real layout.
@@ -157,6 +166,7 @@ const _: () = {
     assert!(offset_of!(Heap, live) == 48 && offset_of!(Heap, peak_live) == 56);
     assert!(offset_of!(Heap, small) == 64 && SMALL_MAX == 64);
     assert!(crate::memory::FREE_BASE == 8);
+    assert!(offset_of!(crate::memory::Entry, active) == 12);
 };
 
 /// The fast path of `Heap::alloc` (esi = words): a cached buffer of that exact size and a
@@ -336,38 +346,56 @@ impl X64Emitter {
         }
     }
 
-    /// Make rdi/esi hold the base and length of array `id` (unless `cached`), then check
-    /// `offset` against the length (`fail`); rdx := offset for a register offset. Returns
-    /// the constant offset, if any.
-    fn element(&mut self, id: Val, cached: bool, offset: Val, fail: DynamicLabel) -> Option<u32> {
-        if !cached {
+    /// Make the slot's registers hold the base and length of array `id` (unless cached),
+    /// then check `offset` against the length unless known in bounds (`fail`). Returns the
+    /// slot's base register and how to address the word: a constant displacement, or the
+    /// host register holding the offset (a UM register, zero-extended, or rax).
+    fn element(&mut self, id: Val, arr: ArrayUse, offset: Val, fail: DynamicLabel) -> (u8, Elem) {
+        let (base, len) = SLOTS[arr.slot as usize];
+        if !arr.cached {
             self.entry(id, fail);
             asm!(self.ops
-                ; mov esi, [rax + 8]
-                ; mov rdi, [rax]
+                ; mov Rd(len), [rax + 8]
+                ; mov Rq(base), [rax]
             );
         }
-        match offset {
+        let elem = match offset {
             Val::Imm(k) if k < 1 << 28 => {
-                asm!(self.ops
-                    ; cmp esi, k as i32
-                    ; jbe =>fail
-                );
-                Some(k)
-            }
-            _ => {
-                match offset {
-                    Val::Reg(r) => asm!(self.ops ; mov edx, Rd(h(r))),
-                    Val::Imm(k) => asm!(self.ops ; mov edx, k as i32),
+                if !arr.checked {
+                    asm!(self.ops
+                        ; cmp Rd(len), k as i32
+                        ; jbe =>fail
+                    );
                 }
+                Elem::Disp(4 * k as i32)
+            }
+            Val::Imm(k) => {
                 asm!(self.ops
-                    ; cmp edx, esi
+                    ; mov eax, k as i32
+                    ; cmp eax, Rd(len)
                     ; jae =>fail
                 );
-                None
+                Elem::Index(RAX)
             }
-        }
+            Val::Reg(r) => {
+                asm!(self.ops
+                    ; cmp Rd(h(r)), Rd(len)
+                    ; jae =>fail
+                );
+                Elem::Index(h(r))
+            }
+        };
+        (base, elem)
     }
+}
+
+/// Where an element is, relative to its array's base register.
+#[derive(Clone, Copy)]
+enum Elem {
+    /// At this byte displacement.
+    Disp(i32),
+    /// At 4 times this (zero-extended) host register.
+    Index(u8),
 }
 
 impl Emitter for X64Emitter {
@@ -498,10 +526,10 @@ impl Emitter for X64Emitter {
         );
     }
 
-    fn index(&mut self, a: u8, b: Val, c: Val, cached: bool, fail: DynamicLabel) {
-        match self.element(b, cached, c, fail) {
-            Some(k) => asm!(self.ops ; mov Rd(h(a)), [rdi + 4 * k as i32]),
-            None => asm!(self.ops ; mov Rd(h(a)), [rdi + rdx * 4]),
+    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
+        match self.element(b, arr, c, fail) {
+            (base, Elem::Disp(d)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + d]),
+            (base, Elem::Index(i)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + Rq(i) * 4]),
         }
     }
 
@@ -510,16 +538,18 @@ impl Emitter for X64Emitter {
         a: Val,
         b: Val,
         c: Val,
-        cached: bool,
+        arr: ArrayUse,
         fail: DynamicLabel,
         smc: DynamicLabel,
     ) {
-        let k = self.element(a, cached, b, fail);
-        match (k, c) {
-            (Some(k), Val::Imm(v)) => asm!(self.ops ; mov DWORD [rdi + 4 * k as i32], v as i32),
-            (Some(k), Val::Reg(r)) => asm!(self.ops ; mov [rdi + 4 * k as i32], Rd(h(r))),
-            (None, Val::Imm(v)) => asm!(self.ops ; mov DWORD [rdi + rdx * 4], v as i32),
-            (None, Val::Reg(r)) => asm!(self.ops ; mov [rdi + rdx * 4], Rd(h(r))),
+        let (base, elem) = self.element(a, arr, b, fail);
+        match (elem, c) {
+            (Elem::Disp(d), Val::Imm(v)) => asm!(self.ops ; mov DWORD [Rq(base) + d], v as i32),
+            (Elem::Disp(d), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + d], Rd(h(r))),
+            (Elem::Index(i), Val::Imm(v)) => {
+                asm!(self.ops ; mov DWORD [Rq(base) + Rq(i) * 4], v as i32)
+            }
+            (Elem::Index(i), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + Rq(i) * 4], Rd(h(r))),
         }
         let done = self.ops.new_dynamic_label();
         match a {
@@ -530,10 +560,19 @@ impl Emitter for X64Emitter {
                 ; jnz =>done
             ),
         }
-        asm!(self.ops ; mov rax, [r15 + 72]);
-        match k {
-            Some(k) => asm!(self.ops ; cmp BYTE [rax + k as i32], 0),
-            None => asm!(self.ops ; cmp BYTE [rax + rdx], 0),
+        match elem {
+            Elem::Disp(d) => asm!(self.ops
+                ; mov rax, [r15 + 72]
+                ; cmp BYTE [rax + d / 4], 0
+            ),
+            Elem::Index(RAX) => asm!(self.ops
+                ; add rax, [r15 + 72]
+                ; cmp BYTE [rax], 0
+            ),
+            Elem::Index(i) => asm!(self.ops
+                ; mov rax, [r15 + 72]
+                ; cmp BYTE [rax + Rq(i)], 0
+            ),
         }
         asm!(self.ops
             ; jne =>smc
@@ -554,6 +593,59 @@ impl Emitter for X64Emitter {
         if let Some(r) = result {
             asm!(self.ops ; mov Rd(h(r)), eax);
         }
+    }
+
+    fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
+        debug_assert!((1..=64).contains(&words));
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        let no_peak = self.ops.new_dynamic_label();
+        // small[words]: its pointer and length in the heap header.
+        let stack = 64 + 16 * words as i32;
+        asm!(self.ops
+            ; mov ecx, [r14 + stack + 8]
+            ; test ecx, ecx
+            ; jz =>slow
+            ; mov edx, [r14 + 24]             // free_ids.len
+            ; test edx, edx
+            ; jz =>slow
+            ; dec ecx
+            ; mov [r14 + stack + 8], ecx
+            ; mov rax, [r14 + stack]
+            ; mov rax, [rax + rcx * 8]        // the buffer
+            ; dec edx
+            ; mov [r14 + 24], edx
+            ; mov rcx, [r14 + 16]
+            ; mov edx, [rcx + rdx * 4]        // the identifier
+        );
+        // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
+        for unit in 0..words.div_ceil(2) as i32 {
+            asm!(self.ops ; mov QWORD [rax + 8 * unit], 0);
+        }
+        asm!(self.ops
+            ; mov ecx, edx
+            ; shl rcx, off::ENTRY_SHIFT as i8
+            ; add rcx, [r14]                  // the entry
+            ; mov [rcx], rax
+            ; mov rax, QWORD (1i64 << 32) | words as i64
+            ; mov [rcx + 8], rax              // len = words, active = 1
+            ; add QWORD [r14 + 32], 1
+            ; mov rax, [r14 + 48]
+            ; inc rax
+            ; mov [r14 + 48], rax
+            ; cmp rax, [r14 + 56]
+            ; jbe =>no_peak
+            ; mov [r14 + 56], rax
+            ; =>no_peak
+            ; mov Rd(h(a)), edx
+            ; jmp =>done
+            ; =>slow
+            ; mov esi, words as i32
+            ; call extern self.routines.call[RtFn::Alloc.index()]
+            ; jc =>fail
+            ; mov Rd(h(a)), eax
+            ; =>done
+        );
     }
 
     fn branch_zero(&mut self, r: u8, target: DynamicLabel) {

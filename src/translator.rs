@@ -14,6 +14,7 @@
 
 use crate::decoder::{Instr, Op};
 use crate::discoverer::{End, Run};
+use crate::memory::SMALL_MAX;
 use crate::runtime::{ExitKind, RtFn};
 
 /// An operand: a UM register or a constant known at translation time.
@@ -41,6 +42,22 @@ impl BinOp {
     }
 }
 
+/// How an index or amend reaches its array: the backend keeps the base and length of up to
+/// [`ARRAY_SLOTS`] arrays in host registers, and the translator decides which slot to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayUse {
+    /// The slot (0 or 1) that holds, or is loaded with, the array's base and length.
+    pub slot: u8,
+    /// The slot already holds this array (same identifier since it was loaded).
+    pub cached: bool,
+    /// The constant offset is known to be in bounds (a larger one passed the check before),
+    /// so no check is needed.
+    pub checked: bool,
+}
+
+/// How many arrays a backend keeps at hand (see [`ArrayUse`]).
+pub const ARRAY_SLOTS: usize = 2;
+
 /// What a backend implements. Registers are UM register numbers 0..8; the backend maps them
 /// to host registers. Every `fail`/`smc` label is bound by the translator to a cold stub.
 pub trait Emitter {
@@ -63,16 +80,19 @@ pub trait Emitter {
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
     /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
-    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. The
-    /// backend keeps the array's base and length for reuse: `cached` says they are still
-    /// those of array `b` from the previous index or amend.
-    fn index(&mut self, a: u8, b: Val, c: Val, cached: bool, fail: Self::Label);
-    /// Op 2 with inline checks (and `cached` as for `index`); after a store into array 0,
+    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. `arr`
+    /// says which slot holds array `b`'s base and length (and whether it must be loaded
+    /// first, or checked).
+    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
+    /// Op 2 with inline checks (and `arr` as for `index`); after a store into array 0,
     /// `smc` when the word is covered by translated code.
-    fn amend(&mut self, a: Val, b: Val, c: Val, cached: bool, fail: Self::Label, smc: Self::Label);
+    fn amend(&mut self, a: Val, b: Val, c: Val, arr: ArrayUse, fail: Self::Label, smc: Self::Label);
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
+    /// Op 8 of a constant `words` (1 to `SMALL_MAX`) into register `a`, with the allocation
+    /// routine's fast path inline (the routine itself when it misses; `fail` if that fails).
+    fn alloc_small(&mut self, a: u8, words: u32, fail: Self::Label);
     /// Branch to `target` when register `r` is zero.
     fn branch_zero(&mut self, r: u8, target: Self::Label);
     /// Branch to `target` when register `r` is not zero.
@@ -126,6 +146,15 @@ struct RegState {
     either: Option<(u32, u32)>,
 }
 
+/// An array held in a backend slot.
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    /// The identifier it was loaded for.
+    id: Val,
+    /// The largest constant offset that passed the bounds check since.
+    checked: Option<u32>,
+}
+
 enum StubKind {
     /// Exit with the given kind, pc, a, b after writing the pending constants.
     Exit(ExitKind, u32, u32, u32),
@@ -146,10 +175,13 @@ struct Translator<'e, E: Emitter> {
     regs: [RegState; 8],
     stubs: Vec<Stub<E::Label>>,
     exits: Vec<ExitSite>,
-    /// The identifier whose array's base and length the backend holds from the last index or
-    /// amend. Valid until that register changes or a runtime call (alloc, abandon, I/O)
-    /// runs: nothing else can move or resize an array.
-    array_cache: Option<Val>,
+    /// The identifiers whose arrays' base and length the backend holds in each slot, from
+    /// earlier index or amend operations. Valid until that register changes or anything
+    /// but an index, amend or arithmetic runs (a runtime call may free the array; division
+    /// and allocation use the slot registers): nothing else can move or resize an array.
+    array_cache: [Option<Cached>; ARRAY_SLOTS],
+    /// The slot to load next (the one used least recently).
+    victim: usize,
     /// Index of this block among all translated blocks (reported by link stubs).
     block_id: u32,
     opts: Options,
@@ -163,7 +195,8 @@ pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options)
         regs: [RegState::default(); 8],
         stubs: Vec::new(),
         exits: Vec::new(),
-        array_cache: None,
+        array_cache: [None; ARRAY_SLOTS],
+        victim: 0,
         block_id,
         opts,
         n_ops: run.ops.len() as u32,
@@ -243,18 +276,52 @@ impl<E: Emitter> Translator<'_, E> {
         self.forget_array(a);
     }
 
-    /// The cached array is named by register `a`, which changes.
+    /// A cached array is named by register `a`, which changes.
     fn forget_array(&mut self, a: u8) {
-        if self.array_cache == Some(Val::Reg(a)) {
-            self.array_cache = None;
+        for slot in &mut self.array_cache {
+            if slot.is_some_and(|c| c.id == Val::Reg(a)) {
+                *slot = None;
+            }
         }
     }
 
-    /// Whether the backend still holds array `id`; from now on it will.
-    fn use_array(&mut self, id: Val) -> bool {
-        let hit = self.array_cache == Some(id);
-        self.array_cache = Some(id);
-        hit
+    /// The backend's slot registers are clobbered.
+    fn forget_arrays(&mut self) {
+        self.array_cache = [None; ARRAY_SLOTS];
+    }
+
+    /// Where array `id` is to be accessed at `offset`: the slot already holding it, or the
+    /// least recently used one, which from now on holds it.
+    fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
+        let k = match offset {
+            Val::Imm(k) => Some(k),
+            Val::Reg(_) => None,
+        };
+        let hit = self
+            .array_cache
+            .iter()
+            .position(|c| c.is_some_and(|c| c.id == id));
+        let (slot, cached, checked) = match hit {
+            Some(s) => {
+                let known = self.array_cache[s].and_then(|c| c.checked);
+                (s, true, k.is_some() && known >= k)
+            }
+            None => {
+                let s = self.victim;
+                self.array_cache[s] = Some(Cached { id, checked: None });
+                (s, false, false)
+            }
+        };
+        // Once this access has passed its check, `k` is known to be in bounds.
+        if let Some(c) = &mut self.array_cache[slot] {
+            c.checked = c.checked.max(k);
+        }
+        self.victim = (slot + 1) % ARRAY_SLOTS;
+        ArrayUse {
+            slot: slot as u8,
+            cached,
+            checked,
+        }
     }
 
     /// Register `a` now holds the constant `v` (not yet in the host register).
@@ -361,14 +428,15 @@ impl<E: Emitter> Translator<'_, E> {
                     let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                     let (vb, vc) = (self.val(b), self.val(c));
                     self.e.div(a, vb, vc, fail);
+                    self.forget_arrays();
                     self.written(a);
                 }
             },
             Op::Index => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                 let (vb, vc) = (self.val(b), self.val(c));
-                let cached = self.use_array(vb);
-                self.e.index(a, vb, vc, cached, fail);
+                let arr = self.use_array(vb, vc);
+                self.e.index(a, vb, vc, arr, fail);
                 self.written(a);
             }
             Op::Amend => {
@@ -376,8 +444,18 @@ impl<E: Emitter> Translator<'_, E> {
                 // The offset register must be exact in the stub: Rust reads it there.
                 let smc = self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1);
                 let (va, vb, vc) = (self.val(a), self.val(b), self.val(c));
-                let cached = self.use_array(va);
-                self.e.amend(va, vb, vc, cached, fail, smc);
+                let arr = self.use_array(va, vb);
+                self.e.amend(va, vb, vc, arr, fail, smc);
+            }
+            Op::Alloc if matches!(self.val(c), Val::Imm(n) if (1..=SMALL_MAX as u32).contains(&n)) =>
+            {
+                let Val::Imm(words) = self.val(c) else {
+                    unreachable!("matched above")
+                };
+                let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
+                self.e.alloc_small(b, words, fail);
+                self.forget_arrays();
+                self.written(b);
             }
             Op::Alloc | Op::Abandon | Op::Output | Op::Input => {
                 let (f, arg, result) = match ins.op {
@@ -393,7 +471,7 @@ impl<E: Emitter> Translator<'_, E> {
                     self.stub(ExitKind::Interp, pc, 0, not_run)
                 };
                 self.e.call(f, arg, result, fail);
-                self.array_cache = None;
+                self.forget_arrays();
                 if let Some(r) = result {
                     self.written(r);
                 }
