@@ -16,6 +16,7 @@
 // dynasm's expansion of dynamic registers calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
+use crate::memory::SLOT_WORDS;
 use crate::runtime::{ExitKind, Routines, RtFn, off};
 use crate::translator::{ArrayUse, BinOp, Emitter, Val};
 use dynasmrt::aarch64::Aarch64Relocation;
@@ -23,6 +24,10 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 
 /// Host register number of each UM register.
 const HOST: [u8; 8] = [19, 20, 21, 22, 23, 24, 25, 26];
+
+/// Offset of `Heap::slab` (asserted below).
+const SLAB: u32 = 1104;
+const _: () = assert!(std::mem::offset_of!(crate::memory::Heap, slab) == SLAB as usize);
 
 /// Base and length registers of each array slot (see `ArrayUse`).
 const SLOTS: [(u8, u8); 2] = [(12, 13), (6, 7)];
@@ -380,23 +385,40 @@ impl Emitter for A64Emitter {
         debug_assert!((1..=64).contains(&words));
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        // small[words]: its pointer and length in the heap header (layout asserted in
-        // arch/x86_64.rs, which uses the same fields).
-        let stack = 64 + 16 * words;
-        asm!(self.ops
-            ; ldr w9, [x28, stack + 8]
-            ; cbz w9, =>slow
-            ; ldr w10, [x28, 24]             // free_ids.len
-            ; cbz w10, =>slow
-            ; sub w9, w9, 1
-            ; str w9, [x28, stack + 8]
-            ; ldr x11, [x28, stack]
-            ; ldr x11, [x11, x9, lsl 3]      // the buffer
-            ; sub w10, w10, 1
-            ; str w10, [x28, 24]
-            ; ldr x14, [x28, 16]
-            ; ldr w10, [x14, x10, lsl 2]     // the identifier
-        );
+        // Heap fields (layout asserted in arch/x86_64.rs, which uses the same ones).
+        if words <= SLOT_WORDS {
+            // The identifier on top of the stack and its slot (else the routine).
+            asm!(self.ops
+                ; ldr w9, [x28, 24]          // free_ids.len
+                ; cbz w9, =>slow
+                ; ldr x14, [x28, 16]
+                ; sub w9, w9, 1
+                ; ldr w10, [x14, x9, lsl 2]  // the identifier
+                ; ldr w11, [x28, 12]         // slab_ids
+                ; cmp w10, w11
+                ; b.hs =>slow
+                ; str w9, [x28, 24]
+                ; ldr x11, [x28, SLAB]
+                ; add x11, x11, x10, lsl 5   // its slot
+            );
+        } else {
+            // small[words]: its pointer and length.
+            let stack = 64 + 16 * words;
+            asm!(self.ops
+                ; ldr w9, [x28, stack + 8]
+                ; cbz w9, =>slow
+                ; ldr w10, [x28, 24]         // free_ids.len
+                ; cbz w10, =>slow
+                ; sub w9, w9, 1
+                ; str w9, [x28, stack + 8]
+                ; ldr x11, [x28, stack]
+                ; ldr x11, [x11, x9, lsl 3]  // the buffer
+                ; sub w10, w10, 1
+                ; str w10, [x28, 24]
+                ; ldr x14, [x28, 16]
+                ; ldr w10, [x14, x10, lsl 2] // the identifier
+            );
+        }
         // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
         let units = words.div_ceil(2);
         for pair in 0..units / 2 {

@@ -155,6 +155,9 @@ pub fn routines(base: usize) -> (Vec<u8>, Routines) {
     )
 }
 
+/// Offset of `Heap::slab`.
+const SLAB: usize = 1104;
+
 // Offsets in `Heap` and its stacks used by the allocation fast paths (literal, see above).
 const _: () = {
     use crate::memory::{Heap, SMALL_MAX, Stack};
@@ -165,19 +168,41 @@ const _: () = {
     assert!(offset_of!(Heap, allocations) == 32 && offset_of!(Heap, abandonments) == 40);
     assert!(offset_of!(Heap, live) == 48 && offset_of!(Heap, peak_live) == 56);
     assert!(offset_of!(Heap, small) == 64 && SMALL_MAX == 64);
+    assert!(offset_of!(Heap, slab_ids) == 12 && offset_of!(Heap, slab) == SLAB);
+    assert!(crate::memory::SLOT_WORDS == 8);
     assert!(crate::memory::FREE_BASE == 8);
     assert!(offset_of!(crate::memory::Entry, active) == 12);
 };
 
-/// The fast path of `Heap::alloc` (esi = words): a cached buffer of that exact size and a
-/// recycled identifier; returns the identifier in eax with carry clear. Falls through to
-/// the Rust call when either stack is empty.
+/// The fast path of `Heap::alloc` (esi = words): a recycled identifier and its slot, or a
+/// cached buffer of that exact size; returns the identifier in eax with carry clear. Falls
+/// through to the Rust call when a stack is empty.
 fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
     let slow = ops.new_dynamic_label();
+    let buffers = ops.new_dynamic_label();
+    let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
     let no_peak = ops.new_dynamic_label();
     asm!(ops
+        ; lea eax, [rsi - 1]
+        ; cmp eax, 7
+        ; ja =>buffers                    // not 1..=SLOT_WORDS words
+        ; mov edx, [r14 + 24]             // free_ids.len
+        ; test edx, edx
+        ; jz =>slow
+        ; mov rax, [r14 + 16]
+        ; mov eax, [rax + rdx * 4 - 4]    // the identifier on top
+        ; cmp eax, [r14 + 12]
+        ; jae =>buffers                   // no slot
+        ; dec edx
+        ; mov [r14 + 24], edx
+        ; mov edx, eax
+        ; shl rax, 5                      // its slot
+        ; add rax, [r14 + SLAB as i32]
+        ; mov rdi, rax
+        ; jmp =>fill
+        ; =>buffers
         ; cmp esi, 64
         ; ja =>slow
         ; mov eax, esi
@@ -196,6 +221,7 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; mov [r14 + 24], edx
         ; mov rax, [r14 + 16]
         ; mov edx, [rax + rdx * 4]        // the identifier
+        ; =>fill
         ; lea ecx, [rsi + 1]
         ; shr ecx, 1                      // 8-byte units (buffers are rounded up to them)
         ; jz =>zeroed
@@ -226,10 +252,12 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
 }
 
 /// The fast path of `Heap::abandon` (esi = identifier): an active array of 1 to 64 words
-/// whose buffer and identifier fit on their stacks; returns with carry clear. Falls
-/// through to the Rust call otherwise (faults included).
+/// whose identifier (and buffer, unless it lives in its slot) fit on their stacks; returns
+/// with carry clear. Falls through to the Rust call otherwise (faults included).
 fn abandon_fast_path(ops: &mut VecAssembler<X64Relocation>) {
     let slow = ops.new_dynamic_label();
+    let buffer = ops.new_dynamic_label();
+    let counted = ops.new_dynamic_label();
     asm!(ops
         ; test esi, esi
         ; jz =>slow
@@ -244,6 +272,21 @@ fn abandon_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; lea edx, [rcx - 1]
         ; cmp edx, 63
         ; ja =>slow                       // length 0 or above 64
+        ; cmp edx, 7
+        ; ja =>buffer                     // above SLOT_WORDS
+        ; cmp esi, [r14 + 12]
+        ; jae =>buffer                    // no slot
+        ; mov edx, [r14 + 24]
+        ; cmp edx, [r14 + 28]
+        ; jae =>slow                      // identifier stack full
+        ; mov rcx, [r14 + 16]
+        ; mov [rcx + rdx * 4], esi
+        ; inc edx
+        ; mov [r14 + 24], edx
+        ; mov QWORD [rax], 8              // Entry::FREE
+        ; mov QWORD [rax + 8], 0
+        ; jmp =>counted
+        ; =>buffer
         ; shl ecx, 4                      // rcx = n * 16
         ; mov edx, [r14 + 24]
         ; cmp edx, [r14 + 28]
@@ -264,6 +307,7 @@ fn abandon_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; mov QWORD [rax], 8              // Entry::FREE
         ; mov QWORD [rax + 8], 0
         ; pop rbx
+        ; =>counted
         ; add QWORD [r14 + 40], 1
         ; sub QWORD [r14 + 48], 1
         ; xor eax, eax
@@ -386,6 +430,58 @@ impl X64Emitter {
             }
         };
         (base, elem)
+    }
+}
+
+impl X64Emitter {
+    /// rax := a cached buffer of `words` words and edx := a recycled identifier, both
+    /// popped; `slow` if either stack is empty.
+    fn pop_buffer(&mut self, words: u32, slow: DynamicLabel) {
+        // small[words]: its pointer and length in the heap header.
+        let stack = 64 + 16 * words as i32;
+        asm!(self.ops
+            ; mov ecx, [r14 + stack + 8]
+            ; test ecx, ecx
+            ; jz =>slow
+            ; mov edx, [r14 + 24]             // free_ids.len
+            ; test edx, edx
+            ; jz =>slow
+            ; dec ecx
+            ; mov [r14 + stack + 8], ecx
+            ; mov rax, [r14 + stack]
+            ; mov rax, [rax + rcx * 8]        // the buffer
+            ; dec edx
+            ; mov [r14 + 24], edx
+            ; mov rcx, [r14 + 16]
+            ; mov edx, [rcx + rdx * 4]        // the identifier
+        );
+    }
+
+    /// Zero the new array of `words` words at rax, fill in the entry of identifier edx,
+    /// count it, and put the identifier into UM register `a`.
+    fn fill_new_array(&mut self, a: u8, words: u32) {
+        let no_peak = self.ops.new_dynamic_label();
+        // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
+        for unit in 0..words.div_ceil(2) as i32 {
+            asm!(self.ops ; mov QWORD [rax + 8 * unit], 0);
+        }
+        asm!(self.ops
+            ; mov ecx, edx
+            ; shl rcx, off::ENTRY_SHIFT as i8
+            ; add rcx, [r14]                  // the entry
+            ; mov [rcx], rax
+            ; mov rax, QWORD (1i64 << 32) | words as i64
+            ; mov [rcx + 8], rax              // len = words, active = 1
+            ; add QWORD [r14 + 32], 1
+            ; mov rax, [r14 + 48]
+            ; inc rax
+            ; mov [r14 + 48], rax
+            ; cmp rax, [r14 + 56]
+            ; jbe =>no_peak
+            ; mov [r14 + 56], rax
+            ; =>no_peak
+            ; mov Rd(h(a)), edx
+        );
     }
 }
 
@@ -599,45 +695,28 @@ impl Emitter for X64Emitter {
         debug_assert!((1..=64).contains(&words));
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        let no_peak = self.ops.new_dynamic_label();
-        // small[words]: its pointer and length in the heap header.
-        let stack = 64 + 16 * words as i32;
-        asm!(self.ops
-            ; mov ecx, [r14 + stack + 8]
-            ; test ecx, ecx
-            ; jz =>slow
-            ; mov edx, [r14 + 24]             // free_ids.len
-            ; test edx, edx
-            ; jz =>slow
-            ; dec ecx
-            ; mov [r14 + stack + 8], ecx
-            ; mov rax, [r14 + stack]
-            ; mov rax, [rax + rcx * 8]        // the buffer
-            ; dec edx
-            ; mov [r14 + 24], edx
-            ; mov rcx, [r14 + 16]
-            ; mov edx, [rcx + rdx * 4]        // the identifier
-        );
-        // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
-        for unit in 0..words.div_ceil(2) as i32 {
-            asm!(self.ops ; mov QWORD [rax + 8 * unit], 0);
+        if words <= crate::memory::SLOT_WORDS {
+            // The identifier on top of the stack and its slot (else the routine).
+            asm!(self.ops
+                ; mov edx, [r14 + 24]         // free_ids.len
+                ; test edx, edx
+                ; jz =>slow
+                ; mov rax, [r14 + 16]
+                ; mov ecx, [rax + rdx * 4 - 4]
+                ; cmp ecx, [r14 + 12]
+                ; jae =>slow
+                ; dec edx
+                ; mov [r14 + 24], edx
+                ; mov edx, ecx                // the identifier
+                ; shl rcx, 5
+                ; mov rax, [r14 + SLAB as i32]
+                ; add rax, rcx                // its slot
+            );
+        } else {
+            self.pop_buffer(words, slow);
         }
+        self.fill_new_array(a, words);
         asm!(self.ops
-            ; mov ecx, edx
-            ; shl rcx, off::ENTRY_SHIFT as i8
-            ; add rcx, [r14]                  // the entry
-            ; mov [rcx], rax
-            ; mov rax, QWORD (1i64 << 32) | words as i64
-            ; mov [rcx + 8], rax              // len = words, active = 1
-            ; add QWORD [r14 + 32], 1
-            ; mov rax, [r14 + 48]
-            ; inc rax
-            ; mov [r14 + 48], rax
-            ; cmp rax, [r14 + 56]
-            ; jbe =>no_peak
-            ; mov [r14 + 56], rax
-            ; =>no_peak
-            ; mov Rd(h(a)), edx
             ; jmp =>done
             ; =>slow
             ; mov esi, words as i32
