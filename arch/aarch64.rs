@@ -340,7 +340,7 @@ impl Emitter for A64Emitter {
         c: Val,
         arr: ArrayUse,
         fail: DynamicLabel,
-        smc: DynamicLabel,
+        smc: Option<DynamicLabel>,
     ) {
         let (base, k) = self.element(a, arr, b, fail);
         let hc = self.reg_of(c, 15);
@@ -348,6 +348,7 @@ impl Emitter for A64Emitter {
             Ok(k) => asm!(self.ops ; str W(hc), [X(base), 4 * k]),
             Err(ho) => asm!(self.ops ; str W(hc), [X(base), W(ho), uxtw 2]),
         }
+        let Some(smc) = smc else { return };
         let done = self.ops.new_dynamic_label();
         match a {
             Val::Imm(0) => {}
@@ -627,7 +628,7 @@ mod tests {
         let run = discover(&program, 0, 256);
         for (chain, stats) in [(true, false), (false, true)] {
             let mut e = emitter();
-            let t = translate(&mut e, &run, 7, Options { chain, stats });
+            let t = translate(&mut e, &run, 7, Options { chain, stats }, &|_| true);
             let code = e.finish();
             assert!(code.len() > 100 && code.len().is_multiple_of(4));
             if chain {

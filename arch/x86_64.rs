@@ -394,14 +394,45 @@ impl X64Emitter {
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
     /// slot's base register and how to address the word: a constant displacement, or the
     /// host register holding the offset (a UM register, zero-extended, or rax).
-    fn element(&mut self, id: Val, arr: ArrayUse, offset: Val, fail: DynamicLabel) -> (u8, Elem) {
+    ///
+    /// With `speculate` (for loads), an identifier in a register is assumed to name a small
+    /// array in its slot (see `memory`): the base register is computed from the identifier
+    /// alone and only compared with the entry's base afterwards, so the element's load need
+    /// not wait for the entry's. Walking a linked structure then costs one cache miss per
+    /// node, not two.
+    fn element(
+        &mut self,
+        id: Val,
+        arr: ArrayUse,
+        offset: Val,
+        fail: DynamicLabel,
+        speculate: bool,
+    ) -> (u8, Elem) {
         let (base, len) = SLOTS[arr.slot as usize];
-        if !arr.cached {
-            self.entry(id, fail);
-            asm!(self.ops
-                ; mov Rd(len), [rax + 8]
-                ; mov Rq(base), [rax]
-            );
+        match id {
+            _ if arr.cached => {}
+            Val::Reg(r) if speculate => {
+                let in_slot = self.ops.new_dynamic_label();
+                self.entry(id, fail);
+                asm!(self.ops
+                    ; mov Rd(len), [rax + 8]
+                    ; mov rax, [rax]
+                    ; mov Rd(base), Rd(h(r))
+                    ; shl Rq(base), 5
+                    ; add Rq(base), [r14 + SLAB as i32]
+                    ; cmp rax, Rq(base)
+                    ; je =>in_slot
+                    ; mov Rq(base), rax
+                    ; =>in_slot
+                );
+            }
+            _ => {
+                self.entry(id, fail);
+                asm!(self.ops
+                    ; mov Rd(len), [rax + 8]
+                    ; mov Rq(base), [rax]
+                );
+            }
         }
         let elem = match offset {
             Val::Imm(k) if k < 1 << 28 => {
@@ -623,7 +654,7 @@ impl Emitter for X64Emitter {
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
-        match self.element(b, arr, c, fail) {
+        match self.element(b, arr, c, fail, true) {
             (base, Elem::Disp(d)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + d]),
             (base, Elem::Index(i)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + Rq(i) * 4]),
         }
@@ -636,9 +667,9 @@ impl Emitter for X64Emitter {
         c: Val,
         arr: ArrayUse,
         fail: DynamicLabel,
-        smc: DynamicLabel,
+        smc: Option<DynamicLabel>,
     ) {
-        let (base, elem) = self.element(a, arr, b, fail);
+        let (base, elem) = self.element(a, arr, b, fail, false);
         match (elem, c) {
             (Elem::Disp(d), Val::Imm(v)) => asm!(self.ops ; mov DWORD [Rq(base) + d], v as i32),
             (Elem::Disp(d), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + d], Rd(h(r))),
@@ -647,6 +678,7 @@ impl Emitter for X64Emitter {
             }
             (Elem::Index(i), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + Rq(i) * 4], Rd(h(r))),
         }
+        let Some(smc) = smc else { return };
         let done = self.ops.new_dynamic_label();
         match a {
             Val::Imm(0) => {}

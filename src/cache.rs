@@ -13,6 +13,10 @@
 //!   unchains every jump into it.
 //! - `pages` lists, per 64-word page, the blocks that touch it, to find the blocks covering a
 //!   stored word.
+//! - A store at a constant word that no translation covers (sandmark's globals) has no
+//!   inline check at all: its block *watches* the word (`watches`), and translating code
+//!   that covers a watched word first invalidates the watchers, which are retranslated with
+//!   the check when they run again.
 
 use crate::arch::host;
 use crate::code_memory::CodeMemory;
@@ -78,6 +82,8 @@ pub struct Cache {
     dtable: Vec<u32>,
     codemap: Vec<u8>,
     pages: HashMap<u32, Vec<u32>>,
+    /// Word of array 0 -> blocks that store there unchecked (see the module notes).
+    watches: HashMap<u32, Vec<u32>>,
     pub opts: Options,
     pub max_block: u32,
     /// Generated code must compare identifiers with the heap's table length.
@@ -107,6 +113,7 @@ impl Cache {
             dtable: vec![0; program_len as usize],
             codemap: vec![0; program_len as usize],
             pages: HashMap::new(),
+            watches: HashMap::new(),
             opts,
             max_block,
             check_ids,
@@ -135,6 +142,7 @@ impl Cache {
         self.blocks.clear();
         self.by_pc.clear();
         self.pages.clear();
+        self.watches.clear();
         self.dtable = vec![0; program_len as usize];
         self.codemap = vec![0; program_len as usize];
         self.mem.truncate(self.routines_len);
@@ -170,14 +178,25 @@ impl Cache {
         if self.blocks.len() >= MAX_BLOCKS {
             self.flush(program.len() as u32);
         }
-        let (id, off, code_len, exits) = loop {
+        // Blocks that store unchecked into the words this one covers must go first.
+        let watchers: Vec<u32> = (run.start..run.next_pc())
+            .filter_map(|w| self.watches.remove(&w))
+            .flatten()
+            .collect();
+        if !watchers.is_empty() {
+            log::debug!("pc {}..{} is watched", run.start, run.next_pc());
+            self.invalidate_blocks(&watchers);
+        }
+        let (id, off, code_len, exits, watches) = loop {
             let id = self.blocks.len() as u32;
             let base = self.mem.next_address();
             let mut e = host::BlockEmitter::new(base, self.routines, self.check_ids);
-            let t = translator::translate(&mut e, &run, id, self.opts);
+            let codemap = &self.codemap;
+            let is_code = |w: u32| codemap.get(w as usize).is_some_and(|&c| c != 0);
+            let t = translator::translate(&mut e, &run, id, self.opts, &is_code);
             let code = e.finish();
             match self.mem.append(&code) {
-                Some(off) => break (id, off, code.len(), t.exits),
+                Some(off) => break (id, off, code.len(), t.exits, t.watches),
                 None if self.blocks.is_empty() => panic!("a single block exceeds code memory"),
                 None => self.flush(program.len() as u32),
             }
@@ -205,6 +224,9 @@ impl Cache {
         self.codemap[start as usize..end as usize].fill(1);
         for page in (start >> PAGE_SHIFT)..=((end - 1) >> PAGE_SHIFT) {
             self.pages.entry(page).or_default().push(id);
+        }
+        for w in watches {
+            self.watches.entry(w).or_default().push(id);
         }
         self.stats.blocks_translated += 1;
         self.stats.ops_translated += run.ops.len() as u64;
@@ -307,8 +329,18 @@ impl Cache {
                     .collect()
             })
             .unwrap_or_default();
+        self.invalidate_blocks(&hit);
+        log::debug!("store at {word} invalidated {} block(s)", hit.len());
+        hit.len()
+    }
+
+    /// Invalidate blocks (valid or not) and unmark the words only they covered.
+    fn invalidate_blocks(&mut self, ids: &[u32]) {
         let mut pages_touched = Vec::new();
-        for &id in &hit {
+        for &id in ids {
+            if !self.blocks[id as usize].valid {
+                continue;
+            }
             self.invalidate(id);
             let b = &self.blocks[id as usize];
             self.codemap[b.start as usize..b.end as usize].fill(0);
@@ -326,8 +358,6 @@ impl Cache {
                 }
             }
         }
-        log::debug!("store at {word} invalidated {} block(s)", hit.len());
-        hit.len()
     }
 
     /// Everything written to code memory so far.

@@ -29,6 +29,11 @@ impl Run {
     }
 
     /// The pc of operation `i`.
+    /// Whether the run's operations include the word at `pc`.
+    pub fn covers(&self, pc: u32) -> bool {
+        self.start <= pc && pc < self.next_pc()
+    }
+
     pub fn pc(&self, i: usize) -> u32 {
         self.start + i as u32
     }

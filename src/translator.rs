@@ -84,9 +84,17 @@ pub trait Emitter {
     /// says which slot holds array `b`'s base and length (and whether it must be loaded
     /// first, or checked).
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
-    /// Op 2 with inline checks (and `arr` as for `index`); after a store into array 0,
-    /// `smc` when the word is covered by translated code.
-    fn amend(&mut self, a: Val, b: Val, c: Val, arr: ArrayUse, fail: Self::Label, smc: Self::Label);
+    /// Op 2 with inline checks (and `arr` as for `index`); with `smc`, after a store into
+    /// array 0, go there when the word is covered by translated code.
+    fn amend(
+        &mut self,
+        a: Val,
+        b: Val,
+        c: Val,
+        arr: ArrayUse,
+        fail: Self::Label,
+        smc: Option<Self::Label>,
+    );
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
@@ -133,6 +141,10 @@ pub struct ExitSite {
 /// The result of translating a run.
 pub struct Translation {
     pub exits: Vec<ExitSite>,
+    /// Words of array 0 this block may store into without checking for translated code
+    /// there (constant offsets that no translation covers yet): whoever translates code
+    /// covering one of them must first invalidate this block.
+    pub watches: Vec<u32>,
 }
 
 /// Register `r`'s state during translation.
@@ -186,10 +198,20 @@ struct Translator<'e, E: Emitter> {
     block_id: u32,
     opts: Options,
     n_ops: u32,
+    /// Whether a word of array 0 is covered by another translation.
+    is_code: &'e dyn Fn(u32) -> bool,
+    watches: Vec<u32>,
 }
 
-/// Translate `run` (block number `block_id`) into `e`.
-pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options) -> Translation {
+/// Translate `run` (block number `block_id`) into `e`. `is_code` says whether a word of
+/// array 0 is covered by some other valid translation.
+pub fn translate<E: Emitter>(
+    e: &mut E,
+    run: &Run,
+    block_id: u32,
+    opts: Options,
+    is_code: &dyn Fn(u32) -> bool,
+) -> Translation {
     let mut t = Translator {
         e,
         regs: [RegState::default(); 8],
@@ -200,6 +222,8 @@ pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options)
         block_id,
         opts,
         n_ops: run.ops.len() as u32,
+        is_code,
+        watches: Vec::new(),
     };
     if opts.stats {
         t.e.count_instructions(t.n_ops);
@@ -221,7 +245,12 @@ pub fn translate<E: Emitter>(e: &mut E, run: &Run, block_id: u32, opts: Options)
         }
     }
     t.emit_stubs();
-    Translation { exits: t.exits }
+    t.watches.sort_unstable();
+    t.watches.dedup();
+    Translation {
+        exits: t.exits,
+        watches: t.watches,
+    }
 }
 
 impl<E: Emitter> Translator<'_, E> {
@@ -441,9 +470,20 @@ impl<E: Emitter> Translator<'_, E> {
             }
             Op::Amend => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
-                // The offset register must be exact in the stub: Rust reads it there.
-                let smc = self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1);
                 let (va, vb, vc) = (self.val(a), self.val(b), self.val(c));
+                // A store into array 0 needs a check for translated code at the word, except
+                // at a constant word that no translation covers yet: the block watches that
+                // word instead, and is invalidated before any translation covers it.
+                let check = match (va, vb) {
+                    (Val::Imm(id), _) if id != 0 => false,
+                    (_, Val::Imm(k)) if !(self.is_code)(k) && !run.covers(k) => {
+                        self.watches.push(k);
+                        false
+                    }
+                    _ => true,
+                };
+                // The offset register must be exact in the stub: Rust reads it there.
+                let smc = check.then(|| self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1));
                 let arr = self.use_array(va, vb);
                 self.e.amend(va, vb, vc, arr, fail, smc);
             }

@@ -301,3 +301,48 @@ fn stats_instruction_counts_agree() {
         assert_eq!(count(&flags), 7, "{flags:?}");
     }
 }
+
+/// A store at a constant word that no translation covers yet needs no inline check; the
+/// word then becomes code, and the storing block must check from then on: every pass
+/// stores a different instruction there and runs it. The array is named by a constant and
+/// by a register the translator cannot know.
+#[test]
+fn store_at_a_word_before_and_after_it_becomes_code() {
+    for id in ["literal r0, 0", "add r0, r0, r0"] {
+        let src = format!(
+            "
+                literal r0, 0
+                literal r4, '1'
+                literal r5, '2'
+                literal r6, '3'
+                literal r7, 3         ; passes left, also the index into encs
+                literal r1, loop
+                loadprog r0, r1       ; the loop is a block of its own
+            loop:
+                {id}
+                literal r1, encs
+                add r1, r1, r7
+                index r2, r0, r1
+                literal r1, word
+                amend r0, r1, r2      ; a constant word
+                loadprog r0, r1       ; run it
+            word:
+                halt                  ; replaced before it first runs
+                nand r3, r0, r0
+                add r7, r7, r3
+                literal r1, loop
+                literal r3, done
+                cmov r3, r1, r7
+                loadprog r0, r3
+            done:
+                halt
+            encs:
+                halt
+                output r6
+                output r5
+                output r4
+            "
+        );
+        expect_output(&src, b"", b"123");
+    }
+}
