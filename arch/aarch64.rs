@@ -28,6 +28,8 @@ const HOST: [u8; 8] = [19, 20, 21, 22, 23, 24, 25, 26];
 /// Offset of `Heap::slab` (asserted below).
 const SLAB: u32 = 1104;
 const _: () = assert!(std::mem::offset_of!(crate::memory::Heap, slab) == SLAB as usize);
+// Slots are 32 bytes: the speculative index shifts identifiers by 5.
+const _: () = assert!(SLOT_WORDS * 4 == 1 << 5);
 
 /// Base and length registers of each array slot (see `ArrayUse`).
 const SLOTS: [(u8, u8); 2] = [(12, 13), (6, 7)];
@@ -202,15 +204,43 @@ impl A64Emitter {
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
     /// slot's base register and the constant offset when it can be an immediate, else the
     /// register holding the offset.
+    ///
+    /// With `speculate` (for loads), as on x86-64: an identifier in a register is assumed to
+    /// name an array in its slot, and the base computed from the identifier alone is compared
+    /// with the entry's afterwards, so the element's load need not wait for the entry's.
     fn element(
         &mut self,
         id: Val,
         arr: ArrayUse,
         offset: Val,
         fail: DynamicLabel,
+        speculate: bool,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = SLOTS[arr.slot as usize];
-        if !arr.cached {
+        if let (false, true, Val::Reg(r)) = (arr.cached, speculate, id) {
+            let hid = h(r);
+            if self.check_ids {
+                asm!(self.ops
+                    ; ldr w11, [x28, off::HEAP_TABLE_LEN as u32]
+                    ; cmp W(hid), w11
+                    ; b.hs =>fail
+                );
+            }
+            let in_slot = self.ops.new_dynamic_label();
+            asm!(self.ops
+                ; ldr x9, [x28, off::HEAP_TABLE as u32]
+                ; add x9, x9, W(hid), uxtw off::ENTRY_SHIFT as u32
+                ; ldr W(len), [x9, off::ENTRY_LEN as u32]
+                ; ldr x9, [x9, off::ENTRY_BASE as u32]
+                ; ubfiz X(base), X(hid), 5, 32
+                ; ldr x10, [x28, SLAB]
+                ; add X(base), X(base), x10
+                ; cmp x9, X(base)
+                ; b.eq =>in_slot
+                ; mov X(base), x9
+                ; =>in_slot
+            );
+        } else if !arr.cached {
             let hid = self.reg_of(id, 10);
             if self.check_ids {
                 asm!(self.ops
@@ -327,7 +357,7 @@ impl Emitter for A64Emitter {
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
-        match self.element(b, arr, c, fail) {
+        match self.element(b, arr, c, fail, true) {
             (base, Ok(k)) => asm!(self.ops ; ldr W(h(a)), [X(base), 4 * k]),
             (base, Err(ho)) => asm!(self.ops ; ldr W(h(a)), [X(base), W(ho), uxtw 2]),
         }
@@ -342,7 +372,7 @@ impl Emitter for A64Emitter {
         fail: DynamicLabel,
         smc: Option<DynamicLabel>,
     ) {
-        let (base, k) = self.element(a, arr, b, fail);
+        let (base, k) = self.element(a, arr, b, fail, false);
         let hc = self.reg_of(c, 15);
         match k {
             Ok(k) => asm!(self.ops ; str W(hc), [X(base), 4 * k]),
@@ -582,6 +612,30 @@ mod tests {
         e.div(0, Val::Reg(1), Val::Reg(2), fail); // cbz w21, fail; udiv w19, w20, w21
         e.bind(fail);
         assert_eq!(words(&e.finish()), [0x3400_0055, 0x1AD5_0A93]);
+    }
+
+    #[test]
+    fn speculative_index_through_a_slot() {
+        // index r0, r1, 3 through array slot 1 (x6/w7), uncached.
+        let mut e = emitter();
+        let fail = e.new_label();
+        let arr = ArrayUse {
+            slot: 1,
+            cached: false,
+            checked: false,
+        };
+        e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
+        e.bind(fail);
+        let w = words(&e.finish());
+        assert!(w.contains(&0xB940_0927), "ldr w7, [x9, #8]: the length");
+        // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
+        assert!(w.contains(&0xD37B_7E86));
+        assert!(
+            w.contains(&0xEB06_013F),
+            "cmp x9, x6: then compared with the entry"
+        );
+        // The element is loaded through x6: ldr w19, [x6, #12].
+        assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
     }
 
     #[test]
