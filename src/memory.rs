@@ -182,18 +182,6 @@ fn zero_small(p: *mut u32, n: usize) {
     }
 }
 
-/// Ask for transparent huge pages on a reservation: the table and the slots are read at
-/// scattered places, and with 4 KiB pages most of those reads would also miss the TLB. Only
-/// advice: where the kernel declines, nothing changes.
-fn advise_huge_pages(p: *mut libc::c_void, bytes: usize) {
-    // SAFETY: `p..p + bytes` is a mapping this heap just made; advice does not change its
-    // contents.
-    let r = unsafe { libc::madvise(p, bytes, libc::MADV_HUGEPAGE) };
-    if r != 0 {
-        log::debug!("no huge pages: {}", std::io::Error::last_os_error());
-    }
-}
-
 impl Heap {
     /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
     /// The table covers the whole identifier space unless the host refuses, or
@@ -268,7 +256,6 @@ impl Heap {
             )
         };
         if p != libc::MAP_FAILED {
-            advise_huge_pages(p, bytes);
             self.table = p.cast();
             self.table_cap = 1 << 32;
             self.whole_space = true;
@@ -295,7 +282,6 @@ impl Heap {
             )
         };
         if p != libc::MAP_FAILED {
-            advise_huge_pages(p, Heap::slab_bytes(ids));
             self.slab = p.cast();
             self.slab_ids = ids;
         } else {
