@@ -2,9 +2,9 @@
 //! in `src/translator.rs`.
 //!
 //! Host registers: UM r0..r7 live in w19..w26 (callee-saved, so runtime calls need not save
-//! them); x27 holds the `JitCtx`, x28 the `Heap`; x12/w13 and x6/w7 are the two array slots
-//! (see `ArrayUse`), holding the base and length of arrays recently indexed or amended;
-//! x9..x11, x14..x17 are scratch; x0/x1 carry call arguments.
+//! them); x27 holds the `JitCtx`, x28 the `Heap`; x12/w13 and x6/w7 are the two array
+//! register pairs (see `ArrayUse`), holding the base and length of arrays recently indexed
+//! or amended; x9..x11, x14..x17 are scratch; x0/x1 carry call arguments.
 //!
 //! Constants are built with `movz`/`movk` (never an immediate that might not encode), and
 //! compare immediates are used only below 4096. Conditional branches reach +-1 MiB, so a
@@ -31,8 +31,8 @@ const _: () = assert!(std::mem::offset_of!(crate::memory::Heap, slab) == SLAB as
 // Slots are 32 bytes: the speculative index shifts identifiers by 5.
 const _: () = assert!(SLOT_WORDS * 4 == 1 << 5);
 
-/// Base and length registers of each array slot (see `ArrayUse`).
-const SLOTS: [(u8, u8); 2] = [(12, 13), (6, 7)];
+/// Base and length registers of each array register pair (see `ArrayUse`).
+const PAIRS: [(u8, u8); 2] = [(12, 13), (6, 7)];
 
 fn h(r: u8) -> u8 {
     HOST[r as usize]
@@ -200,9 +200,9 @@ impl A64Emitter {
         }
     }
 
-    /// Make the slot's registers hold the base and length of array `id` (unless cached),
+    /// Make the pair's registers hold the base and length of array `id` (unless cached),
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
-    /// slot's base register and the constant offset when it can be an immediate, else the
+    /// pair's base register and the constant offset when it can be an immediate, else the
     /// register holding the offset.
     ///
     /// With `speculate` (for loads), as on x86-64: an identifier in a register is assumed to
@@ -216,7 +216,7 @@ impl A64Emitter {
         fail: DynamicLabel,
         speculate: bool,
     ) -> (u8, Result<u32, u8>) {
-        let (base, len) = SLOTS[arr.slot as usize];
+        let (base, len) = PAIRS[arr.pair as usize];
         if let (false, true, Val::Reg(r)) = (arr.cached, speculate, id) {
             let hid = h(r);
             if self.check_ids {
@@ -616,11 +616,11 @@ mod tests {
 
     #[test]
     fn speculative_index_through_a_slot() {
-        // index r0, r1, 3 through array slot 1 (x6/w7), uncached.
+        // index r0, r1, 3 through register pair 1 (x6/w7), uncached.
         let mut e = emitter();
         let fail = e.new_label();
         let arr = ArrayUse {
-            slot: 1,
+            pair: 1,
             cached: false,
             checked: false,
         };

@@ -3,10 +3,10 @@
 //!
 //! Host registers: UM r0..r7 live in ebx, ebp, r12d, r13d, r8d, r9d, r10d, r11d for the whole
 //! time generated code runs (chained blocks included); r15 holds the `JitCtx`, r14 the
-//! `Heap`; rax is scratch. Two array slots (see `ArrayUse`) hold the base and length of
+//! `Heap`; rax is scratch. Two register pairs (see `ArrayUse`) hold the base and length of
 //! arrays recently indexed or amended: rdi/esi and rcx/edx (the translator decides when they
 //! can be reused); rcx, rdx, rsi and rdi are also scratch for division, allocation, calls
-//! and exits, after which the translator forgets the slots. Runtime calls save and restore
+//! and exits, after which the translator forgets the pairs. Runtime calls save and restore
 //! the four caller-saved UM registers (r8d..r11d) through `JitCtx::regs`.
 //!
 //! Every write to a UM register is a 32-bit operation, so its host register is always
@@ -30,8 +30,8 @@ const RCX: u8 = 1;
 const RDX: u8 = 2;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
-/// Base and length registers of each array slot (see `ArrayUse`).
-const SLOTS: [(u8, u8); 2] = [(RDI, RSI), (RCX, RDX)];
+/// Base and length registers of each array register pair (see `ArrayUse`).
+const PAIRS: [(u8, u8); 2] = [(RDI, RSI), (RCX, RDX)];
 
 // dynasm encodes a displacement in one byte only when it is a literal, so the hot fields
 // are written as numbers here; these assertions keep them equal to the real layout.
@@ -390,9 +390,9 @@ impl X64Emitter {
         }
     }
 
-    /// Make the slot's registers hold the base and length of array `id` (unless cached),
+    /// Make the pair's registers hold the base and length of array `id` (unless cached),
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
-    /// slot's base register and how to address the word: a constant displacement, or the
+    /// pair's base register and how to address the word: a constant displacement, or the
     /// host register holding the offset (a UM register, zero-extended, or rax).
     ///
     /// With `speculate` (for loads), an identifier in a register is assumed to name a small
@@ -408,7 +408,7 @@ impl X64Emitter {
         fail: DynamicLabel,
         speculate: bool,
     ) -> (u8, Elem) {
-        let (base, len) = SLOTS[arr.slot as usize];
+        let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
             Val::Reg(r) if speculate => {

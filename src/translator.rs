@@ -43,12 +43,13 @@ impl BinOp {
 }
 
 /// How an index or amend reaches its array: the backend keeps the base and length of up to
-/// [`ARRAY_SLOTS`] arrays in host registers, and the translator decides which slot to use.
+/// [`ARRAY_PAIRS`] arrays in pairs of host registers, and the translator decides which pair to
+/// use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArrayUse {
-    /// The slot (0 or 1) that holds, or is loaded with, the array's base and length.
-    pub slot: u8,
-    /// The slot already holds this array (same identifier since it was loaded).
+    /// The register pair (0 or 1) that holds, or is loaded with, the array's base and length.
+    pub pair: u8,
+    /// The pair already holds this array (same identifier since it was loaded).
     pub cached: bool,
     /// The constant offset is known to be in bounds (a larger one passed the check before),
     /// so no check is needed.
@@ -56,7 +57,7 @@ pub struct ArrayUse {
 }
 
 /// How many arrays a backend keeps at hand (see [`ArrayUse`]).
-pub const ARRAY_SLOTS: usize = 2;
+pub const ARRAY_PAIRS: usize = 2;
 
 /// What a backend implements. Registers are UM register numbers 0..8; the backend maps them
 /// to host registers. Every `fail`/`smc` label is bound by the translator to a cold stub.
@@ -81,7 +82,7 @@ pub trait Emitter {
     /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
     /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. `arr`
-    /// says which slot holds array `b`'s base and length (and whether it must be loaded
+    /// says which register pair holds array `b`'s base and length (and whether it must be loaded
     /// first, or checked).
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
     /// Op 2 with inline checks (and `arr` as for `index`); with `smc`, after a store into
@@ -158,7 +159,7 @@ struct RegState {
     either: Option<(u32, u32)>,
 }
 
-/// An array held in a backend slot.
+/// An array held in a backend register pair.
 #[derive(Clone, Copy, Debug)]
 struct Cached {
     /// The identifier it was loaded for.
@@ -187,12 +188,12 @@ struct Translator<'e, E: Emitter> {
     regs: [RegState; 8],
     stubs: Vec<Stub<E::Label>>,
     exits: Vec<ExitSite>,
-    /// The identifiers whose arrays' base and length the backend holds in each slot, from
+    /// The identifiers whose arrays' base and length the backend holds in each register pair, from
     /// earlier index or amend operations. Valid until that register changes or anything
     /// but an index, amend or arithmetic runs (a runtime call may free the array; division
-    /// and allocation use the slot registers): nothing else can move or resize an array.
-    array_cache: [Option<Cached>; ARRAY_SLOTS],
-    /// The slot to load next (the one used least recently).
+    /// and allocation use those registers): nothing else can move or resize an array.
+    array_cache: [Option<Cached>; ARRAY_PAIRS],
+    /// The pair to load next (the one used least recently).
     victim: usize,
     /// Index of this block among all translated blocks (reported by link stubs).
     block_id: u32,
@@ -217,7 +218,7 @@ pub fn translate<E: Emitter>(
         regs: [RegState::default(); 8],
         stubs: Vec::new(),
         exits: Vec::new(),
-        array_cache: [None; ARRAY_SLOTS],
+        array_cache: [None; ARRAY_PAIRS],
         victim: 0,
         block_id,
         opts,
@@ -307,19 +308,19 @@ impl<E: Emitter> Translator<'_, E> {
 
     /// A cached array is named by register `a`, which changes.
     fn forget_array(&mut self, a: u8) {
-        for slot in &mut self.array_cache {
-            if slot.is_some_and(|c| c.id == Val::Reg(a)) {
-                *slot = None;
+        for pair in &mut self.array_cache {
+            if pair.is_some_and(|c| c.id == Val::Reg(a)) {
+                *pair = None;
             }
         }
     }
 
-    /// The backend's slot registers are clobbered.
+    /// The backend's register pairs are clobbered.
     fn forget_arrays(&mut self) {
-        self.array_cache = [None; ARRAY_SLOTS];
+        self.array_cache = [None; ARRAY_PAIRS];
     }
 
-    /// Where array `id` is to be accessed at `offset`: the slot already holding it, or the
+    /// Where array `id` is to be accessed at `offset`: the pair already holding it, or the
     /// least recently used one, which from now on holds it.
     fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
         let k = match offset {
@@ -330,7 +331,7 @@ impl<E: Emitter> Translator<'_, E> {
             .array_cache
             .iter()
             .position(|c| c.is_some_and(|c| c.id == id));
-        let (slot, cached, checked) = match hit {
+        let (pair, cached, checked) = match hit {
             Some(s) => {
                 let known = self.array_cache[s].and_then(|c| c.checked);
                 (s, true, k.is_some() && known >= k)
@@ -342,12 +343,12 @@ impl<E: Emitter> Translator<'_, E> {
             }
         };
         // Once this access has passed its check, `k` is known to be in bounds.
-        if let Some(c) = &mut self.array_cache[slot] {
+        if let Some(c) = &mut self.array_cache[pair] {
             c.checked = c.checked.max(k);
         }
-        self.victim = (slot + 1) % ARRAY_SLOTS;
+        self.victim = (pair + 1) % ARRAY_PAIRS;
         ArrayUse {
-            slot: slot as u8,
+            pair: pair as u8,
             cached,
             checked,
         }
