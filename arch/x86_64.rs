@@ -183,7 +183,6 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
     let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
-    let no_peak = ops.new_dynamic_label();
     asm!(ops
         ; lea eax, [rsi - 1]
         ; cmp eax, 7
@@ -236,6 +235,21 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; mov [rax], rdi
         ; mov [rax + 8], esi
         ; mov DWORD [rax + 12], 1
+    );
+    count_alloc(ops);
+    asm!(ops
+        ; mov eax, edx
+        ; clc
+        ; ret
+        ; =>slow
+    );
+}
+
+/// Count a new array as `Heap::count_alloc` does: allocations, live arrays and their peak
+/// (clobbers rax).
+fn count_alloc(ops: &mut VecAssembler<X64Relocation>) {
+    let no_peak = ops.new_dynamic_label();
+    asm!(ops
         ; add QWORD [r14 + 32], 1
         ; mov rax, [r14 + 48]
         ; inc rax
@@ -244,10 +258,6 @@ fn alloc_fast_path(ops: &mut VecAssembler<X64Relocation>) {
         ; jbe =>no_peak
         ; mov [r14 + 56], rax
         ; =>no_peak
-        ; mov eax, edx
-        ; clc
-        ; ret
-        ; =>slow
     );
 }
 
@@ -491,7 +501,6 @@ impl X64Emitter {
     /// Zero the new array of `words` words at rax, fill in the entry of identifier edx,
     /// count it, and put the identifier into UM register `a`.
     fn fill_new_array(&mut self, a: u8, words: u32) {
-        let no_peak = self.ops.new_dynamic_label();
         // Buffers are rounded up to whole 8-byte units (see `memory::layout`).
         for unit in 0..words.div_ceil(2) as i32 {
             asm!(self.ops ; mov QWORD [rax + 8 * unit], 0);
@@ -503,16 +512,9 @@ impl X64Emitter {
             ; mov [rcx], rax
             ; mov rax, QWORD (1i64 << 32) | words as i64
             ; mov [rcx + 8], rax              // len = words, active = 1
-            ; add QWORD [r14 + 32], 1
-            ; mov rax, [r14 + 48]
-            ; inc rax
-            ; mov [r14 + 48], rax
-            ; cmp rax, [r14 + 56]
-            ; jbe =>no_peak
-            ; mov [r14 + 56], rax
-            ; =>no_peak
-            ; mov Rd(h(a)), edx
         );
+        count_alloc(&mut self.ops);
+        asm!(self.ops ; mov Rd(h(a)), edx);
     }
 }
 
