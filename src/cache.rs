@@ -1,11 +1,12 @@
 //! The block cache: translated blocks keyed by UM pc, the dispatch table generated code
 //! jumps through, the map of array-0 words covered by translations, chaining and precise
-//! invalidation.
+//! invalidation. The cache installs blocks the compiler made (`src/compiler.rs`), looks
+//! them up, links them and invalidates them; it never translates.
 //!
-//! - `by_pc` (hash map) finds the block record for a pc; `dtable` (one `u32` per word of
-//!   array 0, the block's offset in code memory, 0 for none) lets generated code jump to any
-//!   pc in O(1) without calling Rust. Offset 0 of code memory is the miss routine, so an
-//!   empty entry lands there.
+//! - `by_pc` (hash map) finds the block record for a pc; `dtable` (one [`CodeOffset`] per
+//!   word of array 0, 0 for none) lets generated code jump to any pc in O(1) without
+//!   calling Rust. Offset 0 of code memory is the miss routine, so an empty entry lands
+//!   there.
 //! - `codemap` (one byte per word of array 0) is non-zero where some valid block covers the
 //!   word; generated stores into array 0 test it inline and leave only on a hit.
 //! - Each block records its patchable exits (target pc, where the jump is, where its stub
@@ -17,240 +18,298 @@
 //!   inline check at all: its block *watches* the word (`watches`), and translating code
 //!   that covers a watched word first invalidates the watchers, which are retranslated with
 //!   the check when they run again.
+//! - Block identifiers carry the flush epoch they were made in: an identifier from before a
+//!   flush is stale, and every operation rejects it.
 
-use crate::arch::host;
+use crate::backend::{Backend, Routines};
 use crate::code_memory::CodeMemory;
-use crate::discoverer::discover;
-use crate::runtime::Routines;
-use crate::translator::{self, Options};
+use crate::stats::{Counter, Stats};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::marker::PhantomData;
 
 const PAGE_SHIFT: u32 = 6;
-/// Code memory reserved (only written pages use memory); below the +-128 MiB reach of an
-/// AArch64 `b`, so every block reaches the routines at the start.
-const CODE_CAPACITY: usize = 120 << 20;
 /// Flush everything once this many block records (valid or dead) exist.
 const MAX_BLOCKS: usize = 1 << 20;
 
-#[derive(Clone, Debug)]
-pub struct ExitRec {
+/// A pc of array 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pc(pub u32);
+
+/// An offset in code memory (of a block, a jump, a stub). Offset 0 is the miss routine.
+/// Transparent: the dispatch table is read by generated code as `u32`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct CodeOffset(pub u32);
+
+/// A block of the cache: its index among the blocks installed since the last flush, and
+/// that flush's epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockId {
+    index: u32,
+    epoch: u32,
+}
+
+impl BlockId {
+    /// The index generated code reports in a chain request (`ExitKind::Link`).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// A constant-target exit of a compiled block, offsets relative to the block's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitSite {
+    /// Target pc.
     pub target: u32,
-    /// Offsets in code memory of the patchable jump and of its stub (`None` without
-    /// chaining: such an exit is never linked).
+    /// Offset of the patchable jump in the block.
     pub jump_at: usize,
+    /// Offset of its stub (where the jump goes while unchained); `None` without chaining.
     pub stub_at: Option<usize>,
-    pub linked: Option<u32>,
+}
+
+/// A compiled block, ready to be installed.
+pub struct Compiled {
+    /// The first pc and one past the last.
+    pub start: Pc,
+    pub end: Pc,
+    /// Its machine code, assembled for [`Cache::next_address`].
+    pub code: Vec<u8>,
+    pub exits: Vec<ExitSite>,
+    /// Words of array 0 it stores into without checking for translated code there (see
+    /// the module notes).
+    pub watches: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Block {
-    pub start: u32,
+struct ExitRec {
+    target: Pc,
+    jump_at: CodeOffset,
+    /// Where the jump goes while unchained (`None` without chaining: never linked).
+    stub_at: Option<CodeOffset>,
+    linked: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    start: Pc,
     /// One past the last pc.
-    pub end: u32,
-    pub code_off: usize,
-    pub code_len: usize,
-    pub exits: Vec<ExitRec>,
-    /// (source block, exit index) of every jump chained to this block.
-    pub incoming: Vec<(u32, u32)>,
-    pub valid: bool,
+    end: Pc,
+    code_off: CodeOffset,
+    exits: Vec<ExitRec>,
+    /// (source block index, exit index) of every jump chained to this block.
+    incoming: Vec<(u32, u32)>,
+    valid: bool,
 }
 
-/// Counters for `--stats`.
-#[derive(Clone, Debug, Default)]
-pub struct CacheStats {
-    pub blocks_translated: u64,
-    pub ops_translated: u64,
-    pub code_bytes: u64,
-    pub links_made: u64,
-    pub links_broken: u64,
-    /// Stores into array 0 that hit translated code.
-    pub smc_stores: u64,
-    /// Blocks invalidated by those stores.
-    pub blocks_invalidated: u64,
-    /// Flushes of every translation (load program from a non-zero array, full code memory).
-    pub flushes: u64,
-    pub translate_time: Duration,
+impl Block {
+    fn covers(&self, word: u32) -> bool {
+        self.start.0 <= word && word < self.end.0
+    }
+
+    fn pages(&self) -> std::ops::RangeInclusive<u32> {
+        (self.start.0 >> PAGE_SHIFT)..=((self.end.0 - 1) >> PAGE_SHIFT)
+    }
 }
 
-pub struct Cache {
+/// Code memory has no room for a block: flush and compile it again.
+#[derive(Debug)]
+pub struct Full;
+
+pub struct Cache<B: Backend> {
     mem: CodeMemory,
     routines: Routines,
     routines_len: usize,
     blocks: Vec<Block>,
-    by_pc: HashMap<u32, u32>,
-    dtable: Vec<u32>,
+    epoch: u32,
+    by_pc: HashMap<Pc, u32>,
+    dtable: Vec<CodeOffset>,
     codemap: Vec<u8>,
     pages: HashMap<u32, Vec<u32>>,
     /// Word of array 0 -> blocks that store there unchecked (see the module notes).
     watches: HashMap<u32, Vec<u32>>,
-    pub opts: Options,
-    pub max_block: u32,
-    /// Generated code must compare identifiers with the heap's table length.
-    check_ids: bool,
-    pub stats: CacheStats,
+    /// Counters of what the cache did (blocks, links, invalidations, flushes).
+    pub stats: Stats,
+    backend: PhantomData<B>,
 }
 
-impl Cache {
-    /// An empty cache for an array 0 of `program_len` words; `check_ids` when the heap's
-    /// table does not cover every identifier.
-    pub fn new(
-        program_len: u32,
-        opts: Options,
-        max_block: u32,
-        check_ids: bool,
-    ) -> std::io::Result<Cache> {
-        let mut mem = CodeMemory::new(CODE_CAPACITY)?;
-        let (code, routines) = host::routines(mem.next_address());
+impl<B: Backend> Cache<B> {
+    /// An empty cache for an array 0 of `program_len` words, with the backend's routines at
+    /// the start of code memory.
+    pub fn new(program_len: u32) -> std::io::Result<Cache<B>> {
+        let mut mem = CodeMemory::new(B::CODE_CAPACITY)?;
+        let (code, routines) = B::routines(mem.next_address());
         let at = mem.append(&code).expect("routines fit");
-        debug_assert_eq!(at, 0, "the miss routine sits at offset 0");
+        assert_eq!(at, 0, "the miss routine sits at offset 0");
         Ok(Cache {
             routines_len: mem.used(),
             mem,
             routines,
             blocks: Vec::new(),
+            epoch: 0,
             by_pc: HashMap::new(),
-            dtable: vec![0; program_len as usize],
+            dtable: vec![CodeOffset(0); program_len as usize],
             codemap: vec![0; program_len as usize],
             pages: HashMap::new(),
             watches: HashMap::new(),
-            opts,
-            max_block,
-            check_ids,
-            stats: CacheStats::default(),
+            stats: Stats::default(),
+            backend: PhantomData,
         })
     }
 
-    pub fn routines(&self) -> Routines {
-        self.routines
+    pub fn routines(&self) -> &Routines {
+        &self.routines
     }
 
+    /// Address of code memory as generated code runs it.
     pub fn code_base(&self) -> usize {
         self.mem.base()
     }
 
+    /// The dispatch table (code offsets, `#[repr(transparent)]` `u32`s) and its length.
     pub fn dtable(&self) -> (*const u32, u32) {
-        (self.dtable.as_ptr(), self.dtable.len() as u32)
+        (self.dtable.as_ptr().cast(), self.dtable.len() as u32)
     }
 
     pub fn codemap(&self) -> *const u8 {
         self.codemap.as_ptr()
     }
 
+    /// Whether some valid block covers word `w` of array 0.
+    pub fn covers(&self, w: u32) -> bool {
+        self.codemap.get(w as usize).is_some_and(|&c| c != 0)
+    }
+
+    /// Address at which the next installed block will be placed.
+    pub fn next_address(&self) -> usize {
+        self.mem.next_address()
+    }
+
+    /// The identifier the next installed block will have (its index is what its chain
+    /// requests report).
+    pub fn next_id(&self) -> BlockId {
+        BlockId {
+            index: self.blocks.len() as u32,
+            epoch: self.epoch,
+        }
+    }
+
     /// Forget every translation; array 0 now has `program_len` words.
     pub fn flush(&mut self, program_len: u32) {
         self.blocks.clear();
+        self.epoch += 1;
         self.by_pc.clear();
         self.pages.clear();
         self.watches.clear();
-        self.dtable = vec![0; program_len as usize];
+        self.dtable = vec![CodeOffset(0); program_len as usize];
         self.codemap = vec![0; program_len as usize];
         self.mem.truncate(self.routines_len);
-        self.stats.flushes += 1;
+        self.stats[Counter::Flushes] += 1;
         log::debug!("flushed all translations");
     }
 
-    pub fn block(&self, id: u32) -> &Block {
-        &self.blocks[id as usize]
-    }
-
-    /// Number of block records (valid or not) since the last flush.
-    pub fn block_count(&self) -> usize {
-        self.blocks.len()
-    }
-
-    /// Address of block `id`'s code.
-    pub fn code_address(&self, id: u32) -> usize {
-        self.mem.base() + self.blocks[id as usize].code_off
-    }
-
-    /// The valid block that starts at `pc`.
-    pub fn lookup(&self, pc: u32) -> Option<u32> {
-        self.by_pc.get(&pc).copied()
-    }
-
-    /// Translate the block at `pc` (inside `program`, which is array 0). May flush the cache
-    /// first when code memory or the block table is full: callers must not keep block ids
-    /// across this call.
-    pub fn translate(&mut self, program: &[u32], pc: u32) -> u32 {
-        let t0 = Instant::now();
-        let run = discover(program, pc, self.max_block);
+    /// Make room for a block (flushing when too many records exist), and invalidate the
+    /// blocks that watch words in `start..end`, which a block about to be compiled covers.
+    pub fn prepare(&mut self, start: Pc, end: Pc, program_len: u32) {
         if self.blocks.len() >= MAX_BLOCKS {
-            self.flush(program.len() as u32);
+            self.flush(program_len);
         }
-        // Blocks that store unchecked into the words this one covers must go first.
-        let watchers: Vec<u32> = (run.start..run.next_pc())
+        let watchers: Vec<u32> = (start.0..end.0)
             .filter_map(|w| self.watches.remove(&w))
             .flatten()
             .collect();
         if !watchers.is_empty() {
-            log::debug!("pc {}..{} is watched", run.start, run.next_pc());
+            log::debug!("pc {}..{} is watched", start.0, end.0);
             self.invalidate_blocks(&watchers);
         }
-        let (id, off, code_len, exits, watches) = loop {
-            let id = self.blocks.len() as u32;
-            let base = self.mem.next_address();
-            let mut e = host::BlockEmitter::new(base, self.routines, self.check_ids);
-            let codemap = &self.codemap;
-            let is_code = |w: u32| codemap.get(w as usize).is_some_and(|&c| c != 0);
-            let t = translator::translate(&mut e, &run, id, self.opts, &is_code);
-            let code = e.finish();
-            match self.mem.append(&code) {
-                Some(off) => break (id, off, code.len(), t.exits, t.watches),
-                None if self.blocks.is_empty() => panic!("a single block exceeds code memory"),
-                None => self.flush(program.len() as u32),
-            }
-        };
-        let (start, end) = (run.start, run.next_pc());
+    }
+
+    /// The block's current index if `id` is not stale.
+    fn live(&self, id: BlockId) -> Option<usize> {
+        (id.epoch == self.epoch && (id.index as usize) < self.blocks.len())
+            .then_some(id.index as usize)
+    }
+
+    /// The identifier of block number `index` of the current epoch (as reported by a
+    /// chain request from generated code).
+    pub fn block_id(&self, index: u32) -> BlockId {
+        BlockId {
+            index,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Address of a block's code.
+    pub fn code_address(&self, id: BlockId) -> usize {
+        let i = self.live(id).expect("a block identifier of this epoch");
+        self.mem.base() + self.blocks[i].code_off.0 as usize
+    }
+
+    /// The valid block that starts at `pc`.
+    pub fn lookup(&self, pc: Pc) -> Option<BlockId> {
+        self.by_pc.get(&pc).map(|&index| self.block_id(index))
+    }
+
+    /// Put a compiled block into code memory and the tables, and chain its exits whose
+    /// targets are translated. `Err(Full)` when code memory has no room (nothing changed).
+    pub fn install(&mut self, c: Compiled, chain: bool) -> Result<BlockId, Full> {
+        let id = self.next_id();
+        let off = self.mem.append(&c.code).ok_or(Full)?;
+        let (start, end) = (c.start, c.end);
+        let at = |x: usize| CodeOffset((off + x) as u32);
         self.blocks.push(Block {
             start,
             end,
-            code_off: off,
-            code_len,
-            exits: exits
+            code_off: at(0),
+            exits: c
+                .exits
                 .iter()
                 .map(|x| ExitRec {
-                    target: x.target,
-                    jump_at: off + x.jump_at,
-                    stub_at: x.stub_at.map(|s| off + s),
+                    target: Pc(x.target),
+                    jump_at: at(x.jump_at),
+                    stub_at: x.stub_at.map(at),
                     linked: None,
                 })
                 .collect(),
             incoming: Vec::new(),
             valid: true,
         });
-        self.by_pc.insert(start, id);
-        self.dtable[start as usize] = off as u32;
-        self.codemap[start as usize..end as usize].fill(1);
-        for page in (start >> PAGE_SHIFT)..=((end - 1) >> PAGE_SHIFT) {
-            self.pages.entry(page).or_default().push(id);
+        let b = &self.blocks[id.index as usize];
+        self.by_pc.insert(start, id.index);
+        self.dtable[start.0 as usize] = b.code_off;
+        self.codemap[start.0 as usize..end.0 as usize].fill(1);
+        for page in b.pages() {
+            self.pages.entry(page).or_default().push(id.index);
         }
-        for w in watches {
-            self.watches.entry(w).or_default().push(id);
+        for w in c.watches {
+            self.watches.entry(w).or_default().push(id.index);
         }
-        self.stats.blocks_translated += 1;
-        self.stats.ops_translated += run.ops.len() as u64;
-        self.stats.code_bytes += code_len as u64;
+        self.stats[Counter::BlocksTranslated] += 1;
+        self.stats[Counter::OpsTranslated] += (end.0 - start.0) as u64;
+        self.stats[Counter::CodeBytes] += c.code.len() as u64;
         log::debug!(
-            "block {id}: pc {start}..{end} ({} UM ops) -> {code_len} bytes at +{off:#x}",
-            run.ops.len()
+            "block {}: pc {}..{} ({} UM ops) -> {} bytes at +{off:#x}",
+            id.index,
+            start.0,
+            end.0,
+            end.0 - start.0,
+            c.code.len()
         );
-        // Chain exits whose targets are already translated.
-        if self.opts.chain {
-            for idx in 0..self.blocks[id as usize].exits.len() {
-                let target = self.blocks[id as usize].exits[idx].target;
-                if let Some(dst) = self.lookup(target) {
+        if chain {
+            for idx in 0..c.exits.len() {
+                if let Some(dst) = self.lookup(Pc(c.exits[idx].target)) {
                     self.link(id, idx as u32, dst);
                 }
             }
         }
-        self.stats.translate_time += t0.elapsed();
-        id
+        Ok(id)
     }
 
-    /// Point exit `idx` of block `src` straight at block `dst`.
-    pub fn link(&mut self, src: u32, idx: u32, dst: u32) {
-        let (s, d) = (src as usize, dst as usize);
+    /// Point exit `idx` of block `src` straight at block `dst`. Nothing happens when either
+    /// is stale or invalid, or the exit is linked already or does not go to `dst`.
+    pub fn link(&mut self, src: BlockId, idx: u32, dst: BlockId) {
+        let (Some(s), Some(d)) = (self.live(src), self.live(dst)) else {
+            return;
+        };
         if !self.blocks[s].valid || !self.blocks[d].valid {
             return;
         }
@@ -258,17 +317,25 @@ impl Cache {
         if exit.linked.is_some() || exit.stub_at.is_none() || exit.target != self.blocks[d].start {
             return;
         }
-        let at = exit.jump_at;
-        let target = self.blocks[d].code_off;
-        let bytes = host::patch_jump(self.mem.base() + at, self.mem.base() + target);
-        self.mem.patch(at, &bytes);
-        self.blocks[s].exits[idx as usize].linked = Some(dst);
-        self.blocks[d].incoming.push((src, idx));
-        self.stats.links_made += 1;
+        let (at, target) = (exit.jump_at, self.blocks[d].code_off);
+        self.patch_jump(at, target);
+        self.blocks[s].exits[idx as usize].linked = Some(d as u32);
+        self.blocks[d].incoming.push((s as u32, idx));
+        self.stats[Counter::LinksMade] += 1;
     }
 
-    fn invalidate(&mut self, id: u32) {
-        let b = &mut self.blocks[id as usize];
+    /// Make the patchable jump at `at` go to `target`: one aligned 8-byte store.
+    fn patch_jump(&mut self, at: CodeOffset, target: CodeOffset) {
+        let at = at.0 as usize;
+        let word = at & !7;
+        let base = self.mem.base();
+        self.mem.patch_word(word, |old| {
+            B::patch_jump(base + word, old, base + at, base + target.0 as usize)
+        });
+    }
+
+    fn invalidate(&mut self, index: u32) {
+        let b = &mut self.blocks[index as usize];
         if !b.valid {
             return;
         }
@@ -281,40 +348,39 @@ impl Cache {
             .enumerate()
             .map(|(i, x)| (i as u32, x.linked))
             .collect();
-        if self.by_pc.get(&start) == Some(&id) {
+        if self.by_pc.get(&start) == Some(&index) {
             self.by_pc.remove(&start);
         }
-        if self.dtable[start as usize] == code_off as u32 {
-            self.dtable[start as usize] = 0;
+        if self.dtable[start.0 as usize] == code_off {
+            self.dtable[start.0 as usize] = CodeOffset(0);
         }
         for (src, idx) in incoming {
             let sb = &mut self.blocks[src as usize];
             let exit = &mut sb.exits[idx as usize];
             if sb.valid
-                && exit.linked == Some(id)
+                && exit.linked == Some(index)
                 && let Some(stub) = exit.stub_at
             {
                 exit.linked = None;
                 let at = exit.jump_at;
-                let bytes = host::patch_jump(self.mem.base() + at, self.mem.base() + stub);
-                self.mem.patch(at, &bytes);
-                self.stats.links_broken += 1;
+                self.patch_jump(at, stub);
+                self.stats[Counter::LinksBroken] += 1;
             }
         }
         for (idx, linked) in outgoing {
             if let Some(t) = linked {
                 self.blocks[t as usize]
                     .incoming
-                    .retain(|&(s, i)| (s, i) != (id, idx));
+                    .retain(|&(s, i)| (s, i) != (index, idx));
             }
         }
-        self.stats.blocks_invalidated += 1;
+        self.stats[Counter::BlocksInvalidated] += 1;
     }
 
     /// A store into array 0 at `word` hit translated code: invalidate every block covering
     /// it. Returns how many blocks were invalidated.
     pub fn invalidate_word(&mut self, word: u32) -> usize {
-        self.stats.smc_stores += 1;
+        self.stats[Counter::SmcStores] += 1;
         let page = word >> PAGE_SHIFT;
         let hit: Vec<u32> = self
             .pages
@@ -322,9 +388,9 @@ impl Cache {
             .map(|ids| {
                 ids.iter()
                     .copied()
-                    .filter(|&id| {
-                        let b = &self.blocks[id as usize];
-                        b.valid && b.start <= word && word < b.end
+                    .filter(|&i| {
+                        let b = &self.blocks[i as usize];
+                        b.valid && b.covers(word)
                     })
                     .collect()
             })
@@ -335,38 +401,39 @@ impl Cache {
     }
 
     /// Invalidate blocks (valid or not) and unmark the words only they covered.
-    fn invalidate_blocks(&mut self, ids: &[u32]) {
+    fn invalidate_blocks(&mut self, indices: &[u32]) {
         let mut pages_touched = Vec::new();
-        for &id in ids {
-            if !self.blocks[id as usize].valid {
+        for &i in indices {
+            if !self.blocks[i as usize].valid {
                 continue;
             }
-            self.invalidate(id);
-            let b = &self.blocks[id as usize];
-            self.codemap[b.start as usize..b.end as usize].fill(0);
-            pages_touched.extend((b.start >> PAGE_SHIFT)..=((b.end - 1) >> PAGE_SHIFT));
+            self.invalidate(i);
+            let b = &self.blocks[i as usize];
+            self.codemap[b.start.0 as usize..b.end.0 as usize].fill(0);
+            pages_touched.extend(b.pages());
         }
         pages_touched.sort_unstable();
         pages_touched.dedup();
         // Words still covered by other valid blocks stay marked.
         for p in pages_touched {
             if let Some(ids) = self.pages.get_mut(&p) {
-                ids.retain(|&id| self.blocks[id as usize].valid);
-                for &id in ids.iter() {
-                    let b = &self.blocks[id as usize];
-                    self.codemap[b.start as usize..b.end as usize].fill(1);
+                ids.retain(|&i| self.blocks[i as usize].valid);
+                for &i in ids.iter() {
+                    let b = &self.blocks[i as usize];
+                    self.codemap[b.start.0 as usize..b.end.0 as usize].fill(1);
                 }
             }
         }
     }
 
+    /// Make code memory executable before generated code runs (only the fallback without a
+    /// second mapping switches protections).
+    pub fn ready_to_run(&mut self) {
+        self.mem.make_executable();
+    }
+
     /// Everything written to code memory so far.
     pub fn code_bytes(&self) -> &[u8] {
         self.mem.bytes(0, self.mem.used())
-    }
-
-    /// Code memory in use.
-    pub fn code_used(&self) -> usize {
-        self.mem.used()
     }
 }

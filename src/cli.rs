@@ -4,13 +4,14 @@ use crate::assembler;
 use crate::console::Console;
 use crate::decoder::{Instr, Op};
 use crate::engine::{self, Engine};
-use crate::jit::{self, JitOptions, JitStats};
+use crate::jit::{self, JitOptions};
 use crate::loader;
 use crate::machine::Machine;
+use crate::stats::{Counter, Stats};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Exit status of a run that faulted.
 pub const EXIT_FAULT: u8 = 1;
@@ -170,13 +171,10 @@ fn run(args: &RunArgs) -> ExitCode {
             max_block: args.max_block,
         })
     };
-    let (result, jit_stats) = engine::run_with_stats(&mut m, &engine, args.stats);
-    let elapsed = start.elapsed();
+    let (result, mut stats) = engine::run_with_stats(&mut m, &engine, args.stats);
     if args.stats {
-        eprint!(
-            "{}",
-            stats_table(&m, &engine.describe(), elapsed, jit_stats.as_ref())
-        );
+        stats.add_time(Counter::WallTime, start.elapsed());
+        eprint!("{}", stats_table(&m, &engine, &stats));
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,98 +185,22 @@ fn run(args: &RunArgs) -> ExitCode {
     }
 }
 
-/// The `--stats` table.
-pub fn stats_table(m: &Machine, engine: &str, elapsed: Duration, jit: Option<&JitStats>) -> String {
+/// The `--stats` table: a title naming the engine, the interpreter's per-operator counts,
+/// then the rows of [`crate::stats::TABLE`] that the engine keeps.
+pub fn stats_table(m: &Machine, engine: &Engine, stats: &Stats) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let secs = elapsed.as_secs_f64();
-    let _ = writeln!(s, "umdbt statistics ({engine})");
-    let total = match jit {
-        Some(j) => {
-            s.push_str(&jit_rows(j, secs));
-            j.instructions
-        }
-        None => op_rows(&mut s, m),
-    };
-    let rows: [(&str, String); 7] = [
-        ("UM instructions", total.to_string()),
-        ("arrays allocated", m.heap.allocations.to_string()),
-        ("arrays abandoned", m.heap.abandonments.to_string()),
-        ("peak live arrays", m.heap.peak_live.to_string()),
-        ("bytes output", m.console.bytes_out.to_string()),
-        ("bytes input", m.console.bytes_in.to_string()),
-        ("wall time", format!("{secs:.3} s")),
-    ];
-    for (k, v) in rows {
-        let _ = writeln!(s, "  {k:<28} {v:>16}");
+    let _ = writeln!(s, "umdbt statistics ({})", engine.describe());
+    let translator = matches!(engine, Engine::Translator(_));
+    if !translator {
+        op_rows(&mut s, m);
     }
-    let _ = writeln!(
-        s,
-        "  {:<28} {:>16}",
-        "UM instructions/s",
-        format!("{:.1} M", total as f64 / secs.max(1e-9) / 1e6)
-    );
+    s.push_str(&stats.table(translator));
     s
 }
 
-fn pct(part: u64, whole: u64) -> String {
-    format!("{:.1}%", 100.0 * part as f64 / whole.max(1) as f64)
-}
-
-/// The translator's rows of the `--stats` table.
-fn jit_rows(j: &JitStats, secs: f64) -> String {
-    use std::fmt::Write;
-    let c = &j.cache;
-    let hits = j.lookups.saturating_sub(j.misses);
-    let chained = j.const_exits.saturating_sub(j.stub_runs);
-    let table_jumps = j.lookups;
-    let rows: Vec<(&str, String)> = vec![
-        ("blocks translated", c.blocks_translated.to_string()),
-        ("UM ops translated", c.ops_translated.to_string()),
-        ("host code bytes", c.code_bytes.to_string()),
-        (
-            "average block length",
-            format!(
-                "{:.2} ops",
-                c.ops_translated as f64 / c.blocks_translated.max(1) as f64
-            ),
-        ),
-        ("dispatch lookups", j.lookups.to_string()),
-        (
-            "  hit a translated block",
-            format!("{hits} ({})", pct(hits, j.lookups)),
-        ),
-        ("jumps between blocks", (chained + table_jumps).to_string()),
-        (
-            "  chained (direct)",
-            format!("{chained} ({})", pct(chained, chained + table_jumps)),
-        ),
-        ("  through the table", table_jumps.to_string()),
-        ("links made", c.links_made.to_string()),
-        ("links broken", c.links_broken.to_string()),
-        ("stores hitting code", c.smc_stores.to_string()),
-        ("blocks invalidated", c.blocks_invalidated.to_string()),
-        ("flushes", c.flushes.to_string()),
-        ("exits to Rust", j.exits.to_string()),
-        ("instructions interpreted", j.interpreted.to_string()),
-        (
-            "time translating",
-            format!(
-                "{:.3} s ({:.1}%)",
-                j.translate_time.as_secs_f64(),
-                100.0 * j.translate_time.as_secs_f64() / secs.max(1e-9)
-            ),
-        ),
-    ];
-    let mut s = String::new();
-    for (k, v) in rows {
-        let _ = writeln!(s, "  {k:<28} {v:>16}");
-    }
-    s
-}
-
-/// The interpreter's per-operator rows; returns the total.
-fn op_rows(s: &mut String, m: &Machine) -> u64 {
+/// The interpreter's per-operator rows.
+fn op_rows(s: &mut String, m: &Machine) {
     use std::fmt::Write;
     let total = m.instructions();
     let _ = writeln!(s, "  {:<12} {:>16} {:>8}", "operator", "executed", "share");
@@ -296,7 +218,6 @@ fn op_rows(s: &mut String, m: &Machine) -> u64 {
         );
     }
     let _ = writeln!(s, "  {:<12} {:>16}", "total", total);
-    total
 }
 
 fn dis(args: &DisArgs) -> ExitCode {

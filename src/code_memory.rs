@@ -1,53 +1,119 @@
-//! Memory for generated code: one fixed mapping that never moves.
+//! Memory for generated code: one fixed region that never moves, and is never writable and
+//! executable at the same time (W^X).
 //!
-//! dynasmrt's own `Assembler` moves its buffer when it grows and re-protects the whole buffer
-//! on every commit and alter, which gets slow as code grows (see `shared/NOTES.md`). Instead,
-//! each block is assembled with dynasmrt's `VecAssembler` for the address it will occupy, then
-//! copied into this mapping, which is readable, writable and executable for its whole life.
-//! Nothing moves, so code offsets stay valid, and chaining a jump is a plain write of a few
-//! bytes. Translations are only written while no generated code runs (the engine is
-//! single-threaded and writes from Rust between runs of generated code).
+//! The region is a memory file (`memfd_create`) mapped twice: generated code runs from a
+//! read-execute view, and Rust writes blocks and patches chained jumps through a separate
+//! read-write view of the same pages. Nothing is re-protected, ever: a chain patch is one
+//! aligned 8-byte store through the writable view. Where the system refuses a memory file,
+//! the region is one anonymous mapping whose protection is switched: writable while Rust
+//! writes, executable before generated code runs again ([`CodeMemory::make_executable`]).
 //!
-//! The mapping is reserved with `MAP_NORESERVE`: only pages actually written use memory.
+//! Each block is assembled (dynasmrt's `VecAssembler`) for the address it will run at, then
+//! copied in. Code offsets stay valid for the region's life. Only written pages use
+//! memory. Generated code never runs while Rust writes: the engine is single-threaded.
 
+use memmap2::{Mmap, MmapMut, MmapOptions};
+use std::fs::File;
 use std::io;
+use std::os::fd::FromRawFd;
+
+/// How the region is kept W^X.
+enum Views {
+    /// One memory file, two mappings (kept for their `Drop`, which unmaps them).
+    Dual { _exec: Mmap, _write: MmapMut },
+    /// One anonymous mapping, executable or writable in turn (`None` only while switching).
+    Switching {
+        exec: Option<Mmap>,
+        write: Option<MmapMut>,
+    },
+}
 
 pub struct CodeMemory {
-    base: *mut u8,
+    views: Views,
+    /// Where code runs (the executable view).
+    exec_base: *mut u8,
+    /// Where Rust writes it (the writable view; the same as `exec_base` when switching).
+    write_base: *mut u8,
     capacity: usize,
     used: usize,
 }
 
+/// Which way to keep the region W^X, for tests: `UMDBT_CODE_MEMORY=switch` skips the
+/// memory file (a debugging knob).
+fn force_switching() -> bool {
+    std::env::var_os("UMDBT_CODE_MEMORY").is_some_and(|v| v == "switch")
+}
+
 impl CodeMemory {
-    /// Reserve `capacity` bytes (rounded up to pages) of executable memory.
+    /// Reserve `capacity` bytes (rounded up to 64 KiB) of code memory.
     pub fn new(capacity: usize) -> io::Result<CodeMemory> {
-        let page = 1 << 16;
-        let capacity = capacity.div_ceil(page) * page;
-        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
-        // result is checked for MAP_FAILED below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                capacity,
-                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let capacity = capacity.next_multiple_of(1 << 16);
+        if !force_switching() {
+            match CodeMemory::dual(capacity) {
+                Ok(m) => return Ok(m),
+                Err(e) => log::warn!(
+                    "cannot map code memory twice ({e}); switching its protection instead"
+                ),
+            }
+        }
+        CodeMemory::switching(capacity)
+    }
+
+    fn dual(capacity: usize) -> io::Result<CodeMemory> {
+        // SAFETY: the name is a NUL-terminated string; the result is checked below.
+        let fd = unsafe { libc::memfd_create(c"umdbt-code".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(capacity as u64)?;
+        let mut opts = MmapOptions::new();
+        opts.len(capacity);
+        // SAFETY: the file is private to this process (an unnamed memory file) and never
+        // truncated, so the mappings stay valid; the two views alias, which is the point:
+        // Rust only writes through `write` while no generated code runs from `exec`.
+        let (exec, mut write) = unsafe { (opts.map_exec(&file)?, opts.map_mut(&file)?) };
+        let exec_base = exec.as_ptr().cast_mut();
+        let write_base = write.as_mut_ptr();
         Ok(CodeMemory {
-            base: p.cast(),
+            views: Views::Dual {
+                _exec: exec,
+                _write: write,
+            },
+            exec_base,
+            write_base,
             capacity,
             used: 0,
         })
     }
 
-    /// Address of the first byte.
+    fn switching(capacity: usize) -> io::Result<CodeMemory> {
+        let mut write = MmapOptions::new()
+            .len(capacity)
+            .no_reserve_swap()
+            .map_anon()?;
+        let base = write.as_mut_ptr();
+        Ok(CodeMemory {
+            views: Views::Switching {
+                exec: None,
+                write: Some(write),
+            },
+            exec_base: base,
+            write_base: base,
+            capacity,
+            used: 0,
+        })
+    }
+
+    /// Whether the region is two views of one memory file (else protections switch).
+    pub fn is_dual(&self) -> bool {
+        matches!(self.views, Views::Dual { .. })
+    }
+
+    /// Address of the first byte, as generated code runs it.
     pub fn base(&self) -> usize {
-        self.base as usize
+        self.exec_base as usize
     }
 
     /// Bytes handed out so far.
@@ -55,14 +121,28 @@ impl CodeMemory {
         self.used
     }
 
-    /// Bytes still free.
-    pub fn free(&self) -> usize {
-        self.capacity - self.used
-    }
-
     /// Address at which the next `append` will place its code (aligned to 16 bytes).
     pub fn next_address(&self) -> usize {
         self.base() + self.used.next_multiple_of(16)
+    }
+
+    /// Make the region writable (only the switching kind changes anything).
+    fn make_writable(&mut self) {
+        if let Views::Switching { exec, write } = &mut self.views
+            && let Some(x) = exec.take()
+        {
+            *write = Some(x.make_mut().expect("code memory becomes writable again"));
+        }
+    }
+
+    /// Make the region executable before generated code runs (only the switching kind
+    /// changes anything).
+    pub fn make_executable(&mut self) {
+        if let Views::Switching { exec, write } = &mut self.views
+            && let Some(w) = write.take()
+        {
+            *exec = Some(w.make_exec().expect("code memory becomes executable"));
+        }
     }
 
     /// Copy `code` (assembled for `next_address()`) in; returns its offset, or `None` when
@@ -72,35 +152,41 @@ impl CodeMemory {
         if start + code.len() > self.capacity {
             return None;
         }
-        // SAFETY: `start + len <= capacity`, the mapping is writable, and no generated code
-        // runs while Rust writes (single-threaded engine).
+        self.make_writable();
+        // SAFETY: `start + len <= capacity`, the write view is writable, and no generated
+        // code runs while Rust writes (single-threaded engine).
         unsafe {
-            std::ptr::copy_nonoverlapping(code.as_ptr(), self.base.add(start), code.len());
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.write_base.add(start), code.len());
         }
         self.used = start + code.len();
         self.sync(start, code.len());
         Some(start)
     }
 
-    /// Overwrite `bytes` at `offset` (a jump being chained or unchained).
-    pub fn patch(&mut self, offset: usize, bytes: &[u8]) {
+    /// Replace the aligned 8-byte word at `offset` (inside written code) by `f` of its
+    /// value: one aligned store, so a jump patched within it is never seen half-written.
+    pub fn patch_word(&mut self, offset: usize, f: impl FnOnce(u64) -> u64) {
         assert!(
-            offset + bytes.len() <= self.used,
+            offset.is_multiple_of(8) && offset + 8 <= self.used.next_multiple_of(8),
             "patch outside written code"
         );
-        // SAFETY: the range lies inside code written earlier, in a writable mapping, and no
-        // generated code runs while Rust writes.
+        self.make_writable();
+        // SAFETY: the word lies inside the region (written code rounded up to 8 bytes, all
+        // within `capacity`, a multiple of 64 KiB), is 8-aligned (the region is
+        // page-aligned), and no generated code runs while Rust writes.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(offset), bytes.len());
+            let p = self.write_base.add(offset).cast::<u64>();
+            p.write_volatile(f(p.read_volatile()));
         }
-        self.sync(offset, bytes.len());
+        self.sync(offset, 8);
     }
 
     /// Read back `len` bytes at `offset`.
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         assert!(offset + len <= self.used);
-        // SAFETY: the range lies inside written code; `&self` keeps it from being patched.
-        unsafe { std::slice::from_raw_parts(self.base.add(offset), len) }
+        // SAFETY: the range lies inside written code, readable through either view; `&self`
+        // keeps it from being written meanwhile.
+        unsafe { std::slice::from_raw_parts(self.write_base.add(offset), len) }
     }
 
     /// Forget every translation except the first `keep` bytes.
@@ -110,15 +196,68 @@ impl CodeMemory {
 
     /// Make written bytes visible to instruction fetch (a no-op on x86-64).
     fn sync(&self, offset: usize, len: usize) {
-        // SAFETY: the range lies inside the mapping.
-        let slice = unsafe { std::slice::from_raw_parts(self.base.add(offset), len) };
+        // SAFETY: the range lies inside the region, readable through the executable view
+        // (the switching kind is readable in both states).
+        let slice = unsafe { std::slice::from_raw_parts(self.exec_base.add(offset), len) };
         dynasmrt::cache_control::synchronize_icache(slice);
     }
 }
 
-impl Drop for CodeMemory {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`capacity` describe the mapping made in `new`; no code runs any more.
-        unsafe { libc::munmap(self.base.cast(), self.capacity) };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions of the mapping that contains `addr`, from /proc/self/maps.
+    fn perms_at(addr: usize) -> String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let mut f = line.split_whitespace();
+            let range = f.next().unwrap();
+            let perms = f.next().unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            if (lo..hi).contains(&addr) {
+                return perms[..3].to_string();
+            }
+        }
+        panic!("{addr:#x} is not mapped")
+    }
+
+    #[test]
+    fn dual_views_alias_and_are_never_writable_and_executable() {
+        let mut m = CodeMemory::dual(1 << 16).expect("memfd_create works here");
+        let at = m.append(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+        assert_eq!(at, 0);
+        m.patch_word(0, |old| {
+            assert_eq!(old, u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+            old + 1
+        });
+        // SAFETY: the first 8 bytes of the executable view are mapped and written.
+        let seen = unsafe { std::ptr::read(m.exec_base.cast::<[u8; 8]>()) };
+        assert_eq!(
+            seen,
+            [2, 2, 3, 4, 5, 6, 7, 8],
+            "written through the other view"
+        );
+        assert_eq!(perms_at(m.base()), "r-x");
+        assert_eq!(perms_at(m.write_base as usize), "rw-");
+        assert_ne!(m.base(), m.write_base as usize);
+    }
+
+    #[test]
+    fn switching_changes_protection_around_writes() {
+        let mut m = CodeMemory::switching(1 << 16).unwrap();
+        m.append(&[0xC3; 16]).unwrap();
+        assert_eq!(perms_at(m.base()), "rw-");
+        m.make_executable();
+        assert_eq!(perms_at(m.base()), "r-x");
+        m.patch_word(8, |old| old ^ 1);
+        assert_eq!(perms_at(m.base()), "rw-");
+        assert_eq!(m.bytes(8, 1), &[0xC2]);
+        m.make_executable();
+        assert_eq!(perms_at(m.base()), "r-x");
     }
 }

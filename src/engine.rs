@@ -4,8 +4,9 @@
 use crate::console::{Console, SharedOutput};
 use crate::fault::Fault;
 use crate::interpreter;
-use crate::jit::{self, JitOptions, JitStats};
+use crate::jit::{self, JitOptions};
 use crate::machine::Machine;
+use crate::stats::{Counter, Stats};
 
 /// Which engine runs a program, with its knobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,20 +72,22 @@ pub fn run(m: &mut Machine, engine: &Engine, count: bool) -> Result<(), Fault> {
     run_with_stats(m, engine, count).0
 }
 
-/// As [`run`], also returning the translator's statistics (None for the interpreter).
-pub fn run_with_stats(
-    m: &mut Machine,
-    engine: &Engine,
-    count: bool,
-) -> (Result<(), Fault>, Option<JitStats>) {
-    let (result, stats) = match engine {
-        Engine::Interpreter => (interpreter::run(m, count), None),
-        Engine::Translator(o) => {
-            let (r, s) = jit::run(m, *o, count);
-            (r, Some(s))
+/// As [`run`], also returning the engine's statistics (heap and console counts included;
+/// the instruction count and the counters of generated code only with `count`).
+pub fn run_with_stats(m: &mut Machine, engine: &Engine, count: bool) -> (Result<(), Fault>, Stats) {
+    let (result, mut stats) = match engine {
+        Engine::Interpreter => {
+            let r = interpreter::run(m, count);
+            let mut s = Stats::default();
+            s[Counter::Instructions] = m.instructions();
+            (r, s)
         }
+        Engine::Translator(o) => jit::run(m, *o, count),
     };
-    (m.finish(result), stats)
+    let result = m.finish(result);
+    stats.record_heap(&m.heap);
+    stats.record_console(&m.console);
+    (result, stats)
 }
 
 /// What an in-process run produced.
@@ -100,23 +103,36 @@ pub struct Outcome {
 
 /// Run `program` in-process with `input` as its console input, collecting its output.
 pub fn run_captured(program: &[u32], input: &[u8], engine: &Engine, memory_limit: u64) -> Outcome {
+    run_captured_with_stats(program, input, engine, memory_limit, false).0
+}
+
+/// As [`run_captured`], also returning the run's statistics (`count` as for
+/// [`run_with_stats`]).
+pub fn run_captured_with_stats(
+    program: &[u32],
+    input: &[u8],
+    engine: &Engine,
+    memory_limit: u64,
+    count: bool,
+) -> (Outcome, Stats) {
     let sink = SharedOutput::default();
     let console = Console::new(
         Box::new(std::io::Cursor::new(input.to_vec())),
         Box::new(sink.clone()),
     );
-    let (result, regs, pc) = match Machine::new(program, console, memory_limit) {
+    let (result, regs, pc, stats) = match Machine::new(program, console, memory_limit) {
         Ok(mut m) => {
-            let r = run(&mut m, engine, false);
-            (r, m.regs, m.pc)
+            let (r, stats) = run_with_stats(&mut m, engine, count);
+            (r, m.regs, m.pc, stats)
         }
-        Err(f) => (Err(f), [0; 8], 0),
+        Err(f) => (Err(f), [0; 8], 0, Stats::default()),
     };
     let stdout = sink.0.borrow().clone();
-    Outcome {
+    let outcome = Outcome {
         stdout,
         result,
         regs,
         pc,
-    }
+    };
+    (outcome, stats)
 }

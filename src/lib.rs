@@ -3,18 +3,23 @@
 //! The pieces, each in the file named after it: [`loader`] (program files to words),
 //! [`decoder`] (the instruction format), [`memory`] (the array heap), [`console`] (I/O),
 //! [`fault`] (what can go wrong), [`machine`] (the state every engine shares),
-//! [`interpreter`] (the reference engine), [`assembler`] (text to UM programs, for tests),
-//! [`engine`] (choosing an engine and running a program on it) and [`cli`] (the `umdbt`
-//! command). The translator: [`discoverer`] (cutting array 0 into blocks), [`translator`]
-//! (ISA-neutral translation driving an emitter from `arch/`), [`code_memory`], [`cache`]
-//! (blocks, dispatch table, chaining, invalidation), [`runtime`] (what generated code shares
-//! with Rust) and [`jit`] (the engine loop).
+//! [`interpreter`] (the reference engine), [`stats`] (every counter, its label and unit),
+//! [`assembler`] (text to UM programs, for tests), [`engine`] (choosing an engine and
+//! running a program on it) and [`cli`] (the `umdbt` command).
+//!
+//! The translator: [`jit`] (the engine loop) asks the [`compiler`] for the block at a pc;
+//! the compiler cuts the run with the [`discoverer`], has the [`translator`] drive a
+//! [`backend`] (one per host ISA, from [`arch`]) and installs the result in the [`cache`]
+//! (blocks, dispatch table, chaining, invalidation), which keeps it in [`code_memory`].
+//! [`runtime`] is what generated code shares with Rust.
 
 pub mod arch;
 pub mod assembler;
+pub mod backend;
 pub mod cache;
 pub mod cli;
 pub mod code_memory;
+pub mod compiler;
 pub mod console;
 pub mod decoder;
 pub mod discoverer;
@@ -27,4 +32,5 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod runtime;
+pub mod stats;
 pub mod translator;

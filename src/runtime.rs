@@ -1,13 +1,14 @@
 //! What generated code shares with Rust: the context it runs with, the reasons it leaves,
-//! and the Rust functions it calls for the operators that are not inlined (allocation,
-//! abandonment, output, input).
+//! and the Rust functions it calls for the operators that are not inlined (allocation and
+//! abandonment when their fast paths give up, output, input).
 //!
 //! Generated code keeps a pointer to [`JitCtx`] in a host register and reaches every field
-//! through `offset_of!`, never through Rust's layout of other types.
+//! through the offsets in [`off`], computed with `offset_of!`.
 
+use crate::console::Console;
 use crate::fault::Reason;
-use crate::machine::Machine;
 use crate::memory::Heap;
+use crate::stats::{Counter, Stats};
 use std::mem::offset_of;
 
 /// Why generated code returned to Rust (`JitCtx::exit_kind`).
@@ -48,7 +49,8 @@ impl ExitKind {
 /// Bit set in a runtime function's 64-bit result when it failed.
 pub const RT_FAILED: u64 = 1 << 32;
 
-/// The context generated code runs with.
+/// The context generated code runs with. The fields generated code reads on hot paths come
+/// first, within a signed byte of the context pointer.
 #[repr(C)]
 pub struct JitCtx {
     /// The UM registers while Rust runs; generated code keeps them in host registers.
@@ -57,7 +59,7 @@ pub struct JitCtx {
     pub exit_pc: u32,
     pub exit_a: u32,
     pub exit_b: u32,
-    /// The array heap (its `table`/`table_len` header is read by generated code).
+    /// The array heap (its header is read and updated by generated code).
     pub heap: *mut Heap,
     /// Dispatch table: code offset of the block at each pc of array 0, 0 when none.
     pub dtable: *const u32,
@@ -67,38 +69,40 @@ pub struct JitCtx {
     pub codemap: *const u8,
     /// Address of the code memory (dispatch table offsets are relative to it).
     pub code_base: u64,
-    /// Statistics counters, bumped by generated code only when statistics are on.
-    pub icount: u64,
-    pub lookups: u64,
-    pub const_exits: u64,
-    pub stub_runs: u64,
-    /// The machine, for the runtime functions.
-    pub machine: *mut Machine,
+    /// Counters bumped by generated code (only when statistics are on) and by the engine
+    /// loop.
+    pub stats: Stats,
+    /// The console, for the output and input functions.
+    pub console: *mut Console,
     /// Why the last runtime call failed.
     pub pending: Option<Reason>,
 }
 
 impl JitCtx {
-    pub fn new(machine: *mut Machine, heap: *mut Heap) -> JitCtx {
+    /// A context with no heap or console yet (the engine sets them before every entry).
+    pub fn new() -> JitCtx {
         JitCtx {
             regs: [0; 8],
             exit_kind: 0,
             exit_pc: 0,
             exit_a: 0,
             exit_b: 0,
-            heap,
+            heap: std::ptr::null_mut(),
             dtable: std::ptr::null(),
             dtable_len: 0,
             _pad: 0,
             codemap: std::ptr::null(),
             code_base: 0,
-            icount: 0,
-            lookups: 0,
-            const_exits: 0,
-            stub_runs: 0,
-            machine,
+            stats: Stats::default(),
+            console: std::ptr::null_mut(),
             pending: None,
         }
+    }
+}
+
+impl Default for JitCtx {
+    fn default() -> JitCtx {
+        JitCtx::new()
     }
 }
 
@@ -115,18 +119,19 @@ pub mod off {
     pub const DTABLE_LEN: i32 = offset_of!(JitCtx, dtable_len) as i32;
     pub const CODEMAP: i32 = offset_of!(JitCtx, codemap) as i32;
     pub const CODE_BASE: i32 = offset_of!(JitCtx, code_base) as i32;
-    pub const ICOUNT: i32 = offset_of!(JitCtx, icount) as i32;
-    pub const LOOKUPS: i32 = offset_of!(JitCtx, lookups) as i32;
-    pub const CONST_EXITS: i32 = offset_of!(JitCtx, const_exits) as i32;
-    pub const STUB_RUNS: i32 = offset_of!(JitCtx, stub_runs) as i32;
-    /// `Heap::table`, `Heap::table_len`.
-    pub const HEAP_TABLE: i32 = offset_of!(Heap, table) as i32;
-    pub const HEAP_TABLE_LEN: i32 = offset_of!(Heap, table_len) as i32;
-    /// `Entry::base`, `Entry::len` and the entry size (a power of two).
-    pub const ENTRY_BASE: i32 = offset_of!(crate::memory::Entry, base) as i32;
-    pub const ENTRY_LEN: i32 = offset_of!(crate::memory::Entry, len) as i32;
-    pub const ENTRY_SHIFT: u8 = std::mem::size_of::<crate::memory::Entry>().trailing_zeros() as u8;
-    const _: () = assert!(std::mem::size_of::<crate::memory::Entry>() == 1 << ENTRY_SHIFT);
+
+    /// Offset of a statistics counter.
+    pub const fn counter(c: Counter) -> i32 {
+        (offset_of!(JitCtx, stats) + crate::stats::offset_of(c)) as i32
+    }
+
+    // The fields of every exit and every computed jump are reachable with one-byte
+    // displacements on x86-64.
+    const _: () = {
+        assert!(REGS + 32 <= 128 && EXIT_KIND < 128 && EXIT_PC < 128);
+        assert!(EXIT_A < 128 && EXIT_B < 128 && HEAP < 128 && DTABLE < 128);
+        assert!(DTABLE_LEN < 128 && CODEMAP < 128 && CODE_BASE < 128);
+    };
 }
 
 fn finish(ctx: &mut JitCtx, r: Result<u64, Reason>) -> u64 {
@@ -143,10 +148,10 @@ fn finish(ctx: &mut JitCtx, r: Result<u64, Reason>) -> u64 {
 /// interpreter re-executes the instruction to report it).
 ///
 /// # Safety
-/// Called only by generated code, with the pointer it was entered with.
+/// `heap` is the heap of the machine generated code runs for, which nothing else borrows
+/// while generated code runs.
 pub unsafe extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
-    // SAFETY: generated code passes the heap of the machine it runs; nothing else borrows it
-    // while generated code runs.
+    // SAFETY: see the function's contract.
     let heap = unsafe { &mut *heap };
     heap.alloc(words).map_or(RT_FAILED, u64::from)
 }
@@ -154,9 +159,9 @@ pub unsafe extern "C" fn rt_alloc(heap: *mut Heap, words: u32) -> u64 {
 /// Op 9: returns 0, or `RT_FAILED` (no effect, as for `rt_alloc`).
 ///
 /// # Safety
-/// Called only by generated code, with the pointer it was entered with.
+/// As for [`rt_alloc`].
 pub unsafe extern "C" fn rt_abandon(heap: *mut Heap, id: u32) -> u64 {
-    // SAFETY: as in `rt_alloc`.
+    // SAFETY: see the function's contract.
     let heap = unsafe { &mut *heap };
     heap.abandon(id).map_or(RT_FAILED, |()| 0)
 }
@@ -164,43 +169,29 @@ pub unsafe extern "C" fn rt_abandon(heap: *mut Heap, id: u32) -> u64 {
 /// Op 10: returns 0, or `RT_FAILED` with the reason in `JitCtx::pending`.
 ///
 /// # Safety
-/// Called only by generated code, with the pointer it was entered with.
+/// `ctx` is the context generated code was entered with; its `console` points at the
+/// machine's console, which nothing else borrows while generated code runs.
 pub unsafe extern "C" fn rt_output(ctx: *mut JitCtx, value: u32) -> u64 {
-    // SAFETY: generated code passes the context it was entered with; the machine it points
-    // to is not otherwise borrowed while generated code runs.
+    // SAFETY: see the function's contract. The console pointer is read before the
+    // reference to the context is made, and the two objects are distinct.
+    let console = unsafe { &mut *(*ctx).console };
+    // SAFETY: as above.
     let ctx = unsafe { &mut *ctx };
-    let m = unsafe { &mut *ctx.machine };
-    let r = m.console.output(value).map(|()| 0);
+    let r = console.output(value).map(|()| 0);
     finish(ctx, r)
 }
 
 /// Op 11: returns the input value, or `RT_FAILED` with the reason in `JitCtx::pending`.
 ///
 /// # Safety
-/// Called only by generated code, with the pointer it was entered with.
+/// As for [`rt_output`].
 pub unsafe extern "C" fn rt_input(ctx: *mut JitCtx, _unused: u32) -> u64 {
     // SAFETY: as in `rt_output`.
+    let console = unsafe { &mut *(*ctx).console };
+    // SAFETY: as in `rt_output`.
     let ctx = unsafe { &mut *ctx };
-    let m = unsafe { &mut *ctx.machine };
-    let r = m.console.input().map(u64::from);
+    let r = console.input().map(u64::from);
     finish(ctx, r)
-}
-
-/// Addresses of the shared routines each backend assembles at the start of code memory
-/// (their register conventions are the backend's).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Routines {
-    /// Dispatch miss: the target pc is in the backend's dispatch register.
-    pub miss: usize,
-    /// Store the UM registers and return to Rust.
-    pub exit: usize,
-    /// `extern "C" fn(ctx, code)`: load the UM registers and jump to `code`.
-    pub enter: usize,
-    /// Store the exit fields passed in registers (pc, b, kind | a << 8), then `exit`.
-    pub exit_with: usize,
-    /// Per runtime function (`RtFn::index`): save what the call clobbers, call it, report
-    /// failure.
-    pub call: [usize; 4],
 }
 
 /// The runtime functions generated code calls, in one place for the backends.
@@ -213,6 +204,11 @@ pub enum RtFn {
 }
 
 impl RtFn {
+    /// Every runtime function, in the order of [`RtFn::index`].
+    pub const ALL: [RtFn; 4] = [RtFn::Alloc, RtFn::Abandon, RtFn::Output, RtFn::Input];
+    /// How many there are.
+    pub const COUNT: usize = RtFn::ALL.len();
+
     pub fn address(self) -> usize {
         match self {
             RtFn::Alloc => rt_alloc as unsafe extern "C" fn(*mut Heap, u32) -> u64 as usize,
@@ -224,12 +220,7 @@ impl RtFn {
 
     /// Position in `Routines::call`.
     pub fn index(self) -> usize {
-        match self {
-            RtFn::Alloc => 0,
-            RtFn::Abandon => 1,
-            RtFn::Output => 2,
-            RtFn::Input => 3,
-        }
+        self as usize
     }
 
     /// True when the first argument is the heap (else the context).

@@ -1,6 +1,6 @@
 //! The ISA-neutral half of translation: it walks a discovered run of UM operations, tracks
 //! which registers hold constants known at translation time, folds them, and drives an
-//! [`Emitter`] (one per host ISA in `arch/`) that only knows how to emit instructions.
+//! [`Backend`] (one per host ISA in `arch/`) that only knows how to emit instructions.
 //!
 //! Constants: `literal` does not emit an instruction; the value is remembered and used as an
 //! immediate by the operations that read it, and written into the host register only when
@@ -12,112 +12,13 @@
 //! to chain it); the `literal T; literal F; cmov; loadprog` idiom becomes a compare and two
 //! patchable exits; any other jump goes through the dispatch table.
 
+use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val};
+use crate::cache::ExitSite;
 use crate::decoder::{Instr, Op};
 use crate::discoverer::{End, Run};
 use crate::memory::SMALL_MAX;
-use crate::runtime::{ExitKind, RtFn};
-
-/// An operand: a UM register or a constant known at translation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Val {
-    Reg(u8),
-    Imm(u32),
-}
-
-/// Arithmetic operators with two inputs and no failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinOp {
-    Add,
-    Mul,
-    Nand,
-}
-
-impl BinOp {
-    pub fn eval(self, b: u32, c: u32) -> u32 {
-        match self {
-            BinOp::Add => b.wrapping_add(c),
-            BinOp::Mul => b.wrapping_mul(c),
-            BinOp::Nand => !(b & c),
-        }
-    }
-}
-
-/// How an index or amend reaches its array: the backend keeps the base and length of up to
-/// [`ARRAY_PAIRS`] arrays in pairs of host registers, and the translator decides which pair to
-/// use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArrayUse {
-    /// The register pair (0 or 1) that holds, or is loaded with, the array's base and length.
-    pub pair: u8,
-    /// The pair already holds this array (same identifier since it was loaded).
-    pub cached: bool,
-    /// The constant offset is known to be in bounds (a larger one passed the check before),
-    /// so no check is needed.
-    pub checked: bool,
-}
-
-/// How many arrays a backend keeps at hand (see [`ArrayUse`]).
-pub const ARRAY_PAIRS: usize = 2;
-
-/// What a backend implements. Registers are UM register numbers 0..8; the backend maps them
-/// to host registers. Every `fail`/`smc` label is bound by the translator to a cold stub.
-pub trait Emitter {
-    type Label: Copy;
-    fn new_label(&mut self) -> Self::Label;
-    /// Bind `label` here.
-    fn bind(&mut self, label: Self::Label);
-    /// Current offset from the start of the block.
-    fn offset(&self) -> usize;
-    /// Statistics: add `n` to the executed-instruction counter.
-    fn count_instructions(&mut self, n: u32);
-    /// Statistics: increment the 64-bit counter at context offset `field`.
-    fn count_event(&mut self, field: i32);
-    /// Register `r` := `value`.
-    fn load_imm(&mut self, r: u8, value: u32);
-    /// Register `a` := `b`.
-    fn mov(&mut self, a: u8, b: u8);
-    /// Op 0 with an unknown condition register `c`.
-    fn cmov(&mut self, a: u8, b: Val, c: u8);
-    fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
-    /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
-    fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
-    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. `arr`
-    /// says which register pair holds array `b`'s base and length (and whether it must be loaded
-    /// first, or checked).
-    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
-    /// Op 2 with inline checks (and `arr` as for `index`); with `smc`, after a store into
-    /// array 0, go there when the word is covered by translated code.
-    fn amend(
-        &mut self,
-        a: Val,
-        b: Val,
-        c: Val,
-        arr: ArrayUse,
-        fail: Self::Label,
-        smc: Option<Self::Label>,
-    );
-    /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
-    /// (alloc, input) goes to register `result`.
-    fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
-    /// Op 8 of a constant `words` (1 to `SMALL_MAX`) into register `a`, with the allocation
-    /// routine's fast path inline (the routine itself when it misses; `fail` if that fails).
-    fn alloc_small(&mut self, a: u8, words: u32, fail: Self::Label);
-    /// Branch to `target` when register `r` is zero.
-    fn branch_zero(&mut self, r: u8, target: Self::Label);
-    /// Branch to `target` when register `r` is not zero.
-    fn branch_nonzero(&mut self, r: u8, target: Self::Label);
-    /// Branch to `target` when register `r` equals `value`.
-    fn branch_eq(&mut self, r: u8, value: u32, target: Self::Label);
-    /// Unconditional jump to `target`.
-    fn jump(&mut self, target: Self::Label);
-    /// A jump to another block that Rust may re-target later; returns its offset (see
-    /// `patch_jump` in the backend). Initially it goes to `stub`.
-    fn jump_patchable(&mut self, stub: Self::Label) -> usize;
-    /// Jump to the block for pc `target` through the dispatch table.
-    fn jump_dispatch(&mut self, target: Val, count: bool);
-    /// Leave generated code: store the exit fields and return to Rust.
-    fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);
-}
+use crate::runtime::{ExitKind, RtFn, off};
+use crate::stats::Counter;
 
 /// Translation knobs.
 #[derive(Clone, Copy, Debug)]
@@ -126,17 +27,6 @@ pub struct Options {
     pub chain: bool,
     /// Emit statistics counters.
     pub stats: bool,
-}
-
-/// A constant-target exit of a translated block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExitSite {
-    /// Target pc.
-    pub target: u32,
-    /// Offset of the patchable jump in the block.
-    pub jump_at: usize,
-    /// Offset of its stub (where the jump goes while unchained); `None` without chaining.
-    pub stub_at: Option<usize>,
 }
 
 /// The result of translating a run.
@@ -183,7 +73,7 @@ struct Stub<L> {
     kind: StubKind,
 }
 
-struct Translator<'e, E: Emitter> {
+struct Translator<'e, E: Backend> {
     e: &'e mut E,
     regs: [RegState; 8],
     stubs: Vec<Stub<E::Label>>,
@@ -195,8 +85,8 @@ struct Translator<'e, E: Emitter> {
     array_cache: [Option<Cached>; ARRAY_PAIRS],
     /// The pair to load next (the one used least recently).
     victim: usize,
-    /// Index of this block among all translated blocks (reported by link stubs).
-    block_id: u32,
+    /// What this block's chain requests report (its index in the cache).
+    link_tag: u32,
     opts: Options,
     n_ops: u32,
     /// Whether a word of array 0 is covered by another translation.
@@ -204,12 +94,12 @@ struct Translator<'e, E: Emitter> {
     watches: Vec<u32>,
 }
 
-/// Translate `run` (block number `block_id`) into `e`. `is_code` says whether a word of
-/// array 0 is covered by some other valid translation.
-pub fn translate<E: Emitter>(
+/// Translate `run` into `e`; its chain requests report `link_tag`. `is_code` says whether a
+/// word of array 0 is covered by some other valid translation.
+pub fn translate<E: Backend>(
     e: &mut E,
     run: &Run,
-    block_id: u32,
+    link_tag: u32,
     opts: Options,
     is_code: &dyn Fn(u32) -> bool,
 ) -> Translation {
@@ -220,7 +110,7 @@ pub fn translate<E: Emitter>(
         exits: Vec::new(),
         array_cache: [None; ARRAY_PAIRS],
         victim: 0,
-        block_id,
+        link_tag,
         opts,
         n_ops: run.ops.len() as u32,
         is_code,
@@ -254,7 +144,7 @@ pub fn translate<E: Emitter>(
     }
 }
 
-impl<E: Emitter> Translator<'_, E> {
+impl<E: Backend> Translator<'_, E> {
     fn val(&self, r: u8) -> Val {
         match self.regs[r as usize].known {
             Some(v) => Val::Imm(v),
@@ -321,8 +211,10 @@ impl<E: Emitter> Translator<'_, E> {
     }
 
     /// Where array `id` is to be accessed at `offset`: the pair already holding it, or the
-    /// least recently used one, which from now on holds it.
-    fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
+    /// least recently used one, which from now on holds it. Loads (`speculate`) guess that
+    /// an identifier in a register names an array in its slot; stores do not (a wrong
+    /// guess there would cost a store to undo).
+    fn use_array(&mut self, id: Val, offset: Val, speculate: bool) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -351,6 +243,7 @@ impl<E: Emitter> Translator<'_, E> {
             pair: pair as u8,
             cached,
             checked,
+            speculate: speculate && !cached && matches!(id, Val::Reg(_)),
         }
     }
 
@@ -377,7 +270,7 @@ impl<E: Emitter> Translator<'_, E> {
             StubKind::Dispatch(target)
         };
         if self.opts.stats {
-            self.e.count_event(crate::runtime::off::CONST_EXITS);
+            self.e.count_event(off::counter(Counter::ConstExits));
         }
         let jump_at = self.e.jump_patchable(label);
         self.exits.push(ExitSite {
@@ -465,7 +358,7 @@ impl<E: Emitter> Translator<'_, E> {
             Op::Index => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                 let (vb, vc) = (self.val(b), self.val(c));
-                let arr = self.use_array(vb, vc);
+                let arr = self.use_array(vb, vc, true);
                 self.e.index(a, vb, vc, arr, fail);
                 self.written(a);
             }
@@ -485,7 +378,7 @@ impl<E: Emitter> Translator<'_, E> {
                 };
                 // The offset register must be exact in the stub: Rust reads it there.
                 let smc = check.then(|| self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1));
-                let arr = self.use_array(va, vb);
+                let arr = self.use_array(va, vb, false);
                 self.e.amend(va, vb, vc, arr, fail, smc);
             }
             Op::Alloc if matches!(self.val(c), Val::Imm(n) if (1..=SMALL_MAX as u32).contains(&n)) =>
@@ -571,14 +464,14 @@ impl<E: Emitter> Translator<'_, E> {
                 StubKind::Link { idx, target } => {
                     self.exits[idx].stub_at = Some(self.e.offset());
                     if self.opts.stats {
-                        self.e.count_event(crate::runtime::off::STUB_RUNS);
+                        self.e.count_event(off::counter(Counter::StubRuns));
                     }
                     self.e
-                        .exit(ExitKind::Link, target, self.block_id, idx as u32);
+                        .exit(ExitKind::Link, target, self.link_tag, idx as u32);
                 }
                 StubKind::Dispatch(target) => {
                     if self.opts.stats {
-                        self.e.count_event(crate::runtime::off::STUB_RUNS);
+                        self.e.count_event(off::counter(Counter::StubRuns));
                     }
                     self.e.jump_dispatch(Val::Imm(target), self.opts.stats);
                 }

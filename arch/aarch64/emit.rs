@@ -1,0 +1,365 @@
+//! Per-operation emission: the [`Backend`] implementation for AArch64.
+
+use super::heap::alloc_inline;
+use super::regs::{PAIRS, h};
+use super::{A64, Ops, load_w};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
+use crate::memory::layout::{
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
+};
+use crate::runtime::{ExitKind, RtFn, off};
+use crate::stats::Counter;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
+
+const ENTRIES: u32 = HEAP_ENTRIES as u32;
+const IDS: u32 = HEAP_IDS as u32;
+const SLAB: u32 = HEAP_SLAB as u32;
+const BASE: u32 = ENTRY_BASE as u32;
+const LEN: u32 = ENTRY_LEN as u32;
+
+impl A64 {
+    /// The host register that holds `v`: its own, or `scratch` loaded with the constant.
+    fn reg_of(&mut self, v: Val, scratch: u8) -> u8 {
+        match v {
+            Val::Reg(r) => h(r),
+            Val::Imm(x) => {
+                load_w(&mut self.ops, scratch, x);
+                scratch
+            }
+        }
+    }
+
+    /// `fail` unless the identifier in `hid` is below the table's length (only for a
+    /// bounded table).
+    fn check_id(&mut self, hid: u8, fail: DynamicLabel) {
+        if self.check_ids {
+            asm!(self.ops
+                ; ldr w11, [x28, IDS]
+                ; cmp W(hid), w11
+                ; b.hs =>fail
+            );
+        }
+    }
+
+    /// Make the pair's registers hold the base and length of array `id` (unless cached),
+    /// then check `offset` against the length unless known in bounds (`fail`). Returns the
+    /// pair's base register and the constant offset when it can be an immediate, else the
+    /// register holding the offset.
+    fn element(
+        &mut self,
+        id: Val,
+        arr: ArrayUse,
+        offset: Val,
+        fail: DynamicLabel,
+    ) -> (u8, Result<u32, u8>) {
+        let (base, len) = PAIRS[arr.pair as usize];
+        if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
+            // The slot's address from the identifier alone; the entry's base replaces it
+            // only when they differ (an array with a buffer of its own).
+            let hid = h(r);
+            self.check_id(hid, fail);
+            let in_slot = self.ops.new_dynamic_label();
+            asm!(self.ops
+                ; ldr x9, [x28, ENTRIES]
+                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
+                ; ldr W(len), [x9, LEN]
+                ; ldr x9, [x9, BASE]
+                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
+                ; ldr x10, [x28, SLAB]
+                ; add X(base), X(base), x10
+                ; cmp x9, X(base)
+                ; b.eq =>in_slot
+                ; mov X(base), x9
+                ; =>in_slot
+            );
+        } else if !arr.cached {
+            let hid = self.reg_of(id, 10);
+            self.check_id(hid, fail);
+            asm!(self.ops
+                ; ldr x9, [x28, ENTRIES]
+                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
+                ; ldr W(len), [x9, LEN]
+                ; ldr X(base), [x9, BASE]
+            );
+        }
+        let elem = match offset {
+            Val::Imm(k) if k < 4096 => {
+                if !arr.checked {
+                    asm!(self.ops
+                        ; cmp WSP(len), k
+                        ; b.ls =>fail
+                    );
+                }
+                Ok(k)
+            }
+            _ => {
+                let ho = self.reg_of(offset, 14);
+                asm!(self.ops
+                    ; cmp W(ho), W(len)
+                    ; b.hs =>fail
+                );
+                Err(ho)
+            }
+        };
+        (base, elem)
+    }
+
+    /// Call the routine of `f` (argument in w1); `fail` on failure.
+    fn call_routine(&mut self, f: RtFn, fail: DynamicLabel) {
+        let routine = self.routines.call[f.index()];
+        asm!(self.ops
+            ; bl extern routine
+            ; lsr x9, x0, 32
+            ; cbnz x9, =>fail
+        );
+    }
+}
+
+impl Backend for A64 {
+    const NAME: &'static str = "aarch64";
+    /// Below the +-128 MiB reach of `b` and `bl`, so every block reaches the routines at
+    /// the start of code memory and every other block.
+    const CODE_CAPACITY: usize = 120 << 20;
+    /// With the largest operations (about 30 instructions) a block of this many stays far
+    /// below the +-1 MiB reach of the conditional branches to its stubs; a block that does
+    /// not is translated again, shorter.
+    const MAX_BLOCK_OPS: u32 = 2048;
+
+    type Label = DynamicLabel;
+
+    fn routines(base: usize) -> (Vec<u8>, Routines) {
+        super::routines::routines(base)
+    }
+
+    fn new(base: usize, routines: &Routines, check_ids: bool) -> A64 {
+        assert!(base.is_multiple_of(8), "blocks start 8-aligned");
+        A64 {
+            ops: Ops::new(base),
+            routines: *routines,
+            check_ids,
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, TooLong> {
+        self.ops
+            .finalize()
+            .map_err(|e| TooLong(format!("aarch64 block does not assemble: {e:?}")))
+    }
+
+    fn patch_jump(word: usize, old: u64, at: usize, target: usize) -> u64 {
+        let pos = at - word;
+        assert!(
+            pos == 0 || pos == 4,
+            "an aligned instruction inside the word"
+        );
+        let delta = (target as i64 - at as i64) / 4;
+        assert!(
+            (-(1 << 25)..(1 << 25)).contains(&delta),
+            "branch within code memory"
+        );
+        let b = 0x1400_0000u32 | (delta as u32 & 0x03FF_FFFF);
+        let mut bytes = old.to_le_bytes();
+        bytes[pos..pos + 4].copy_from_slice(&b.to_le_bytes());
+        u64::from_le_bytes(bytes)
+    }
+
+    fn new_label(&mut self) -> DynamicLabel {
+        self.ops.new_dynamic_label()
+    }
+
+    fn bind(&mut self, label: DynamicLabel) {
+        asm!(self.ops ; =>label);
+    }
+
+    fn offset(&self) -> usize {
+        self.ops.offset().0
+    }
+
+    fn count_instructions(&mut self, n: u32) {
+        let at = off::counter(Counter::Instructions) as u32;
+        load_w(&mut self.ops, 10, n);
+        asm!(self.ops
+            ; ldr x9, [x27, at]
+            ; add x9, x9, w10, uxtw
+            ; str x9, [x27, at]
+        );
+    }
+
+    fn count_event(&mut self, field: i32) {
+        asm!(self.ops
+            ; ldr x9, [x27, field as u32]
+            ; add x9, x9, 1
+            ; str x9, [x27, field as u32]
+        );
+    }
+
+    fn load_imm(&mut self, r: u8, value: u32) {
+        load_w(&mut self.ops, h(r), value);
+    }
+
+    fn mov(&mut self, a: u8, b: u8) {
+        asm!(self.ops ; mov W(h(a)), W(h(b)));
+    }
+
+    fn cmov(&mut self, a: u8, b: Val, c: u8) {
+        let hb = self.reg_of(b, 9);
+        asm!(self.ops
+            ; cmp W(h(c)), wzr
+            ; csel W(h(a)), W(hb), W(h(a)), ne
+        );
+    }
+
+    fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val) {
+        let hb = self.reg_of(b, 9);
+        let hc = self.reg_of(c, 10);
+        let ha = h(a);
+        match op {
+            BinOp::Add => asm!(self.ops ; add W(ha), W(hb), W(hc)),
+            BinOp::Mul => asm!(self.ops ; mul W(ha), W(hb), W(hc)),
+            BinOp::Nand => asm!(self.ops
+                ; and W(ha), W(hb), W(hc)
+                ; mvn W(ha), W(ha)
+            ),
+        }
+    }
+
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
+        let hc = match c {
+            Val::Reg(r) => {
+                asm!(self.ops ; cbz W(h(r)), =>fail);
+                h(r)
+            }
+            Val::Imm(k) => {
+                load_w(&mut self.ops, 10, k);
+                10
+            }
+        };
+        let hb = self.reg_of(b, 9);
+        asm!(self.ops ; udiv W(h(a)), W(hb), W(hc));
+    }
+
+    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
+        match self.element(b, arr, c, fail) {
+            (base, Ok(k)) => asm!(self.ops ; ldr W(h(a)), [X(base), 4 * k]),
+            (base, Err(ho)) => asm!(self.ops ; ldr W(h(a)), [X(base), W(ho), uxtw 2]),
+        }
+    }
+
+    fn amend(
+        &mut self,
+        a: Val,
+        b: Val,
+        c: Val,
+        arr: ArrayUse,
+        fail: DynamicLabel,
+        smc: Option<DynamicLabel>,
+    ) {
+        let (base, k) = self.element(a, arr, b, fail);
+        let hc = self.reg_of(c, 15);
+        match k {
+            Ok(k) => asm!(self.ops ; str W(hc), [X(base), 4 * k]),
+            Err(ho) => asm!(self.ops ; str W(hc), [X(base), W(ho), uxtw 2]),
+        }
+        let Some(smc) = smc else { return };
+        let done = self.ops.new_dynamic_label();
+        match a {
+            Val::Imm(0) => {}
+            Val::Imm(_) => return,
+            Val::Reg(r) => asm!(self.ops ; cbnz W(h(r)), =>done),
+        }
+        asm!(self.ops ; ldr x9, [x27, off::CODEMAP as u32]);
+        match k {
+            Ok(k) => asm!(self.ops ; ldrb w10, [x9, k]),
+            Err(ho) => asm!(self.ops ; ldrb w10, [x9, W(ho), uxtw]),
+        }
+        asm!(self.ops
+            ; cbnz w10, =>smc
+            ; =>done
+        );
+    }
+
+    fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: DynamicLabel) {
+        match arg {
+            Val::Reg(r) => asm!(self.ops ; mov w1, W(h(r))),
+            Val::Imm(k) => load_w(&mut self.ops, 1, k),
+        }
+        self.call_routine(f, fail);
+        if let Some(r) = result {
+            asm!(self.ops ; mov W(h(r)), w0);
+        }
+    }
+
+    fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        alloc_inline(&mut self.ops, words, slow);
+        asm!(self.ops
+            ; mov W(h(a)), w10
+            ; b =>done
+            ; =>slow
+        );
+        load_w(&mut self.ops, 1, words);
+        self.call_routine(RtFn::Alloc, fail);
+        asm!(self.ops
+            ; mov W(h(a)), w0
+            ; =>done
+        );
+    }
+
+    fn branch_zero(&mut self, r: u8, target: DynamicLabel) {
+        asm!(self.ops ; cbz W(h(r)), =>target);
+    }
+
+    fn branch_nonzero(&mut self, r: u8, target: DynamicLabel) {
+        asm!(self.ops ; cbnz W(h(r)), =>target);
+    }
+
+    fn branch_eq(&mut self, r: u8, value: u32, target: DynamicLabel) {
+        if value < 4096 {
+            asm!(self.ops ; cmp WSP(h(r)), value);
+        } else {
+            load_w(&mut self.ops, 9, value);
+            asm!(self.ops ; cmp W(h(r)), w9);
+        }
+        asm!(self.ops ; b.eq =>target);
+    }
+
+    fn jump_patchable(&mut self, stub: DynamicLabel) -> usize {
+        let at = self.offset();
+        asm!(self.ops ; b =>stub);
+        at
+    }
+
+    fn jump_dispatch(&mut self, target: Val, count: bool) {
+        if count {
+            self.count_event(off::counter(Counter::Lookups));
+        }
+        match target {
+            Val::Reg(r) => asm!(self.ops ; mov w9, W(h(r))),
+            Val::Imm(k) => load_w(&mut self.ops, 9, k),
+        }
+        let found = self.ops.new_dynamic_label();
+        let miss = self.routines.miss;
+        asm!(self.ops
+            ; ldr w10, [x27, off::DTABLE_LEN as u32]
+            ; cmp w9, w10
+            ; b.lo =>found
+            ; b extern miss
+            ; =>found
+            ; ldr x10, [x27, off::DTABLE as u32]
+            ; ldr w10, [x10, w9, uxtw 2]
+            ; ldr x11, [x27, off::CODE_BASE as u32]
+            ; add x10, x11, x10
+            ; br x10
+        );
+    }
+
+    fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) {
+        debug_assert!(a < 1 << 24, "exit field a fits in 24 bits");
+        load_w(&mut self.ops, 9, pc);
+        load_w(&mut self.ops, 10, b);
+        load_w(&mut self.ops, 11, kind as u32 | a << 8);
+        let exit_with = self.routines.exit_with;
+        asm!(self.ops ; b extern exit_with);
+    }
+}

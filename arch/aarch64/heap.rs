@@ -1,0 +1,249 @@
+//! The heap's fast paths in AArch64 machine code: a transcription of `Heap::alloc_fast` and
+//! `Heap::abandon_fast` (`src/memory/alloc.rs`), step by step (A1..A6, B1..B5), on the
+//! fields named in `memory::layout`. x28 is the heap.
+
+use super::{Ops, load_x};
+use crate::memory::layout::*;
+use crate::memory::{SLOT_WORDS, SMALL_MAX};
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
+
+/// `free_ids`: its pointer, length and capacity.
+const FREE_PTR: u32 = (HEAP_FREE_IDS + STACK_PTR) as u32;
+const FREE_LEN: u32 = (HEAP_FREE_IDS + STACK_LEN) as u32;
+const FREE_CAP: u32 = (HEAP_FREE_IDS + STACK_CAP) as u32;
+/// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
+const SMALL_SHIFT: u32 = STACK_SIZE.trailing_zeros();
+const SMALL_PTR: u32 = (HEAP_SMALL + STACK_PTR) as u32;
+const SMALL_LEN: u32 = (HEAP_SMALL + STACK_LEN) as u32;
+const SMALL_CAP: u32 = (HEAP_SMALL + STACK_CAP) as u32;
+const ENTRIES: u32 = HEAP_ENTRIES as u32;
+const IDS: u32 = HEAP_IDS as u32;
+const SLAB: u32 = HEAP_SLAB as u32;
+const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
+const BASE: u32 = ENTRY_BASE as u32;
+const LEN: u32 = ENTRY_LEN as u32;
+const ACTIVE: u32 = ENTRY_ACTIVE as u32;
+// The extended-register forms used below shift by at most 4.
+const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
+
+/// The allocation routine's fast path, `Heap::alloc_fast` with the size in w1: returns the
+/// identifier in x0, or falls through (having changed nothing) to the call into Rust that
+/// follows. Clobbers x9..x11, x14..x17.
+pub(super) fn alloc_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    let buffers = ops.new_dynamic_label();
+    let fill = ops.new_dynamic_label();
+    let zeroed = ops.new_dynamic_label();
+    let zero_loop = ops.new_dynamic_label();
+    asm!(ops
+        // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
+        ; sub w9, w1, 1
+        ; cmp w9, SLOT_WORDS - 1
+        ; b.hi =>buffers
+        ; ldr w10, [x28, FREE_LEN]
+        ; cbz w10, =>slow
+        ; ldr x11, [x28, FREE_PTR]
+        ; sub w10, w10, 1
+        ; ldr w14, [x11, x10, lsl 2]          // w14 = the identifier
+        ; ldr w15, [x28, SLAB_IDS]
+        ; cmp w14, w15
+        ; b.hs =>buffers
+        ; str w10, [x28, FREE_LEN]
+        ; ldr x15, [x28, SLAB]
+        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
+        ; b =>fill
+        // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
+        //     identifier: pop both.
+        ; =>buffers
+        ; cmp w1, SMALL_MAX as u32
+        ; b.hi =>slow
+        ; add x9, x28, w1, uxtw SMALL_SHIFT   // x9 + SMALL_* = small[n]
+        ; ldr w10, [x9, SMALL_LEN]
+        ; cbz w10, =>slow
+        ; ldr w11, [x28, FREE_LEN]
+        ; cbz w11, =>slow
+        ; sub w10, w10, 1
+        ; str w10, [x9, SMALL_LEN]
+        ; ldr x15, [x9, SMALL_PTR]
+        ; ldr x15, [x15, x10, lsl 3]          // x15 = the buffer
+        ; sub w11, w11, 1
+        ; str w11, [x28, FREE_LEN]
+        ; ldr x16, [x28, FREE_PTR]
+        ; ldr w14, [x16, x11, lsl 2]          // w14 = the identifier
+        // A4. Zero the words in whole 8-byte units.
+        ; =>fill
+        ; add w9, w1, 1
+        ; lsr w9, w9, 1
+        ; cbz w9, =>zeroed
+        ; =>zero_loop
+        ; sub w9, w9, 1
+        ; str xzr, [x15, x9, lsl 3]
+        ; cbnz w9, =>zero_loop
+        ; =>zeroed
+        // A5. The entry: base, length, active.
+        ; ldr x16, [x28, ENTRIES]
+        ; add x16, x16, x14, lsl ENTRY_SHIFT
+        ; str x15, [x16, BASE]
+        ; str w1, [x16, LEN]
+        ; movz w17, 1
+        ; str w17, [x16, ACTIVE]
+    );
+    // A6. Count it.
+    count_alloc(ops);
+    asm!(ops
+        ; mov w0, w14
+        ; ret
+        ; =>slow
+    );
+}
+
+/// Step A6: count a new array as `Heap::alloc_fast` does: allocations, live arrays and
+/// their peak (clobbers x16, x17).
+fn count_alloc(ops: &mut Ops) {
+    let allocations = HEAP_ALLOCATIONS as u32;
+    let live = HEAP_LIVE as u32;
+    let peak = HEAP_PEAK_LIVE as u32;
+    asm!(ops
+        ; ldr x16, [x28, allocations]
+        ; add x16, x16, 1
+        ; str x16, [x28, allocations]
+        ; ldr x16, [x28, live]
+        ; add x16, x16, 1
+        ; str x16, [x28, live]
+        ; ldr x17, [x28, peak]
+        ; cmp x16, x17
+        ; csel x17, x16, x17, hi
+        ; str x17, [x28, peak]
+    );
+}
+
+/// The abandonment routine's fast path, `Heap::abandon_fast` with the identifier in w1:
+/// returns 0 in x0, or falls through (having changed nothing) to the call into Rust that
+/// follows (faults included). Clobbers x9..x11, x14..x17.
+pub(super) fn abandon_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    let buffer = ops.new_dynamic_label();
+    let free = ops.new_dynamic_label();
+    let abandonments = HEAP_ABANDONMENTS as u32;
+    let live = HEAP_LIVE as u32;
+    asm!(ops
+        // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
+        //     below the table's length.
+        ; cbz w1, =>slow
+        ; ldr w9, [x28, IDS]
+        ; cmp w1, w9
+        ; b.hs =>slow
+        ; ldr x10, [x28, ENTRIES]
+        ; add x10, x10, w1, uxtw ENTRY_SHIFT  // x10 = the entry
+        ; ldr w11, [x10, ACTIVE]
+        ; cbz w11, =>slow
+        ; ldr w11, [x10, LEN]                 // w11 = its length
+        ; sub w9, w11, 1
+        ; cmp w9, SMALL_MAX as u32 - 1
+        ; b.hi =>slow
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
+        ; ldr w14, [x28, FREE_LEN]
+        ; ldr w15, [x28, FREE_CAP]
+        ; cmp w14, w15
+        ; b.hs =>slow
+        ; cmp w9, SLOT_WORDS - 1
+        ; b.hi =>buffer
+        ; ldr w15, [x28, SLAB_IDS]
+        ; cmp w1, w15
+        ; b.lo =>free
+        // B3. Else push the identifier and the buffer on `small[n]`, unless that stack is
+        //     full too.
+        ; =>buffer
+        ; add x16, x28, w11, uxtw SMALL_SHIFT // x16 + SMALL_* = small[n]
+        ; ldr w15, [x16, SMALL_LEN]
+        ; ldr w17, [x16, SMALL_CAP]
+        ; cmp w15, w17
+        ; b.hs =>slow
+        ; ldr x17, [x16, SMALL_PTR]
+        ; ldr x9, [x10, BASE]
+        ; str x9, [x17, x15, lsl 3]
+        ; add w15, w15, 1
+        ; str w15, [x16, SMALL_LEN]
+        ; =>free                              // (w14 = free_ids.len)
+        ; ldr x16, [x28, FREE_PTR]
+        ; str w1, [x16, x14, lsl 2]
+        ; add w14, w14, 1
+        ; str w14, [x28, FREE_LEN]
+    );
+    // B4. The entry becomes inactive.
+    load_x(ops, 9, ENTRY_FREE_BASE);
+    asm!(ops
+        ; str x9, [x10, BASE]
+        ; str xzr, [x10, LEN]
+        // B5. Count it.
+        ; ldr x9, [x28, abandonments]
+        ; add x9, x9, 1
+        ; str x9, [x28, abandonments]
+        ; ldr x9, [x28, live]
+        ; sub x9, x9, 1
+        ; str x9, [x28, live]
+        ; movz x0, 0
+        ; ret
+        ; =>slow
+    );
+}
+
+/// The inline allocation of a constant `words` (`Backend::alloc_small`): steps A1 or A2 as
+/// far as the constant decides them, then A4..A6, leaving the identifier in w10; `slow`
+/// (having changed nothing) when the step cannot be taken, for the routine to try all of
+/// it. Clobbers x9..x11, x14..x17.
+pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
+    debug_assert!((1..=SMALL_MAX as u32).contains(&words));
+    if words <= SLOT_WORDS {
+        // A1. The identifier on top of `free_ids` and its slot.
+        asm!(ops
+            ; ldr w9, [x28, FREE_LEN]
+            ; cbz w9, =>slow
+            ; ldr x14, [x28, FREE_PTR]
+            ; sub w9, w9, 1
+            ; ldr w10, [x14, x9, lsl 2]       // w10 = the identifier
+            ; ldr w11, [x28, SLAB_IDS]
+            ; cmp w10, w11
+            ; b.hs =>slow
+            ; str w9, [x28, FREE_LEN]
+            ; ldr x11, [x28, SLAB]
+            ; add x11, x11, x10, lsl SLOT_SHIFT // x11 = its slot
+        );
+    } else {
+        // A2. A cached buffer of exactly this size and a recycled identifier.
+        let len_at = (heap_small(words) + STACK_LEN) as u32;
+        let ptr_at = (heap_small(words) + STACK_PTR) as u32;
+        asm!(ops
+            ; ldr w9, [x28, len_at]
+            ; cbz w9, =>slow
+            ; ldr w10, [x28, FREE_LEN]
+            ; cbz w10, =>slow
+            ; sub w9, w9, 1
+            ; str w9, [x28, len_at]
+            ; ldr x11, [x28, ptr_at]
+            ; ldr x11, [x11, x9, lsl 3]       // x11 = the buffer
+            ; sub w10, w10, 1
+            ; str w10, [x28, FREE_LEN]
+            ; ldr x14, [x28, FREE_PTR]
+            ; ldr w10, [x14, x10, lsl 2]      // w10 = the identifier
+        );
+    }
+    // A4. Zero the words in whole 8-byte units.
+    let units = words.div_ceil(2);
+    for pair in 0..units / 2 {
+        asm!(ops ; stp xzr, xzr, [x11, 16 * pair as i32]);
+    }
+    if units % 2 == 1 {
+        asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
+    }
+    // A5. The entry: base, then length and active in one store.
+    asm!(ops
+        ; ldr x14, [x28, ENTRIES]
+        ; add x14, x14, x10, lsl ENTRY_SHIFT
+        ; str x11, [x14, BASE]
+    );
+    load_x(ops, 15, entry_len_active(words));
+    asm!(ops ; str x15, [x14, LEN]);
+    // A6. Count it.
+    count_alloc(ops);
+}

@@ -1,0 +1,98 @@
+//! The shared routines at the start of code memory: entering and leaving generated code,
+//! the dispatch miss, and the calls into Rust.
+//!
+//! Conventions: `miss` takes the pc in w9; `exit_with` takes w9 = pc, w10 = b,
+//! w11 = kind | a << 8; each `call` routine takes its argument in w1 and returns the result
+//! in x0, bit 32 set on failure.
+
+use super::heap::{abandon_fast_path, alloc_fast_path};
+use super::regs::HOST;
+use super::{Ops, load_x};
+use crate::backend::Routines;
+use crate::runtime::{ExitKind, RtFn, off};
+use dynasmrt::{DynasmApi, DynasmLabelApi};
+
+/// Assemble the routines for code memory at `base`.
+pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
+    let mut ops = Ops::new(base);
+    let miss = ops.offset().0;
+    asm!(ops
+        ; str w9, [x27, off::EXIT_PC as u32]
+        ; movz w10, ExitKind::Miss as u32
+        ; str w10, [x27, off::EXIT_KIND as u32]
+        ; str wzr, [x27, off::EXIT_B as u32]
+    );
+    let exit = ops.offset().0;
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; str W(hr), [x27, (off::REGS + 4 * r as i32) as u32]);
+    }
+    asm!(ops
+        ; ldp x19, x20, [sp, 16]
+        ; ldp x21, x22, [sp, 32]
+        ; ldp x23, x24, [sp, 48]
+        ; ldp x25, x26, [sp, 64]
+        ; ldp x27, x28, [sp, 80]
+        ; ldp x29, x30, [sp], 96
+        ; ret
+    );
+    let enter = ops.offset().0;
+    asm!(ops
+        ; stp x29, x30, [sp, -96]!
+        ; stp x19, x20, [sp, 16]
+        ; stp x21, x22, [sp, 32]
+        ; stp x23, x24, [sp, 48]
+        ; stp x25, x26, [sp, 64]
+        ; stp x27, x28, [sp, 80]
+        ; mov x27, x0
+        ; ldr x28, [x27, off::HEAP as u32]
+    );
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; ldr W(hr), [x27, (off::REGS + 4 * r as i32) as u32]);
+    }
+    asm!(ops
+        ; isb
+        ; br x1
+    );
+    let exit_with = ops.offset().0;
+    asm!(ops
+        ; str w9, [x27, off::EXIT_PC as u32]
+        ; str w10, [x27, off::EXIT_B as u32]
+        ; and w12, w11, 0xFF
+        ; str w12, [x27, off::EXIT_KIND as u32]
+        ; lsr w11, w11, 8
+        ; str w11, [x27, off::EXIT_A as u32]
+        ; b extern base + exit
+    );
+    let mut call = [0; RtFn::COUNT];
+    for f in RtFn::ALL {
+        call[f.index()] = base + ops.offset().0;
+        match f {
+            RtFn::Alloc => alloc_fast_path(&mut ops),
+            RtFn::Abandon => abandon_fast_path(&mut ops),
+            RtFn::Output | RtFn::Input => {}
+        }
+        asm!(ops ; stp x29, x30, [sp, -16]!);
+        if f.takes_heap() {
+            asm!(ops ; mov x0, x28);
+        } else {
+            asm!(ops ; mov x0, x27);
+        }
+        load_x(&mut ops, 16, f.address() as u64);
+        asm!(ops
+            ; blr x16
+            ; ldp x29, x30, [sp], 16
+            ; ret
+        );
+    }
+    let code = ops.finalize().expect("the routines' branches are short");
+    (
+        code,
+        Routines {
+            miss: base + miss,
+            exit: base + exit,
+            enter: base + enter,
+            exit_with: base + exit_with,
+            call,
+        },
+    )
+}

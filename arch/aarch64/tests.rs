@@ -1,0 +1,155 @@
+//! AArch64 encodings checked against the Arm ARM by hand; these run on any host.
+use super::A64;
+use crate::assembler::assemble;
+use crate::backend::{ArrayUse, Backend, BinOp, Val};
+use crate::discoverer::discover;
+use crate::translator::{Options, translate};
+
+const BASE: usize = 0x40_0000;
+
+fn emitter() -> A64 {
+    let (_, routines) = A64::routines(BASE - 0x1000);
+    A64::new(BASE, &routines, false)
+}
+
+fn finish(e: A64) -> Vec<u8> {
+    e.finish().expect("assembles")
+}
+
+fn words(code: &[u8]) -> Vec<u32> {
+    assert!(code.len().is_multiple_of(4));
+    code.chunks(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn arithmetic_encodings() {
+    let mut e = emitter();
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Reg(2)); // add w19, w20, w21
+    e.binop(BinOp::Mul, 0, Val::Reg(1), Val::Reg(2)); // mul w19, w20, w21
+    e.binop(BinOp::Nand, 0, Val::Reg(1), Val::Reg(2)); // and w19, w20, w21; mvn w19, w19
+    assert_eq!(
+        words(&finish(e)),
+        [0x0B15_0293, 0x1B15_7E93, 0x0A15_0293, 0x2A33_03F3]
+    );
+}
+
+#[test]
+fn constants_use_movz_movk() {
+    let mut e = emitter();
+    e.load_imm(0, 0x1234_5678); // movz w19, #0x5678; movk w19, #0x1234, lsl 16
+    e.load_imm(0, 0x0000_0042); // movz only
+    e.load_imm(0, 0xFFFF_0000); // movz w19, #0; movk w19, #0xffff, lsl 16
+    assert_eq!(
+        words(&finish(e)),
+        [
+            0x528A_CF13,
+            0x72A2_4693,
+            0x5280_0853,
+            0x5280_0013,
+            0x72BF_FFF3
+        ]
+    );
+}
+
+#[test]
+fn division_checks_for_zero_then_udiv() {
+    let mut e = emitter();
+    let fail = e.new_label();
+    e.div(0, Val::Reg(1), Val::Reg(2), fail); // cbz w21, fail; udiv w19, w20, w21
+    e.bind(fail);
+    assert_eq!(words(&finish(e)), [0x3400_0055, 0x1AD5_0A93]);
+}
+
+#[test]
+fn speculative_index_through_a_slot() {
+    // index r0, r1, 3 through register pair 1 (x6/w7), uncached.
+    let mut e = emitter();
+    let fail = e.new_label();
+    let arr = ArrayUse {
+        pair: 1,
+        cached: false,
+        checked: false,
+        speculate: true,
+    };
+    e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
+    e.bind(fail);
+    let w = words(&finish(e));
+    assert!(w.contains(&0xB940_0927), "ldr w7, [x9, #8]: the length");
+    // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
+    assert!(w.contains(&0xD37B_7E86));
+    assert!(
+        w.contains(&0xEB06_013F),
+        "cmp x9, x6: then compared with the entry"
+    );
+    // The element is loaded through x6: ldr w19, [x6, #12].
+    assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
+}
+
+#[test]
+fn patched_branches() {
+    // `b` forwards and backwards, in either half of the aligned word; the other half of
+    // the word is kept.
+    let old = 0xAAAA_AAAA_BBBB_BBBBu64;
+    assert_eq!(
+        A64::patch_jump(0x1000, old, 0x1000, 0x2000),
+        0xAAAA_AAAA_1400_0400
+    );
+    assert_eq!(
+        A64::patch_jump(0x2000, old, 0x2004, 0x1000),
+        0x17FF_FBFF_BBBB_BBBB
+    );
+    // A patchable jump is one `b` to its stub.
+    let mut e = emitter();
+    let stub = e.new_label();
+    let at = e.jump_patchable(stub);
+    e.load_imm(0, 1);
+    e.bind(stub);
+    assert_eq!(at, 0);
+    assert_eq!(words(&finish(e))[0], 0x1400_0002);
+}
+
+#[test]
+fn whole_blocks_assemble() {
+    // Every operator, two-way branches and exits, translated for this ISA.
+    let program = assemble(
+        "
+            literal r1, 70000
+            alloc r2, r1
+            literal r3, 5
+            amend r2, r3, r1
+            index r4, r2, r3
+            add r5, r4, r3
+            mul r5, r5, r4
+            div r6, r5, r3
+            nand r7, r6, r5
+            cmov r7, r6, r5
+            input r0
+            output r3
+            abandon r2
+            literal r0, 0
+            amend r0, r3, r3
+            literal r1, 30
+            literal r2, 31
+            cmov r1, r2, r4
+            loadprog r0, r1
+        ",
+    )
+    .unwrap();
+    let run = discover(&program, 0, 256);
+    for (chain, stats) in [(true, false), (false, true)] {
+        let mut e = emitter();
+        let t = translate(&mut e, &run, 7, Options { chain, stats }, &|_| true);
+        let code = finish(e);
+        assert!(code.len() > 100 && code.len().is_multiple_of(4));
+        if chain {
+            assert_eq!(t.exits.len(), 2, "two-way branch: two patchable exits");
+            let w = words(&code);
+            for x in &t.exits {
+                assert_eq!(w[x.jump_at / 4] >> 26, 0b000101, "exit is a `b`");
+                assert!(x.stub_at.expect("chained exits have stubs") > x.jump_at);
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The heap's fast paths in x86-64 machine code: a transcription of `Heap::alloc_fast` and
+//! `Heap::abandon_fast` (`src/memory/alloc.rs`), step by step (A1..A6, B1..B5), on the
+//! fields named in `memory::layout`. r14 is the heap.
+
+use super::{Ops, d8};
+use crate::memory::SMALL_MAX;
+use crate::memory::layout::*;
+use crate::memory::{SLOT_WORDS, Stack};
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
+
+/// `free_ids`: its pointer, length and capacity.
+const FREE_PTR: i8 = d8(HEAP_FREE_IDS + STACK_PTR);
+const FREE_LEN: i8 = d8(HEAP_FREE_IDS + STACK_LEN);
+const FREE_CAP: i8 = d8(HEAP_FREE_IDS + STACK_CAP);
+const ENTRIES: i8 = d8(HEAP_ENTRIES);
+const IDS: i8 = d8(HEAP_IDS);
+const SLAB: i8 = d8(HEAP_SLAB);
+const SLAB_IDS: i8 = d8(HEAP_SLAB_IDS);
+const ALLOCATIONS: i8 = d8(HEAP_ALLOCATIONS);
+const ABANDONMENTS: i8 = d8(HEAP_ABANDONMENTS);
+const LIVE: i8 = d8(HEAP_LIVE);
+const PEAK_LIVE: i8 = d8(HEAP_PEAK_LIVE);
+const BASE: i8 = d8(ENTRY_BASE);
+const LEN: i8 = d8(ENTRY_LEN);
+const ACTIVE: i8 = d8(ENTRY_ACTIVE);
+/// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
+const SMALL_SHIFT: i8 = STACK_SIZE.trailing_zeros() as i8;
+const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT);
+const SMALL_PTR: i32 = HEAP_SMALL + STACK_PTR;
+const SMALL_LEN: i32 = HEAP_SMALL + STACK_LEN;
+const SMALL_CAP: i32 = HEAP_SMALL + STACK_CAP;
+
+/// The allocation routine's fast path, `Heap::alloc_fast` with the size in esi: returns
+/// the identifier in eax with carry clear, or falls through (having changed nothing) to the
+/// call into Rust that follows. Clobbers rax, rcx, rdx, rdi.
+pub(super) fn alloc_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    let buffers = ops.new_dynamic_label();
+    let fill = ops.new_dynamic_label();
+    let zeroed = ops.new_dynamic_label();
+    let zero_loop = ops.new_dynamic_label();
+    asm!(ops
+        // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
+        ; lea eax, [rsi - 1]
+        ; cmp eax, BYTE (SLOT_WORDS - 1) as i32
+        ; ja =>buffers
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; test edx, edx
+        ; jz =>slow
+        ; mov rax, [BYTE r14 + FREE_PTR]
+        ; mov eax, [rax + rdx * 4 - 4]
+        ; cmp eax, [BYTE r14 + SLAB_IDS]
+        ; jae =>buffers
+        ; dec edx
+        ; mov [BYTE r14 + FREE_LEN], edx
+        ; mov edx, eax                            // edx = the identifier
+        ; shl rax, SLOT_SHIFT as i8
+        ; add rax, [BYTE r14 + SLAB]
+        ; mov rdi, rax                            // rdi = its slot
+        ; jmp =>fill
+        // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
+        //     identifier: pop both.
+        ; =>buffers
+        ; cmp esi, BYTE SMALL_MAX as i32
+        ; ja =>slow
+        ; mov eax, esi
+        ; shl eax, SMALL_SHIFT                    // rax = offset of small[n] from small[0]
+        ; mov ecx, [r14 + rax + SMALL_LEN]
+        ; test ecx, ecx
+        ; jz =>slow
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; test edx, edx
+        ; jz =>slow
+        ; dec ecx
+        ; mov [r14 + rax + SMALL_LEN], ecx
+        ; mov rdi, [r14 + rax + SMALL_PTR]
+        ; mov rdi, [rdi + rcx * 8]                // rdi = the buffer
+        ; dec edx
+        ; mov [BYTE r14 + FREE_LEN], edx
+        ; mov rax, [BYTE r14 + FREE_PTR]
+        ; mov edx, [rax + rdx * 4]                // edx = the identifier
+        // A4. Zero the words in whole 8-byte units.
+        ; =>fill
+        ; lea ecx, [rsi + 1]
+        ; shr ecx, 1
+        ; jz =>zeroed
+        ; =>zero_loop
+        ; mov QWORD [rdi + rcx * 8 - 8], 0
+        ; dec ecx
+        ; jnz =>zero_loop
+        ; =>zeroed
+        // A5. The entry: base, length, active.
+        ; mov eax, edx
+        ; shl rax, ENTRY_SHIFT as i8
+        ; add rax, [BYTE r14 + ENTRIES]
+        ; mov [BYTE rax + BASE], rdi
+        ; mov [BYTE rax + LEN], esi
+        ; mov DWORD [BYTE rax + ACTIVE], 1
+    );
+    // A6. Count it.
+    count_alloc(ops);
+    asm!(ops
+        ; mov eax, edx
+        ; clc
+        ; ret
+        ; =>slow
+    );
+}
+
+/// Step A6: count a new array as `Heap::alloc_fast` does: allocations, live arrays and
+/// their peak (clobbers rax).
+pub(super) fn count_alloc(ops: &mut Ops) {
+    let no_peak = ops.new_dynamic_label();
+    asm!(ops
+        ; add QWORD [BYTE r14 + ALLOCATIONS], 1
+        ; mov rax, [BYTE r14 + LIVE]
+        ; inc rax
+        ; mov [BYTE r14 + LIVE], rax
+        ; cmp rax, [BYTE r14 + PEAK_LIVE]
+        ; jbe =>no_peak
+        ; mov [BYTE r14 + PEAK_LIVE], rax
+        ; =>no_peak
+    );
+}
+
+/// The abandonment routine's fast path, `Heap::abandon_fast` with the identifier in esi:
+/// returns with carry clear, or falls through (having changed nothing) to the call into
+/// Rust that follows (faults included). Clobbers rax, rcx, rdx, rdi.
+pub(super) fn abandon_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    let buffer = ops.new_dynamic_label();
+    let free = ops.new_dynamic_label();
+    asm!(ops
+        // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
+        //     below the table's length.
+        ; test esi, esi
+        ; jz =>slow
+        ; cmp esi, [BYTE r14 + IDS]
+        ; jae =>slow
+        ; mov eax, esi
+        ; shl rax, ENTRY_SHIFT as i8
+        ; add rax, [BYTE r14 + ENTRIES]      // rax = the entry
+        ; cmp DWORD [BYTE rax + ACTIVE], 0
+        ; je =>slow
+        ; mov ecx, [BYTE rax + LEN]
+        ; lea edx, [rcx - 1]
+        ; cmp edx, BYTE (SMALL_MAX - 1) as i32
+        ; ja =>slow
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
+        ; cmp edx, BYTE (SLOT_WORDS - 1) as i32
+        ; ja =>buffer
+        ; cmp esi, [BYTE r14 + SLAB_IDS]
+        ; jae =>buffer
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; cmp edx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
+        ; jmp =>free
+        // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
+        //     is full.
+        ; =>buffer
+        ; shl ecx, SMALL_SHIFT                    // rcx = offset of small[n] from small[0]
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; cmp edx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
+        ; mov edi, [r14 + rcx + SMALL_LEN]
+        ; cmp edi, [r14 + rcx + SMALL_CAP]
+        ; jae =>slow
+        ; lea edi, [rdi + 1]
+        ; mov [r14 + rcx + SMALL_LEN], edi
+        ; mov rcx, [r14 + rcx + SMALL_PTR]
+        ; lea rcx, [rcx + rdi * 8 - 8]            // rcx = the buffer stack's new top
+        ; mov rdi, [BYTE rax + BASE]
+        ; mov [rcx], rdi
+        ; =>free                                  // (edx = free_ids.len)
+        ; mov rcx, [BYTE r14 + FREE_PTR]
+        ; mov [rcx + rdx * 4], esi
+        ; inc edx
+        ; mov [BYTE r14 + FREE_LEN], edx
+        // B4. The entry becomes inactive.
+        ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
+        ; mov QWORD [BYTE rax + LEN], 0
+        // B5. Count it.
+        ; add QWORD [BYTE r14 + ABANDONMENTS], 1
+        ; sub QWORD [BYTE r14 + LIVE], 1
+        ; xor eax, eax
+        ; ret
+        ; =>slow
+    );
+}
+
+/// The inline allocation of a constant `words` (`Backend::alloc_small`): steps A1 or A2 as
+/// far as the constant decides them, then A4..A6, leaving the identifier in edx; `slow`
+/// (having changed nothing) when the step cannot be taken, for the routine to try all of
+/// it. Clobbers rax, rcx, rdx.
+pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
+    debug_assert!((1..=SMALL_MAX as u32).contains(&words));
+    if words <= SLOT_WORDS {
+        // A1. The identifier on top of `free_ids` and its slot.
+        asm!(ops
+            ; mov edx, [BYTE r14 + FREE_LEN]
+            ; test edx, edx
+            ; jz =>slow
+            ; mov rax, [BYTE r14 + FREE_PTR]
+            ; mov ecx, [rax + rdx * 4 - 4]
+            ; cmp ecx, [BYTE r14 + SLAB_IDS]
+            ; jae =>slow
+            ; dec edx
+            ; mov [BYTE r14 + FREE_LEN], edx
+            ; mov edx, ecx                        // edx = the identifier
+            ; shl rcx, SLOT_SHIFT as i8
+            ; mov rax, [BYTE r14 + SLAB]
+            ; add rax, rcx                        // rax = its slot
+        );
+    } else {
+        // A2. A cached buffer of exactly this size and a recycled identifier.
+        let len_at = heap_small(words) + STACK_LEN;
+        let ptr_at = heap_small(words) + STACK_PTR;
+        asm!(ops
+            ; mov ecx, [r14 + len_at]
+            ; test ecx, ecx
+            ; jz =>slow
+            ; mov edx, [BYTE r14 + FREE_LEN]
+            ; test edx, edx
+            ; jz =>slow
+            ; dec ecx
+            ; mov [r14 + len_at], ecx
+            ; mov rax, [r14 + ptr_at]
+            ; mov rax, [rax + rcx * 8]            // rax = the buffer
+            ; dec edx
+            ; mov [BYTE r14 + FREE_LEN], edx
+            ; mov rcx, [BYTE r14 + FREE_PTR]
+            ; mov edx, [rcx + rdx * 4]            // edx = the identifier
+        );
+    }
+    // A4. Zero the words in whole 8-byte units.
+    for unit in 0..words.div_ceil(2) as i32 {
+        asm!(ops ; mov QWORD [rax + 8 * unit], 0);
+    }
+    // A5. The entry: base, then length and active in one store.
+    asm!(ops
+        ; mov ecx, edx
+        ; shl rcx, ENTRY_SHIFT as i8
+        ; add rcx, [BYTE r14 + ENTRIES]
+        ; mov [BYTE rcx + BASE], rax
+        ; mov rax, QWORD entry_len_active(words) as i64
+        ; mov [BYTE rcx + LEN], rax
+    );
+    // A6. Count it.
+    count_alloc(ops);
+}

@@ -1,0 +1,115 @@
+//! The shared routines at the start of code memory: entering and leaving generated code,
+//! the dispatch miss, and the calls into Rust.
+//!
+//! Conventions: `miss` takes the pc in ecx; `exit_with` takes ecx = pc, edx = b,
+//! esi = kind | a << 8; each `call` routine takes its argument in esi and returns the result
+//! in rax, carry set on failure.
+
+use super::heap::{abandon_fast_path, alloc_fast_path};
+use super::regs::{CALLER_SAVED, HOST, h};
+use super::{Ops, d8};
+use crate::backend::Routines;
+use crate::runtime::{ExitKind, RtFn, off};
+use dynasmrt::{DynasmApi, DynasmLabelApi};
+
+const EXIT_PC: i8 = d8(off::EXIT_PC);
+const EXIT_KIND: i8 = d8(off::EXIT_KIND);
+const EXIT_A: i8 = d8(off::EXIT_A);
+const EXIT_B: i8 = d8(off::EXIT_B);
+const HEAP: i8 = d8(off::HEAP);
+
+/// Where UM register `r` is kept in the context while Rust runs.
+fn reg_slot(r: usize) -> i8 {
+    d8(off::REGS + 4 * r as i32)
+}
+
+/// Assemble the routines for code memory at `base`.
+pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
+    let mut ops = Ops::new(base);
+    let miss = ops.offset().0;
+    asm!(ops
+        ; mov [BYTE r15 + EXIT_PC], ecx
+        ; mov DWORD [BYTE r15 + EXIT_KIND], ExitKind::Miss as i32
+        ; mov DWORD [BYTE r15 + EXIT_B], 0
+    );
+    let exit = ops.offset().0;
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; mov [BYTE r15 + reg_slot(r)], Rd(hr));
+    }
+    asm!(ops
+        ; add rsp, 8
+        ; pop r15
+        ; pop r14
+        ; pop r13
+        ; pop r12
+        ; pop rbp
+        ; pop rbx
+        ; ret
+    );
+    let enter = ops.offset().0;
+    asm!(ops
+        ; push rbx
+        ; push rbp
+        ; push r12
+        ; push r13
+        ; push r14
+        ; push r15
+        ; sub rsp, 8
+        ; mov r15, rdi
+        ; mov r14, [BYTE r15 + HEAP]
+    );
+    for (r, &hr) in HOST.iter().enumerate() {
+        asm!(ops ; mov Rd(hr), [BYTE r15 + reg_slot(r)]);
+    }
+    asm!(ops ; jmp rsi);
+    let exit_with = ops.offset().0;
+    asm!(ops
+        ; mov [BYTE r15 + EXIT_PC], ecx
+        ; mov [BYTE r15 + EXIT_B], edx
+        ; movzx eax, sil
+        ; mov [BYTE r15 + EXIT_KIND], eax
+        ; shr esi, 8
+        ; mov [BYTE r15 + EXIT_A], esi
+        ; jmp extern base + exit
+    );
+    let mut call = [0; RtFn::COUNT];
+    for f in RtFn::ALL {
+        call[f.index()] = base + ops.offset().0;
+        match f {
+            RtFn::Alloc => alloc_fast_path(&mut ops),
+            RtFn::Abandon => abandon_fast_path(&mut ops),
+            RtFn::Output | RtFn::Input => {}
+        }
+        for r in CALLER_SAVED {
+            asm!(ops ; mov [BYTE r15 + reg_slot(r as usize)], Rd(h(r)));
+        }
+        if f.takes_heap() {
+            asm!(ops ; mov rdi, r14);
+        } else {
+            asm!(ops ; mov rdi, r15);
+        }
+        // Entered with rsp = 8 (mod 16) after the block's call: realign for the ABI.
+        asm!(ops
+            ; sub rsp, 8
+            ; mov rax, QWORD f.address() as i64
+            ; call rax
+            ; bt rax, 32
+            ; lea rsp, [rsp + 8]
+        );
+        for r in CALLER_SAVED {
+            asm!(ops ; mov Rd(h(r)), [BYTE r15 + reg_slot(r as usize)]);
+        }
+        asm!(ops ; ret);
+    }
+    let code = ops.finalize().expect("the routines have no long branches");
+    (
+        code,
+        Routines {
+            miss: base + miss,
+            exit: base + exit,
+            enter: base + enter,
+            exit_with: base + exit_with,
+            call,
+        },
+    )
+}

@@ -1,0 +1,165 @@
+//! The interface between ISA-neutral translation and a host instruction set: everything a
+//! backend in `arch/` offers, in one trait, so that both ISAs offer the same surface and a
+//! new backend (or a new tier) is written against one interface.
+//!
+//! A backend knows how to encode; what to emit is decided by the translator. Operands name
+//! UM registers 0..8 (the backend maps each to a host register for as long as generated code
+//! runs) or constants known at translation time ([`Val`]).
+
+use crate::runtime::{ExitKind, RtFn};
+
+/// An operand: a UM register or a constant known at translation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Val {
+    Reg(u8),
+    Imm(u32),
+}
+
+/// Arithmetic operators with two inputs and no failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Mul,
+    Nand,
+}
+
+impl BinOp {
+    pub fn eval(self, b: u32, c: u32) -> u32 {
+        match self {
+            BinOp::Add => b.wrapping_add(c),
+            BinOp::Mul => b.wrapping_mul(c),
+            BinOp::Nand => !(b & c),
+        }
+    }
+}
+
+/// How many arrays a backend keeps at hand (see [`ArrayUse`]).
+pub const ARRAY_PAIRS: usize = 2;
+
+/// How an index or amend reaches its array, as the translator decided: the backend keeps
+/// the base and length of up to [`ARRAY_PAIRS`] arrays in pairs of host registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayUse {
+    /// The register pair (below [`ARRAY_PAIRS`]) that holds, or is loaded with, the
+    /// array's base and length.
+    pub pair: u8,
+    /// The pair already holds this array (same identifier since it was loaded).
+    pub cached: bool,
+    /// The constant offset is known to be in bounds (a larger one passed the check before),
+    /// so no check is needed.
+    pub checked: bool,
+    /// When the pair is loaded for an identifier in a register: assume the array lives in
+    /// the identifier's slot, compute the base from the identifier alone and compare it
+    /// with the entry's base only afterwards, so the element's load need not wait for the
+    /// entry's (walking a linked structure then costs one cache miss per node, not two).
+    pub speculate: bool,
+}
+
+/// Addresses of the shared routines a backend assembles at the start of code memory (their
+/// register conventions are the backend's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Routines {
+    /// Dispatch miss: the target pc is in the backend's dispatch register.
+    pub miss: usize,
+    /// Store the UM registers and return to Rust.
+    pub exit: usize,
+    /// The entry to generated code (see [`EnterFn`]).
+    pub enter: usize,
+    /// Store the exit fields passed in registers (pc, b, kind | a << 8), then `exit`.
+    pub exit_with: usize,
+    /// Per runtime function (`RtFn::index`): save what the call clobbers, call it, report
+    /// failure; the allocation and abandonment routines first try the heap's fast path.
+    pub call: [usize; RtFn::COUNT],
+}
+
+/// The signature of the `enter` routine: load the UM registers from the context, jump to
+/// the code address, and return when generated code exits to Rust.
+pub type EnterFn = unsafe extern "C" fn(ctx: *mut crate::runtime::JitCtx, code: usize);
+
+/// A block's machine code did not assemble: a branch does not reach its target. The block
+/// must be translated again, shorter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TooLong(pub String);
+
+/// What a backend implements. Every `fail`/`smc` label is bound by the translator to a cold
+/// stub.
+pub trait Backend: Sized {
+    /// The instruction set, for messages (`x86-64`, `aarch64`).
+    const NAME: &'static str;
+    /// Bytes of code memory: every block must reach the routines at its start with a direct
+    /// jump or call, and every chained jump its target.
+    const CODE_CAPACITY: usize;
+    /// The most UM operations a block may have (the upper bound of `--max-block`).
+    const MAX_BLOCK_OPS: u32;
+
+    type Label: Copy;
+
+    /// Assemble the shared routines for code memory at address `base`.
+    fn routines(base: usize) -> (Vec<u8>, Routines);
+
+    /// An emitter for a block that will be placed at address `base`; `check_ids` when the
+    /// heap's table does not cover every identifier.
+    fn new(base: usize, routines: &Routines, check_ids: bool) -> Self;
+
+    /// The finished machine code.
+    fn finish(self) -> Result<Vec<u8>, TooLong>;
+
+    /// The new value of the aligned 8-byte word at address `word` (whose current value is
+    /// `old`) that makes the patchable jump at address `at` (inside that word, see
+    /// [`Backend::jump_patchable`]) go to `target`. Chaining is then one aligned store.
+    fn patch_jump(word: usize, old: u64, at: usize, target: usize) -> u64;
+
+    fn new_label(&mut self) -> Self::Label;
+    /// Bind `label` here.
+    fn bind(&mut self, label: Self::Label);
+    /// Current offset from the start of the block.
+    fn offset(&self) -> usize;
+    /// Statistics: add `n` to the executed-instruction counter.
+    fn count_instructions(&mut self, n: u32);
+    /// Statistics: increment the 64-bit counter at context offset `field`.
+    fn count_event(&mut self, field: i32);
+    /// Register `r` := `value`.
+    fn load_imm(&mut self, r: u8, value: u32);
+    /// Register `a` := `b`.
+    fn mov(&mut self, a: u8, b: u8);
+    /// Op 0 with an unknown condition register `c`.
+    fn cmov(&mut self, a: u8, b: Val, c: u8);
+    /// Op 3, 4 or 6, with at most one constant operand.
+    fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
+    /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
+    /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. `arr`
+    /// says which register pair holds array `b`'s base and length, and how to get them.
+    fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
+    /// Op 2 with inline checks (and `arr` as for `index`); with `smc`, after a store into
+    /// array 0, go there when the word is covered by translated code.
+    fn amend(
+        &mut self,
+        a: Val,
+        b: Val,
+        c: Val,
+        arr: ArrayUse,
+        fail: Self::Label,
+        smc: Option<Self::Label>,
+    );
+    /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
+    /// (alloc, input) goes to register `result`.
+    fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
+    /// Op 8 of a constant `words` (1 to `SMALL_MAX`) into register `a`, with the allocation
+    /// fast path inline as far as a constant size allows (the allocation routine when it
+    /// gives up; `fail` if that fails).
+    fn alloc_small(&mut self, a: u8, words: u32, fail: Self::Label);
+    /// Branch to `target` when register `r` is zero.
+    fn branch_zero(&mut self, r: u8, target: Self::Label);
+    /// Branch to `target` when register `r` is not zero.
+    fn branch_nonzero(&mut self, r: u8, target: Self::Label);
+    /// Branch to `target` when register `r` equals `value`.
+    fn branch_eq(&mut self, r: u8, value: u32, target: Self::Label);
+    /// A jump to another block that Rust may re-target later with [`Backend::patch_jump`];
+    /// returns its offset. Initially it goes to `stub`.
+    fn jump_patchable(&mut self, stub: Self::Label) -> usize;
+    /// Jump to the block for pc `target` through the dispatch table.
+    fn jump_dispatch(&mut self, target: Val, count: bool);
+    /// Leave generated code: store the exit fields and return to Rust.
+    fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);
+}

@@ -1,0 +1,75 @@
+//! The heap's layout as generated code sees it: every offset and size that machine code
+//! uses to reach the identifier table, the slots, the free stacks and the counters, defined
+//! once from the Rust types and checked at compile time. Backends use these names, never
+//! numbers.
+
+use super::alloc::{Counts, SLOT_WORDS, Slab};
+use super::stack::Stack;
+use super::table::{Entry, FREE_BASE, Table};
+use super::{Heap, SMALL_MAX};
+use std::mem::{offset_of, size_of};
+
+/// `log2(size_of::<Entry>())`: an identifier shifted left by this is its entry's offset.
+pub const ENTRY_SHIFT: u32 = size_of::<Entry>().trailing_zeros();
+/// Offsets in an [`Entry`].
+pub const ENTRY_BASE: i32 = offset_of!(Entry, base) as i32;
+pub const ENTRY_LEN: i32 = offset_of!(Entry, len) as i32;
+pub const ENTRY_ACTIVE: i32 = offset_of!(Entry, active) as i32;
+/// An active entry's `len` and `active` as one 64-bit store at `ENTRY_LEN`: `len | 1 << 32`.
+pub const fn entry_len_active(len: u32) -> u64 {
+    len as u64 | 1 << 32
+}
+/// An inactive entry is `FREE_BASE` at `ENTRY_BASE` and zero at `ENTRY_LEN` (8 bytes).
+pub const ENTRY_FREE_BASE: u64 = FREE_BASE as u64;
+
+/// `log2` of a slot's size in bytes: an identifier shifted left by this is its slot's
+/// offset in the slab.
+pub const SLOT_SHIFT: u32 = (SLOT_WORDS * 4).trailing_zeros();
+
+/// Offsets in a [`Stack`] (the same for every element type).
+pub const STACK_PTR: i32 = offset_of!(Stack<u32>, ptr) as i32;
+pub const STACK_LEN: i32 = offset_of!(Stack<u32>, len) as i32;
+pub const STACK_CAP: i32 = offset_of!(Stack<u32>, cap) as i32;
+pub const STACK_SIZE: i32 = size_of::<Stack<*mut u32>>() as i32;
+
+/// Offsets in the [`Heap`].
+pub const HEAP_ENTRIES: i32 = (offset_of!(Heap, table) + offset_of!(Table, entries)) as i32;
+pub const HEAP_IDS: i32 = (offset_of!(Heap, table) + offset_of!(Table, len)) as i32;
+pub const HEAP_SLAB: i32 = (offset_of!(Heap, slab) + offset_of!(Slab, base)) as i32;
+pub const HEAP_SLAB_IDS: i32 = (offset_of!(Heap, slab) + offset_of!(Slab, ids)) as i32;
+pub const HEAP_FREE_IDS: i32 = offset_of!(Heap, free_ids) as i32;
+pub const HEAP_ALLOCATIONS: i32 =
+    (offset_of!(Heap, counts) + offset_of!(Counts, allocations)) as i32;
+pub const HEAP_ABANDONMENTS: i32 =
+    (offset_of!(Heap, counts) + offset_of!(Counts, abandonments)) as i32;
+pub const HEAP_LIVE: i32 = (offset_of!(Heap, counts) + offset_of!(Counts, live)) as i32;
+pub const HEAP_PEAK_LIVE: i32 = (offset_of!(Heap, counts) + offset_of!(Counts, peak_live)) as i32;
+/// `small[0]`; `small[n]` is at `HEAP_SMALL + n * STACK_SIZE` ([`heap_small`]).
+pub const HEAP_SMALL: i32 = offset_of!(Heap, small) as i32;
+
+/// Offset of `small[words]`, the stack of free buffers of exactly `words` words.
+pub const fn heap_small(words: u32) -> i32 {
+    assert!(words as usize <= SMALL_MAX);
+    HEAP_SMALL + words as i32 * STACK_SIZE
+}
+
+const _: () = {
+    // Entries and slots are powers of two, so an identifier becomes an offset by a shift.
+    assert!(size_of::<Entry>() == 1 << ENTRY_SHIFT);
+    assert!(SLOT_WORDS * 4 == 1 << SLOT_SHIFT);
+    // `len` and `active` are adjacent, in that order: one 64-bit store writes both.
+    assert!(ENTRY_ACTIVE == ENTRY_LEN + 4 && ENTRY_LEN % 8 == 0);
+    // A slot or buffer is zeroed in whole 8-byte units.
+    assert!(SLOT_WORDS.is_multiple_of(2));
+    // Stacks of identifiers and of buffers have the same layout, length and capacity
+    // adjacent.
+    assert!(size_of::<Stack<u32>>() == size_of::<Stack<*mut u32>>());
+    assert!(STACK_CAP == STACK_LEN + 4);
+    assert!((STACK_SIZE as u32).is_power_of_two());
+    // The fields the fast paths touch on every allocation are within a signed byte of the
+    // heap pointer, so x86-64 reaches them with one-byte displacements.
+    assert!(HEAP_ENTRIES < 128 && HEAP_IDS < 128 && HEAP_SLAB < 128 && HEAP_SLAB_IDS < 128);
+    assert!(HEAP_FREE_IDS + STACK_CAP < 128);
+    assert!(HEAP_ALLOCATIONS < 128 && HEAP_ABANDONMENTS < 128);
+    assert!(HEAP_LIVE < 128 && HEAP_PEAK_LIVE < 128);
+};

@@ -1,0 +1,426 @@
+//! The array heap: the arrays of a Universal Machine and the operations on them.
+//!
+//! Every array is described by an [`Entry`] (base pointer, length, active flag) in one
+//! table indexed by identifier ([`table`]), so that generated machine code reaches an
+//! array with two loads: the table pointer from the [`Heap`] header, then the entry. An
+//! identifier that is not active (never allocated, or abandoned) has length 0, so the single
+//! check `offset < len` guards every index and amend. Where arrays live and how they are
+//! recycled is the allocator's business ([`alloc`]); what generated code may assume about
+//! all this is in [`layout`].
+//!
+//! - [`stack`]: the raw stacks of free identifiers and buffers.
+//! - [`reserve`]: zero-filled reservations of address space from the system.
+//! - [`table`]: the identifier table.
+//! - [`alloc`]: allocation policy, the fast paths, the memory limit.
+//! - [`layout`]: offsets and sizes for generated code.
+
+pub mod alloc;
+pub mod layout;
+pub mod reserve;
+pub mod stack;
+pub mod table;
+
+pub use alloc::{Counts, SLOT_WORDS, Slab};
+pub use stack::Stack;
+pub use table::{Entry, Table};
+
+use crate::fault::Reason;
+use std::ptr;
+
+/// Arrays of at most this many words are recycled through size-class free lists.
+pub const SMALL_MAX: usize = 64;
+
+/// The set of arrays. `#[repr(C)]`: generated code reads and updates the header fields
+/// through the offsets in [`layout`]; the fields it touches on every allocation come first.
+#[repr(C)]
+pub struct Heap {
+    /// The identifier table.
+    pub(crate) table: Table,
+    /// Identifiers free for reuse.
+    pub(crate) free_ids: Stack<u32>,
+    /// Arrays allocated, abandoned, live.
+    pub(crate) counts: Counts,
+    /// The slots of small arrays.
+    pub(crate) slab: Slab,
+    /// `small[n]`: free buffers of exactly `n` words.
+    pub(crate) small: [Stack<*mut u32>; SMALL_MAX + 1],
+    /// Bytes in live arrays, cached free buffers, slots and table entries.
+    used_bytes: u64,
+    limit_bytes: u64,
+    /// How many times array 0 was replaced by load program.
+    generation: u64,
+}
+
+impl Heap {
+    /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
+    /// The table covers the whole identifier space unless the host refuses, or
+    /// `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging knob).
+    pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
+        let bounded = std::env::var_os("UMDBT_BOUNDED_TABLE").is_some_and(|v| v == "1");
+        Heap::with_table(program, limit_bytes, !bounded)
+    }
+
+    /// As [`Heap::new`], choosing the table kind: `whole_space` tries the reservation of
+    /// every identifier, otherwise the table is bounded and grows.
+    pub fn with_table(
+        program: &[u32],
+        limit_bytes: u64,
+        whole_space: bool,
+    ) -> Result<Box<Heap>, Reason> {
+        let table = match whole_space {
+            true => Table::whole_space().unwrap_or_else(Table::bounded),
+            false => Table::bounded(),
+        };
+        let slab = Slab::new(if table.covers_whole_space() {
+            alloc::SLAB_IDS_WHOLE
+        } else {
+            alloc::SLAB_IDS_BOUNDED
+        });
+        let mut heap = Box::new(Heap {
+            table,
+            free_ids: Stack::new(),
+            counts: Counts {
+                live: 1,
+                peak_live: 1,
+                ..Counts::default()
+            },
+            slab,
+            small: std::array::from_fn(|_| Stack::new()),
+            used_bytes: 0,
+            limit_bytes,
+            generation: 0,
+        });
+        let words =
+            u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
+        let base = heap.new_buffer(words)?;
+        // SAFETY: `base` was just allocated with room for `words` words and does not overlap
+        // `program`.
+        unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
+        let id = heap.fresh_id()?;
+        debug_assert_eq!(id, 0);
+        heap.table.set(0, Entry::active(base.as_ptr(), words));
+        Ok(heap)
+    }
+
+    /// Whether the table has an entry for every identifier (else generated code must check
+    /// identifiers against `table.len()`).
+    pub fn covers_whole_space(&self) -> bool {
+        self.table.covers_whole_space()
+    }
+
+    /// The identifier table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The counts of arrays allocated, abandoned and live.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The slots of small arrays.
+    pub fn slab(&self) -> &Slab {
+        &self.slab
+    }
+
+    /// How many times load program replaced array 0 (a translation of array 0 made at
+    /// another generation is stale).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The entry of `id` (inactive for identifiers never handed out).
+    #[inline(always)]
+    pub fn entry(&self, id: u32) -> Entry {
+        self.table.get(id)
+    }
+
+    /// Array 0: base pointer and length.
+    #[inline(always)]
+    pub fn program(&self) -> (*mut u32, u32) {
+        let e = self.entry(0);
+        (e.base, e.len)
+    }
+
+    /// The words of an active array (empty for an inactive identifier).
+    pub fn array(&self, id: u32) -> &[u32] {
+        let e = self.entry(id);
+        if e.len == 0 {
+            return &[];
+        }
+        // SAFETY: an entry with a non-zero length points at a live buffer of `len` words that
+        // only this heap frees, and `&self` keeps it from being freed or written meanwhile.
+        unsafe { std::slice::from_raw_parts(e.base, e.len as usize) }
+    }
+
+    /// The reason an access to `id` at `offset` failed.
+    #[cold]
+    pub fn access_fault(&self, id: u32, offset: u32) -> Reason {
+        let e = self.entry(id);
+        if e.active == 0 {
+            Reason::InactiveArray(id)
+        } else {
+            Reason::OutOfBounds {
+                id,
+                offset,
+                len: e.len,
+            }
+        }
+    }
+
+    /// Op 1: the word at `offset` in array `id`.
+    #[inline(always)]
+    pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
+        let e = self.entry(id);
+        if offset < e.len {
+            // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
+            return Ok(unsafe { *e.base.add(offset as usize) });
+        }
+        Err(self.access_fault(id, offset))
+    }
+
+    /// Op 2: store `value` at `offset` in array `id`.
+    #[inline(always)]
+    pub fn store(&mut self, id: u32, offset: u32, value: u32) -> Result<(), Reason> {
+        let e = self.entry(id);
+        if offset < e.len {
+            // SAFETY: as in `load`; `&mut self` makes this the only access.
+            unsafe { *e.base.add(offset as usize) = value };
+            return Ok(());
+        }
+        Err(self.access_fault(id, offset))
+    }
+
+    /// Op 12 with a non-zero identifier: array 0 becomes a copy of array `id`.
+    pub fn load_program(&mut self, id: u32) -> Result<(), Reason> {
+        let src = self.entry(id);
+        if src.active == 0 {
+            return Err(Reason::InactiveArray(id));
+        }
+        if id == 0 {
+            return Ok(());
+        }
+        let base = self.new_buffer(src.len)?;
+        // SAFETY: both buffers hold `src.len` words and are distinct allocations.
+        unsafe { ptr::copy_nonoverlapping(src.base, base.as_ptr(), src.len as usize) };
+        let old = self.entry(0);
+        self.table.set(0, Entry::active(base.as_ptr(), src.len));
+        self.drop_buffer(old.base, old.len);
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// The heap's state as plain data, for comparing two heaps in tests (buffer addresses
+    /// are left out: two heaps never share them).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            entries: (0..self.table.len())
+                .map(|id| {
+                    let e = self.entry(id);
+                    let in_slot = e.active != 0 && self.slab.holds(id, e.len);
+                    (e.len, e.active, in_slot, self.array(id).to_vec())
+                })
+                .collect(),
+            free_ids: self.free_ids.as_slice().to_vec(),
+            small: self.small.iter().map(Stack::len).collect(),
+            counts: self.counts,
+        }
+    }
+}
+
+/// See [`Heap::snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Per identifier handed out: length, active flag, whether it lives in its slot, words.
+    pub entries: Vec<(u32, u32, bool, Vec<u32>)>,
+    /// The stack of free identifiers, bottom first.
+    pub free_ids: Vec<u32>,
+    /// How many cached buffers of each size.
+    pub small: Vec<u32>,
+    pub counts: Counts,
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        self.free_all_buffers();
+        // The table, slab and stacks free themselves.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: u64 = 1 << 30;
+
+    #[test]
+    fn alloc_zeroes_and_reuses_ids() {
+        let mut h = Heap::new(&[1, 2, 3], BIG).unwrap();
+        let a = h.alloc(5).unwrap();
+        assert_ne!(a, 0);
+        h.store(a, 4, 99).unwrap();
+        assert_eq!(h.load(a, 4), Ok(99));
+        h.abandon(a).unwrap();
+        let b = h.alloc(5).unwrap();
+        assert_eq!(a, b, "identifier reused");
+        assert_eq!(h.array(b), &[0, 0, 0, 0, 0], "reused buffer zeroed");
+    }
+
+    #[test]
+    fn faults() {
+        let mut h = Heap::new(&[1, 2, 3], BIG).unwrap();
+        assert_eq!(
+            h.load(0, 3),
+            Err(Reason::OutOfBounds {
+                id: 0,
+                offset: 3,
+                len: 3
+            })
+        );
+        assert_eq!(h.load(7, 0), Err(Reason::InactiveArray(7)));
+        assert_eq!(h.abandon(0), Err(Reason::AbandonZero));
+        let z = h.alloc(0).unwrap();
+        assert_eq!(
+            h.store(z, 0, 1),
+            Err(Reason::OutOfBounds {
+                id: z,
+                offset: 0,
+                len: 0
+            })
+        );
+        h.abandon(z).unwrap();
+        assert_eq!(h.abandon(z), Err(Reason::InactiveArray(z)));
+        assert_eq!(h.load_program(z), Err(Reason::InactiveArray(z)));
+    }
+
+    #[test]
+    fn limit_is_a_clean_failure() {
+        let mut h = Heap::new(&[0], 4096).unwrap();
+        assert_eq!(
+            h.alloc(u32::MAX),
+            Err(Reason::OutOfMemory { words: u32::MAX })
+        );
+        // Small allocations still work after the failure.
+        let a = h.alloc(10).unwrap();
+        assert_eq!(h.load(a, 9), Ok(0));
+    }
+
+    #[test]
+    fn both_table_kinds_reuse_and_grow() {
+        for whole in [true, false] {
+            let mut h = Heap::with_table(&[1, 2], BIG, whole).unwrap();
+            let ids: Vec<u32> = (0..3000).map(|i| h.alloc(i % 70).unwrap()).collect();
+            assert_eq!(ids[0], 1);
+            assert_eq!(ids[2999], 3000, "fresh identifiers are handed out in order");
+            assert_eq!(h.table().len(), 3001);
+            for &id in &ids[..1500] {
+                h.abandon(id).unwrap();
+            }
+            let again = h.alloc(3).unwrap();
+            assert!(
+                ids[..1500].contains(&again),
+                "an abandoned identifier is reused"
+            );
+            assert_eq!(h.load(u32::MAX, 0), Err(Reason::InactiveArray(u32::MAX)));
+            assert_eq!(h.load(ids[0], 0), Err(Reason::InactiveArray(ids[0])));
+            assert_eq!(h.array(0), &[1, 2], "array 0 survives the table growing");
+        }
+    }
+
+    #[test]
+    fn small_arrays_live_in_their_slots() {
+        let mut h = Heap::new(&[0], BIG).unwrap();
+        assert!(h.slab.ids > 0, "the slot reservation succeeds here");
+        let a = h.alloc(3).unwrap();
+        let b = h.alloc(SLOT_WORDS).unwrap();
+        let big = h.alloc(SLOT_WORDS + 1).unwrap();
+        assert_eq!(h.entry(a).base, h.slab.slot(a));
+        assert_eq!(h.entry(b).base, h.slab.slot(b));
+        assert_eq!(
+            h.entry(b).base,
+            h.slab.slot(a).wrapping_add(SLOT_WORDS as usize),
+            "neighbouring identifiers are neighbours"
+        );
+        assert_ne!(
+            h.entry(big).base,
+            h.slab.slot(big),
+            "larger arrays have buffers"
+        );
+        h.store(a, 2, 7).unwrap();
+        h.abandon(a).unwrap();
+        // The same identifier comes back with another small size, zeroed.
+        assert_eq!(h.alloc(5).unwrap(), a);
+        assert_eq!(h.array(a), &[0; 5]);
+        h.abandon(a).unwrap();
+        // ... or with a size that needs a buffer, and then its slot stays unused.
+        assert_eq!(h.alloc(20).unwrap(), a);
+        assert_ne!(h.entry(a).base, h.slab.slot(a));
+        assert_eq!(h.array(a), &[0; 20]);
+    }
+
+    #[test]
+    fn identifiers_beyond_the_slots_get_buffers() {
+        let mut h = Heap::with_table(&[0], BIG, false).unwrap();
+        let n = h.slab.ids;
+        assert_eq!(n, alloc::SLAB_IDS_BOUNDED);
+        let ids: Vec<u32> = (0..n + 10).map(|_| h.alloc(2).unwrap()).collect();
+        let last = *ids.last().unwrap();
+        assert!(last > n);
+        assert_eq!(h.entry(n - 1).base, h.slab.slot(n - 1));
+        assert!(!h.slab.holds(last, 2));
+        h.store(last, 1, 9).unwrap();
+        assert_eq!(h.array(last), &[0, 9]);
+        for &id in ids.iter().rev() {
+            h.abandon(id).unwrap();
+        }
+        assert_eq!(
+            h.alloc(2).unwrap(),
+            1,
+            "the lowest identifier was freed last"
+        );
+        assert_eq!(h.entry(1).base, h.slab.slot(1));
+    }
+
+    #[test]
+    fn load_program_copies_and_counts_a_generation() {
+        let mut h = Heap::new(&[1], BIG).unwrap();
+        let a = h.alloc(2).unwrap();
+        h.store(a, 1, 42).unwrap();
+        assert_eq!(h.generation(), 0);
+        h.load_program(0).unwrap();
+        assert_eq!(
+            h.generation(),
+            0,
+            "load program from array 0 copies nothing"
+        );
+        h.load_program(a).unwrap();
+        assert_eq!(h.generation(), 1);
+        h.store(a, 1, 7).unwrap();
+        assert_eq!(h.array(0), &[0, 42]);
+        assert_eq!(h.array(a), &[0, 7]);
+    }
+
+    #[test]
+    fn fast_paths_give_up_without_changing_anything() {
+        let mut h = Heap::new(&[0], BIG).unwrap();
+        // Nothing recycled yet: both fast paths give up.
+        let before = h.snapshot();
+        assert_eq!(h.alloc_fast(3), None);
+        assert_eq!(h.abandon_fast(0), None);
+        assert_eq!(h.abandon_fast(5), None);
+        assert_eq!(h.snapshot(), before);
+        let a = h.alloc(3).unwrap();
+        let big = h.alloc(100).unwrap();
+        // A large array is the slow path's to abandon.
+        let before = h.snapshot();
+        assert_eq!(h.abandon_fast(big), None);
+        assert_eq!(h.snapshot(), before);
+        // The first abandonment grows the stack of free identifiers: the slow path's job.
+        assert_eq!(h.abandon_fast(a), None);
+        h.abandon(a).unwrap();
+        // From then on the identifier is recycled through the fast paths.
+        assert_eq!(h.alloc_fast(4), Some(a));
+        assert_eq!(h.abandon_fast(a), Some(()));
+        assert_eq!(h.alloc_fast(2), Some(a));
+    }
+}
