@@ -149,9 +149,17 @@ fn main() {
             let small = minimise(&g.source, &g.input, &scratch);
             let _ = std::fs::remove_file(&scratch);
             let path = out_dir.join(format!("fuzz-seed-{seed}.uma"));
+            // The interpreter is the reference: record what it does with the program.
+            let small_program = assemble(&small).expect("a minimised program assembles");
+            let want = run_captured(&small_program, &g.input, &Engine::Interpreter, LIMIT);
             let header = format!(
-                "; Found by tools/fuzz (seed {seed}), minimised; input (hex): {}\n",
-                hex(&g.input)
+                "; Found by tools/fuzz (seed {seed}), minimised; input (hex): {}\n\
+                 ; expect output (hex): {}\n; expect result: {}\n",
+                hex(&g.input),
+                hex(&want.stdout),
+                want.result
+                    .as_ref()
+                    .map_or_else(|f| f.to_string(), |()| "halt".to_string())
             );
             std::fs::write(&path, header + &small).expect("write regression program");
             eprintln!(

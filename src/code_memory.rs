@@ -5,8 +5,9 @@
 //! read-execute view, and Rust writes blocks and patches chained jumps through a separate
 //! read-write view of the same pages. Nothing is re-protected, ever: a chain patch is one
 //! aligned 8-byte store through the writable view. Where the system refuses a memory file,
-//! the region is one anonymous mapping whose protection is switched: writable while Rust
-//! writes, executable before generated code runs again ([`CodeMemory::make_executable`]).
+//! the region is one anonymous mapping whose pages switch protection: the pages Rust writes
+//! become writable (and not executable) until generated code runs again
+//! ([`CodeMemory::make_executable`]), which makes just those pages executable again.
 //!
 //! Each block is assembled (dynasmrt's `VecAssembler`) for the address it will run at, then
 //! copied in. Code offsets stay valid for the region's life. Only written pages use
@@ -21,10 +22,11 @@ use std::os::fd::FromRawFd;
 enum Views {
     /// One memory file, two mappings (kept for their `Drop`, which unmaps them).
     Dual { _exec: Mmap, _write: MmapMut },
-    /// One anonymous mapping, executable or writable in turn (`None` only while switching).
+    /// One anonymous mapping whose written pages switch between writable and executable;
+    /// `dirty` is the range of pages writable since they last became executable.
     Switching {
-        exec: Option<Mmap>,
-        write: Option<MmapMut>,
+        _map: MmapMut,
+        dirty: Option<(usize, usize)>,
     },
 }
 
@@ -89,15 +91,15 @@ impl CodeMemory {
     }
 
     fn switching(capacity: usize) -> io::Result<CodeMemory> {
-        let mut write = MmapOptions::new()
+        let mut map = MmapOptions::new()
             .len(capacity)
             .no_reserve_swap()
             .map_anon()?;
-        let base = write.as_mut_ptr();
+        let base = map.as_mut_ptr();
         Ok(CodeMemory {
             views: Views::Switching {
-                exec: None,
-                write: Some(write),
+                _map: map,
+                dirty: None,
             },
             exec_base: base,
             write_base: base,
@@ -126,22 +128,36 @@ impl CodeMemory {
         self.base() + self.used.next_multiple_of(16)
     }
 
-    /// Make the region writable (only the switching kind changes anything).
-    fn make_writable(&mut self) {
-        if let Views::Switching { exec, write } = &mut self.views
-            && let Some(x) = exec.take()
-        {
-            *write = Some(x.make_mut().expect("code memory becomes writable again"));
+    /// Make bytes `start..end` writable (only the switching kind changes anything).
+    fn make_writable(&mut self, start: usize, end: usize) {
+        let base = self.exec_base;
+        if let Views::Switching { dirty, .. } = &mut self.views {
+            let page = page_size();
+            let (lo, hi) = (start / page * page, end.next_multiple_of(page));
+            let (lo, hi) = match *dirty {
+                // Already writable.
+                Some((a, b)) if a <= lo && hi <= b => return,
+                Some((a, b)) => {
+                    protect(base, lo, hi, libc::PROT_READ | libc::PROT_WRITE);
+                    (a.min(lo), b.max(hi))
+                }
+                None => {
+                    protect(base, lo, hi, libc::PROT_READ | libc::PROT_WRITE);
+                    (lo, hi)
+                }
+            };
+            *dirty = Some((lo, hi));
         }
     }
 
-    /// Make the region executable before generated code runs (only the switching kind
-    /// changes anything).
+    /// Make the pages written since the last call executable (and not writable) before
+    /// generated code runs (only the switching kind changes anything).
     pub fn make_executable(&mut self) {
-        if let Views::Switching { exec, write } = &mut self.views
-            && let Some(w) = write.take()
+        let base = self.exec_base;
+        if let Views::Switching { dirty, .. } = &mut self.views
+            && let Some((lo, hi)) = dirty.take()
         {
-            *exec = Some(w.make_exec().expect("code memory becomes executable"));
+            protect(base, lo, hi, libc::PROT_READ | libc::PROT_EXEC);
         }
     }
 
@@ -152,7 +168,7 @@ impl CodeMemory {
         if start + code.len() > self.capacity {
             return None;
         }
-        self.make_writable();
+        self.make_writable(start, start + code.len());
         // SAFETY: `start + len <= capacity`, the write view is writable, and no generated
         // code runs while Rust writes (single-threaded engine).
         unsafe {
@@ -170,7 +186,7 @@ impl CodeMemory {
             offset.is_multiple_of(8) && offset + 8 <= self.used.next_multiple_of(8),
             "patch outside written code"
         );
-        self.make_writable();
+        self.make_writable(offset, offset + 8);
         // SAFETY: the word lies inside the region (written code rounded up to 8 bytes, all
         // within `capacity`, a multiple of 64 KiB), is 8-aligned (the region is
         // page-aligned), and no generated code runs while Rust writes.
@@ -201,6 +217,27 @@ impl CodeMemory {
         let slice = unsafe { std::slice::from_raw_parts(self.exec_base.add(offset), len) };
         dynasmrt::cache_control::synchronize_icache(slice);
     }
+}
+
+/// The system's page size.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// Set the protection of bytes `lo..hi` (page-aligned, inside the region at `base`).
+fn protect(base: *mut u8, lo: usize, hi: usize, prot: libc::c_int) {
+    // SAFETY: the range is whole pages of the anonymous mapping this module owns, which no
+    // Rust reference covers (it is only reached through raw pointers), and no generated code
+    // runs while Rust changes it. (memmap2 can only re-protect a whole mapping.)
+    let r = unsafe { libc::mprotect(base.add(lo).cast(), hi - lo, prot) };
+    assert_eq!(
+        r,
+        0,
+        "mprotect of code memory: {}",
+        io::Error::last_os_error()
+    );
 }
 
 #[cfg(test)]
@@ -248,8 +285,9 @@ mod tests {
     }
 
     #[test]
-    fn switching_changes_protection_around_writes() {
-        let mut m = CodeMemory::switching(1 << 16).unwrap();
+    fn switching_changes_protection_of_written_pages_only() {
+        let page = page_size();
+        let mut m = CodeMemory::switching(1 << 20).unwrap();
         m.append(&[0xC3; 16]).unwrap();
         assert_eq!(perms_at(m.base()), "rw-");
         m.make_executable();
@@ -259,5 +297,13 @@ mod tests {
         assert_eq!(m.bytes(8, 1), &[0xC2]);
         m.make_executable();
         assert_eq!(perms_at(m.base()), "r-x");
+        // A block on the third page: only that page becomes writable.
+        m.truncate(0);
+        m.used = 2 * page;
+        m.append(&[0x90; 32]).unwrap();
+        assert_eq!(perms_at(m.base()), "r-x", "the first page stays executable");
+        assert_eq!(perms_at(m.base() + 2 * page), "rw-");
+        m.make_executable();
+        assert_eq!(perms_at(m.base() + 2 * page), "r-x");
     }
 }

@@ -28,12 +28,12 @@ impl Run {
         self.start + self.ops.len() as u32
     }
 
-    /// The pc of operation `i`.
     /// Whether the run's operations include the word at `pc`.
     pub fn covers(&self, pc: u32) -> bool {
         self.start <= pc && pc < self.next_pc()
     }
 
+    /// The pc of operation `i`.
     pub fn pc(&self, i: usize) -> u32 {
         self.start + i as u32
     }

@@ -40,33 +40,19 @@ pub fn words_from_bytes(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Read the program at `path` (mapped, not copied, while it is converted).
+/// Read the program at `path` (a file, or a pipe or device read to its end).
 pub fn load(path: &Path) -> Result<Vec<u32>, LoadError> {
     let name = path.display().to_string();
     let read = |error| LoadError::Read {
         path: name.clone(),
         error,
     };
-    let file = std::fs::File::open(path).map_err(read)?;
-    let meta = file.metadata().map_err(read)?;
-    if meta.is_dir() {
+    if std::fs::metadata(path).map_err(read)?.is_dir() {
         return Err(read(std::io::Error::other("is a directory")));
     }
-    if meta.is_file() {
-        check_length(&name, meta.len())?;
-        // SAFETY: the mapping is read-only and dropped before this function returns; a
-        // concurrent truncation of the file could raise SIGBUS, which is the same risk every
-        // reader of a mapped file takes, and the length was checked just above.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read)?;
-        check_length(&name, map.len() as u64)?;
-        Ok(words_from_bytes(&map))
-    } else {
-        // A pipe or device: read it whole.
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(read)?;
-        check_length(&name, bytes.len() as u64)?;
-        Ok(words_from_bytes(&bytes))
-    }
+    let bytes = std::fs::read(path).map_err(read)?;
+    check_length(&name, bytes.len() as u64)?;
+    Ok(words_from_bytes(&bytes))
 }
 
 fn check_length(path: &str, len: u64) -> Result<(), LoadError> {

@@ -257,7 +257,7 @@ impl<E: Backend> Translator<'_, E> {
         };
     }
 
-    /// A patchable exit to constant `target` (all registers already materialized).
+    /// A patchable exit to constant `target`; every register is materialized first.
     fn exit_to(&mut self, target: u32) {
         self.materialize_all();
         let label = self.e.new_label();

@@ -8,9 +8,7 @@
 mod common;
 
 use common::{CliOutcome, ECHO_BANG, asm, corpus, engine_flags, run_cli, run_cli_all, temp_path};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// SHA-256 of the 16,165,004-byte UM image that codex prints after `UM program follows
 /// colon:` (recorded with `sha256sum`; an independent UM implementation written in C for
@@ -45,18 +43,11 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run sha256sum (coreutils)");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = bytes.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().expect("sha256sum output");
-    writer.join().unwrap().expect("write to sha256sum");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]

@@ -306,7 +306,7 @@ fn load_program_of_an_empty_array_then_fetch_fails() {
     let out = run_src(&src, b"");
     assert_eq!(out.stdout, b"ok");
     assert_eq!(
-        out.result.expect_err("nothing to run").to_string(),
+        out.result.clone().expect_err("nothing to run").to_string(),
         "fault at pc 0 (fetch): execution finger outside array 0 (length 0)"
     );
 }

@@ -324,7 +324,7 @@ fn zero_length_arrays() {
     assert_ne!(r[1], r[2], "two live arrays share an identifier");
     // Any index or amend faults; abandoning is fine.
     let out = run_src("alloc r1, r0\nindex r2, r1, r0\nhalt", b"");
-    let f = out.result.expect_err("index into an empty array");
+    let f = out.result.clone().expect_err("index into an empty array");
     assert_eq!(
         f.to_string(),
         format!(
@@ -333,7 +333,7 @@ fn zero_length_arrays() {
         )
     );
     let out = run_src("alloc r1, r0\namend r1, r0, r0\nhalt", b"");
-    let f = out.result.expect_err("amend of an empty array");
+    let f = out.result.clone().expect_err("amend of an empty array");
     assert_eq!(
         f.to_string(),
         format!(
@@ -443,7 +443,7 @@ fn identifier_reuse_after_abandon() {
     assert_eq!(r[1], r[2], "the abandoned identifier was not reused");
     // Through the reused identifier the new length applies: offset 5 is out of bounds.
     let out = run_src(&format!("{src}literal r6, 5\nindex r3, r2, r6\nhalt"), b"");
-    let f = out.result.expect_err("offset 5 of a 5-word array");
+    let f = out.result.clone().expect_err("offset 5 of a 5-word array");
     assert_eq!(
         f.to_string(),
         format!(
@@ -853,7 +853,10 @@ newprog:
     // Offset 4 was inside the old (long) array 0 but is past the end of the new one.
     let out = run_src(&program("index r3, r0, r6"), b"");
     assert_eq!(
-        out.result.expect_err("array 0 has 4 words now").to_string(),
+        out.result
+            .clone()
+            .expect_err("array 0 has 4 words now")
+            .to_string(),
         "fault at pc 2 (index): offset 4 outside array 0 (length 4)"
     );
 }
@@ -898,7 +901,10 @@ newprog:
     let out = run_src(&src, b"");
     assert_eq!(out.stdout, b"zz");
     assert_eq!(
-        out.result.expect_err("runs off the end").to_string(),
+        out.result
+            .clone()
+            .expect_err("runs off the end")
+            .to_string(),
         "fault at pc 2 (fetch): execution finger outside array 0 (length 2)"
     );
 }

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use umdbt::stats::Counter;
 
 /// A store into the very next instruction of the running block.
 #[test]
@@ -26,6 +27,10 @@ fn store_into_next_instruction_of_running_block() {
         b"B",
     );
     assert_eq!(out.regs[2], 0xA000_0003);
+    // With one-operation blocks the target is not translated yet when it is stored to.
+    out.translators("the store hit the running block", |o, s| {
+        (s[Counter::SmcStores] > 0) == (o.max_block > 1)
+    });
 }
 
 /// An instruction that overwrites itself: it finishes as the old instruction, and the new
@@ -59,7 +64,8 @@ fn amend_overwrites_itself() {
         ",
         b"",
         b"xy!",
-    );
+    )
+    .hit_translated_code();
 }
 
 /// A loop whose body is patched on every iteration.
@@ -92,7 +98,9 @@ fn loop_body_patched_each_iteration() {
         ",
         b"",
         b"zabcd",
-    );
+    )
+    .hit_translated_code()
+    .chained();
 }
 
 /// A block reached by chained jumps many times is patched, then reached again.
@@ -142,7 +150,9 @@ fn hot_chained_block_patched() {
     let mut want = vec![b'x'; 60];
     want.extend([b'y'; 60]);
     want.push(b'\n');
-    expect_output(src, b"", &want);
+    expect_output(src, b"", &want)
+        .hit_translated_code()
+        .chained();
 }
 
 /// Stores into words that were never executed (data, and code after a halt) change
@@ -174,7 +184,10 @@ fn patch_word_never_executed() {
         ",
         b"",
         b"QQ",
-    );
+    )
+    .translators("no store hit translated code", |_, s| {
+        s[Counter::SmcStores] == 0
+    });
 }
 
 /// Load program from a copy of array 0 with one word patched.
@@ -216,7 +229,8 @@ fn load_program_from_patched_copy() {
         ",
         b"",
         b"C",
-    );
+    )
+    .translators("load program flushed", |_, s| s[Counter::Flushes] == 1);
 }
 
 /// A jump into the middle of a block that was translated from its start, then a store
@@ -260,7 +274,8 @@ fn jump_into_middle_of_former_block() {
         ",
         b"",
         b"ab\nb\naa\na\n",
-    );
+    )
+    .hit_translated_code();
 }
 
 /// Instruction counts agree between the engines (the translator corrects its per-block
@@ -343,6 +358,6 @@ fn store_at_a_word_before_and_after_it_becomes_code() {
                 output r4
             "
         );
-        expect_output(&src, b"", b"123");
+        expect_output(&src, b"", b"123").hit_translated_code();
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use umdbt::stats::Counter;
 
 /// x / x folds to 1 for a register the translator does not know, and still faults for 0.
 #[test]
@@ -122,7 +123,7 @@ fn constant_identifiers_and_offsets_of_every_size() {
         let src = format!("literal r1, 100\nalloc r2, r1\n{setup}\nhalt\n");
         let out = run_src(&src, b"");
         assert_eq!(
-            out.result.map_err(|f| f.to_string()),
+            out.result.clone().map_err(|f| f.to_string()),
             Err(message.to_string()),
             "{src}"
         );
@@ -174,7 +175,11 @@ fn two_way_program(start: u32, overwrite: bool) -> String {
 #[test]
 fn two_way_branches() {
     expect_output(&two_way_program(5, true), b"", b"o");
-    expect_output(&two_way_program(6, false), b"", b"eoeoeo");
+    expect_output(&two_way_program(6, false), b"", b"eoeoeo")
+        .chained()
+        .translators("nothing left to the interpreter", |_, s| {
+            s[Counter::Interpreted] == 0
+        });
 }
 
 /// Jumps to pcs outside array 0, to a constant and through a register, fault at fetch.
@@ -220,7 +225,10 @@ fn load_program_flushes_translations() {
         ",
         b"",
         b"L",
-    );
+    )
+    .translators("load program interpreted, then a flush", |_, s| {
+        s[Counter::Interpreted] == 1 && s[Counter::Flushes] == 1
+    });
 }
 
 /// With the bounded identifier table (the fallback when the host refuses to reserve the

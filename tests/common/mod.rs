@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use umdbt::assembler::{assemble, to_bytes};
-use umdbt::engine::{Engine, Outcome, run_captured};
+use umdbt::engine::{Engine, Outcome, run_captured_with_stats};
+use umdbt::jit::JitOptions;
+use umdbt::stats::{Counter, Stats};
 
 /// A program that echoes its input to its output until end of input, then prints '!'.
 pub const ECHO_BANG: &str = "
@@ -34,31 +36,89 @@ pub fn asm(src: &str) -> Vec<u32> {
     assemble(src).unwrap_or_else(|e| panic!("test program does not assemble: {e}\n{src}"))
 }
 
-/// Run `program` in-process under every engine configuration with `input`; assert that all
-/// produce the same output, result, registers and final pc; return that outcome.
-pub fn run_all(program: &[u32], input: &[u8]) -> Outcome {
-    let configs = Engine::all_configurations();
-    let first = run_captured(program, input, &configs[0], TEST_MEMORY);
-    for engine in &configs[1..] {
-        let other = run_captured(program, input, engine, TEST_MEMORY);
-        assert_eq!(
-            other,
-            first,
-            "{} disagrees with {}",
-            engine.describe(),
-            configs[0].describe()
-        );
+/// What every engine configuration did with one program: the outcome they agreed on, and
+/// each configuration's statistics.
+pub struct Runs {
+    pub outcome: Outcome,
+    pub stats: Vec<(Engine, Stats)>,
+}
+
+impl std::ops::Deref for Runs {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.outcome
     }
-    first
+}
+
+impl Runs {
+    /// Assert `check` of every translating configuration's options and statistics (`what`
+    /// says what is being checked). Returns self, for chaining.
+    pub fn translators(&self, what: &str, check: impl Fn(&JitOptions, &Stats) -> bool) -> &Self {
+        for (engine, stats) in &self.stats {
+            if let Engine::Translator(o) = engine {
+                assert!(check(o, stats), "{}: {what}: {stats:?}", engine.describe());
+            }
+        }
+        self
+    }
+
+    /// Assert that stores into translated code were seen by every translating
+    /// configuration.
+    pub fn hit_translated_code(&self) -> &Self {
+        self.translators("stores hit translated code", |_, s| {
+            s[Counter::SmcStores] > 0
+        })
+    }
+
+    /// Assert that every translating configuration that chains made links.
+    pub fn chained(&self) -> &Self {
+        self.translators("blocks chained", |o, s| {
+            (s[Counter::LinksMade] > 0) == o.chain
+        })
+    }
+}
+
+/// Run `program` in-process under every engine configuration with `input`; assert that all
+/// produce the same output, result, registers and final pc, and that every translating
+/// configuration really translated (so a translator that silently fell back to the
+/// interpreter cannot pass); return that outcome with the statistics of each.
+pub fn run_all(program: &[u32], input: &[u8]) -> Runs {
+    let mut outcome: Option<Outcome> = None;
+    let mut stats = Vec::new();
+    for engine in Engine::all_configurations() {
+        let (out, s) = run_captured_with_stats(program, input, &engine, TEST_MEMORY, false);
+        if let Engine::Translator(_) = engine {
+            assert!(
+                s[Counter::BlocksTranslated] > 0,
+                "{} translated nothing: {s:?}",
+                engine.describe()
+            );
+        }
+        match &outcome {
+            None => outcome = Some(out),
+            Some(first) => assert_eq!(
+                &out,
+                first,
+                "{} disagrees with {}",
+                engine.describe(),
+                Engine::Interpreter.describe()
+            ),
+        }
+        stats.push((engine, s));
+    }
+    Runs {
+        outcome: outcome.expect("at least one engine"),
+        stats,
+    }
 }
 
 /// Assemble and run `src` on every engine (see `run_all`).
-pub fn run_src(src: &str, input: &[u8]) -> Outcome {
+pub fn run_src(src: &str, input: &[u8]) -> Runs {
     run_all(&asm(src), input)
 }
 
 /// Run `src` and assert that it halts having printed exactly `stdout`.
-pub fn expect_output(src: &str, input: &[u8], stdout: &[u8]) -> Outcome {
+pub fn expect_output(src: &str, input: &[u8], stdout: &[u8]) -> Runs {
     let out = run_src(src, input);
     assert_eq!(out.result, Ok(()), "program did not halt cleanly\n{src}");
     assert_eq!(
@@ -71,7 +131,7 @@ pub fn expect_output(src: &str, input: &[u8], stdout: &[u8]) -> Outcome {
 
 /// Run `src` and assert that it faults with `message` (without the `umdbt: ` prefix)
 /// after printing exactly `stdout`.
-pub fn expect_fault(src: &str, input: &[u8], stdout: &[u8], message: &str) -> Outcome {
+pub fn expect_fault(src: &str, input: &[u8], stdout: &[u8], message: &str) -> Runs {
     let out = run_src(src, input);
     match &out.result {
         Err(f) => assert_eq!(f.to_string(), message, "fault message\n{src}"),

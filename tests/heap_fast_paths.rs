@@ -1,0 +1,144 @@
+//! The heap's fast paths exist once in Rust (`Heap::alloc_fast`, `Heap::abandon_fast`) and
+//! once per backend in machine code (the allocation and abandonment routines, and the
+//! inline allocation of a constant size). Random sequences of allocations and abandonments
+//! run as UM programs on the translator must leave exactly the heap that the same sequence
+//! of `Heap::alloc` and `Heap::abandon` calls leaves: the same identifiers, entries, words,
+//! stacks of free identifiers and buffers, and counts.
+
+mod common;
+
+use common::{TEST_MEMORY, asm};
+use umdbt::console::{Console, SharedOutput};
+use umdbt::engine::{self, Engine};
+use umdbt::generator::Rng;
+use umdbt::machine::Machine;
+use umdbt::memory::Heap;
+
+/// Slots of the bookkeeping array that holds the identifiers of live arrays.
+const SLOTS: u32 = 200;
+
+enum Step {
+    /// Allocate `words` words, with the size a constant the translator sees (the inline
+    /// path) or hidden in a register (the routine), and keep the identifier in `slot`.
+    Alloc {
+        words: u32,
+        constant: bool,
+        slot: u32,
+    },
+    /// Abandon the array whose identifier is in `slot`.
+    Abandon { slot: u32 },
+}
+
+fn steps(seed: u64, n: usize) -> Vec<Step> {
+    let mut rng = Rng::new(seed);
+    let mut live: Vec<u32> = Vec::new();
+    let mut free: Vec<u32> = (0..SLOTS).rev().collect();
+    let mut v = Vec::new();
+    for _ in 0..n {
+        if !live.is_empty() && (free.is_empty() || rng.chance(1, 2)) {
+            let slot = live.swap_remove(rng.below(live.len() as u64) as usize);
+            free.push(slot);
+            v.push(Step::Abandon { slot });
+        } else {
+            let words = match rng.below(10) {
+                0..=4 => 1 + rng.below(8) as u32,  // slots
+                5..=7 => 9 + rng.below(56) as u32, // cached buffers
+                8 => 0,
+                _ => 65 + rng.below(100) as u32, // the system allocator
+            };
+            let slot = free.pop().expect("a free slot");
+            live.push(slot);
+            let constant = rng.chance(1, 2);
+            v.push(Step::Alloc {
+                words,
+                constant,
+                slot,
+            });
+        }
+    }
+    v
+}
+
+/// The steps as a UM program: r6 is the bookkeeping array (identifier 1), r7 a zero the
+/// translator cannot know (read from the fresh array 2), used to hide constant sizes.
+fn program(steps: &[Step]) -> Vec<u32> {
+    let mut src = format!(
+        "literal r1, {SLOTS}\nalloc r6, r1\nliteral r1, 1\nalloc r5, r1\nliteral r1, 0\nindex r7, r5, r1\n"
+    );
+    for s in steps {
+        match *s {
+            Step::Alloc {
+                words,
+                constant,
+                slot,
+            } => {
+                src += &format!("literal r2, {words}\n");
+                if !constant {
+                    src += "add r2, r2, r7\n";
+                }
+                src += &format!("alloc r3, r2\nliteral r1, {slot}\namend r6, r1, r3\n");
+            }
+            Step::Abandon { slot } => {
+                src += &format!("literal r1, {slot}\nindex r3, r6, r1\nabandon r3\n");
+            }
+        }
+    }
+    src += "halt\n";
+    asm(&src)
+}
+
+/// The same steps on a heap, through `Heap::alloc` and `Heap::abandon`.
+fn reference(program: &[u32], steps: &[Step], whole_space: bool) -> Heap {
+    let mut h = *Heap::with_table(program, TEST_MEMORY, whole_space).unwrap();
+    let book = h.alloc(SLOTS).unwrap();
+    h.alloc(1).unwrap();
+    for s in steps {
+        match *s {
+            Step::Alloc { words, slot, .. } => {
+                let id = h.alloc(words).unwrap();
+                h.store(book, slot, id).unwrap();
+            }
+            Step::Abandon { slot } => {
+                let id = h.load(book, slot).unwrap();
+                h.abandon(id).unwrap();
+            }
+        }
+    }
+    h
+}
+
+#[test]
+fn machine_code_fast_paths_leave_the_heap_rust_leaves() {
+    for seed in 1..=12 {
+        let steps = steps(seed, 3000);
+        let program = program(&steps);
+        for whole_space in [true, false] {
+            let want = reference(&program, &steps, whole_space).snapshot();
+            for engine in Engine::all_configurations() {
+                let console = Console::new(
+                    Box::new(std::io::empty()),
+                    Box::new(SharedOutput::default()),
+                );
+                let mut m = Machine::new(&program, console, TEST_MEMORY).unwrap();
+                m.heap = Heap::with_table(&program, TEST_MEMORY, whole_space).unwrap();
+                let (result, stats) = engine::run_with_stats(&mut m, &engine, false);
+                assert_eq!(result, Ok(()), "seed {seed}, {}", engine.describe());
+                if let Engine::Translator(_) = engine {
+                    assert!(stats[umdbt::stats::Counter::BlocksTranslated] > 0);
+                }
+                let got = m.heap.snapshot();
+                assert_eq!(
+                    got.counts,
+                    want.counts,
+                    "seed {seed}, whole space {whole_space}, {}",
+                    engine.describe()
+                );
+                assert!(
+                    got == want,
+                    "seed {seed}, whole space {whole_space}, {}: heaps differ",
+                    engine.describe()
+                );
+            }
+        }
+    }
+}
