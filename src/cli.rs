@@ -141,6 +141,9 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 
 fn run(args: &RunArgs) -> ExitCode {
     let start = Instant::now();
+    if let Err(e) = Console::check_stdout() {
+        return usage_error(e);
+    }
     let program = match loader::load(&args.program) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
