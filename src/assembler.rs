@@ -2,7 +2,9 @@
 //!
 //! One instruction per line; `;` or `#` starts a comment; `name:` defines a label at the next
 //! word. Operands are registers `r0`..`r7` and values: decimal, `0x` hex, a character `'A'`
-//! (escapes `\n`, `\t`, `\\`, `\'`, `\0`), a label, or `label+N` / `label-N`.
+//! (escapes `\n`, `\t`, `\\`, `\'`, `\0`), a label, or `label+N` / `label-N`. Numbers are
+//! unsigned 32-bit; a number too large, a negative number or a register that does not exist
+//! is an error that says so.
 //!
 //! ```text
 //! cmov  rA, rB, rC      index rA, rB, rC     amend rA, rB, rC
@@ -34,6 +36,9 @@ impl std::fmt::Display for AsmError {
 }
 
 impl std::error::Error for AsmError {}
+
+/// The largest value `literal` can load (25 bits).
+const LITERAL_MAX: u32 = (1 << 25) - 1;
 
 enum Item<'a> {
     Std(Op, [u8; 3]),
@@ -85,8 +90,10 @@ pub fn assemble(source: &str) -> Result<Vec<u32>, AsmError> {
                 Item::Std(op, [a, b, c]) => Instr::encode(*op, *a, *b, *c),
                 Item::Literal(a, v) => {
                     let v = value(v, &labels).map_err(err)?;
-                    if v > 0x01FF_FFFF {
-                        return Err(err(format!("literal {v} does not fit in 25 bits")));
+                    if v > LITERAL_MAX {
+                        return Err(err(format!(
+                            "value {v} does not fit in 25 bits (literal takes 0 to {LITERAL_MAX})"
+                        )));
                     }
                     Instr::encode_literal(*a, v)
                 }
@@ -216,12 +223,27 @@ fn parse_item<'a>(mnemonic: &str, ops: &[&'a str]) -> Result<Item<'a>, String> {
 fn reg(s: &str) -> Result<u8, String> {
     match s.as_bytes() {
         [b'r' | b'R', d @ b'0'..=b'7'] => Ok(d - b'0'),
+        _ if looks_like_register(s) => {
+            Err(format!("there is no register {s}: registers are r0 to r7"))
+        }
         _ => Err(format!("'{s}' is not a register (r0..r7)")),
     }
 }
 
+/// Whether `s` is written like a register (`r` or `R` and decimal digits), in range or not.
+fn looks_like_register(s: &str) -> bool {
+    s.strip_prefix(['r', 'R'])
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn value(s: &str, labels: &HashMap<&str, u32>) -> Result<u32, String> {
     let s = s.trim();
+    if s.is_empty() {
+        return Err("a value is missing".to_string());
+    }
+    if s.starts_with('-') {
+        return Err(format!("negative numbers are not allowed: {s}"));
+    }
     if let Some(ch) = s.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
         return match ch {
             "\\n" => Ok(10),
@@ -242,19 +264,26 @@ fn value(s: &str, labels: &HashMap<&str, u32>) -> Result<u32, String> {
             base.wrapping_sub(off)
         });
     }
-    let number = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u32::from_str_radix(&hex.replace('_', ""), 16).ok()
+    let parsed = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(u32::from_str_radix(&hex.replace('_', ""), 16))
     } else if s.starts_with(|c: char| c.is_ascii_digit()) {
-        s.replace('_', "").parse::<u32>().ok()
+        Some(s.replace('_', "").parse::<u32>())
     } else {
         None
     };
-    match number {
-        Some(n) => Ok(n),
-        None => labels
-            .get(s)
-            .copied()
-            .ok_or_else(|| format!("unknown value or label '{s}'")),
+    match parsed {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(e)) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Err(format!("number {s} is too large for a 32-bit word"))
+        }
+        Some(Err(_)) => Err(format!("'{s}' is not a number")),
+        None => match labels.get(s) {
+            Some(&v) => Ok(v),
+            None if looks_like_register(s) => {
+                Err(format!("expected a value, found the register {s}"))
+            }
+            None => Err(format!("unknown value or label '{s}'")),
+        },
     }
 }
 
@@ -295,6 +324,121 @@ mod tests {
         assert!(assemble("output r8").is_err());
         assert!(assemble("literal r1, nowhere").is_err());
         assert!(assemble("a: halt\na: halt").is_err());
+    }
+
+    /// The message of the error `src` fails with, on line 1.
+    fn error(src: &str) -> String {
+        let e = assemble(src).expect_err(src);
+        assert_eq!(e.line, 1, "{src}");
+        e.message
+    }
+
+    #[test]
+    fn numbers_out_of_range_say_so() {
+        assert_eq!(
+            assemble("literal r1, 33554431").unwrap(),
+            [Instr::encode_literal(1, LITERAL_MAX)]
+        );
+        for src in [
+            "literal r1, 33554432",
+            "literal r1, 0x2000000",
+            "literal r1, 4294967295",
+        ] {
+            let v = src.rsplit(' ').next().unwrap();
+            let v = if let Some(hex) = v.strip_prefix("0x") {
+                u32::from_str_radix(hex, 16).unwrap()
+            } else {
+                v.parse().unwrap()
+            };
+            assert_eq!(
+                error(src),
+                format!("value {v} does not fit in 25 bits (literal takes 0 to 33554431)")
+            );
+        }
+        assert_eq!(
+            assemble(
+                "word 4294967295
+word 0xFFFFFFFF"
+            )
+            .unwrap(),
+            [u32::MAX, u32::MAX]
+        );
+        for v in ["4294967296", "99999999999", "0x100000000", "0x1_0000_0000"] {
+            assert_eq!(
+                error(&format!("word {v}")),
+                format!("number {v} is too large for a 32-bit word")
+            );
+        }
+        assert_eq!(
+            error("literal r1, 99999999999"),
+            "number 99999999999 is too large for a 32-bit word"
+        );
+        assert_eq!(
+            error("literal r1, lab+4294967296\nlab: halt"),
+            "number 4294967296 is too large for a 32-bit word"
+        );
+    }
+
+    #[test]
+    fn negative_numbers_say_so() {
+        assert_eq!(
+            error("literal r1, -5"),
+            "negative numbers are not allowed: -5"
+        );
+        assert_eq!(error("word -1"), "negative numbers are not allowed: -1");
+        assert_eq!(
+            error("word -0x10"),
+            "negative numbers are not allowed: -0x10"
+        );
+        // A '-' between two values is a subtraction, and a character literal may be '-'.
+        assert_eq!(assemble("word 7-5").unwrap(), [2]);
+        assert_eq!(assemble("word '-'").unwrap(), [45]);
+    }
+
+    #[test]
+    fn registers_out_of_range_say_so() {
+        for (src, reg) in [
+            ("output r8", "r8"),
+            ("add r1, r2, r12", "r12"),
+            ("literal R9, 1", "R9"),
+        ] {
+            assert_eq!(
+                error(src),
+                format!("there is no register {reg}: registers are r0 to r7")
+            );
+        }
+        assert_eq!(error("output x1"), "'x1' is not a register (r0..r7)");
+        // A register where a value belongs.
+        assert_eq!(
+            error("literal r1, r2"),
+            "expected a value, found the register r2"
+        );
+        assert_eq!(error("word r8"), "expected a value, found the register r8");
+        // ...unless a label has that name.
+        assert_eq!(assemble("word r8\nr8: halt").unwrap(), [1, 0x7000_0000]);
+    }
+
+    #[test]
+    fn malformed_numbers_and_unknown_labels() {
+        assert_eq!(error("word 12ab"), "'12ab' is not a number");
+        assert_eq!(error("word 0x"), "'0x' is not a number");
+        assert_eq!(error("word 0xG1"), "'0xG1' is not a number");
+        assert_eq!(error("word nowhere"), "unknown value or label 'nowhere'");
+        assert_eq!(error("word nowhere+1"), "unknown value or label 'nowhere'");
+        assert_eq!(error("word 1+"), "a value is missing");
+    }
+
+    #[test]
+    fn a_source_without_instructions_assembles_to_nothing() {
+        // `umdbt asm` rejects it (tests/cli.rs); the library leaves that to its callers.
+        for src in [
+            "",
+            "\n\n",
+            "; comment\n# another\n",
+            "start:\nend: ; nothing\n",
+        ] {
+            assert_eq!(assemble(src), Ok(vec![]), "{src:?}");
+        }
     }
 
     #[test]

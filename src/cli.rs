@@ -85,7 +85,8 @@ pub struct DisArgs {
 pub struct AsmArgs {
     /// The assembly source.
     pub source: PathBuf,
-    /// Where to write the program (default: SOURCE with the extension .um).
+    /// Where to write the program (default: SOURCE with the extension .um). Never the
+    /// source itself.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
@@ -142,6 +143,9 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 
 fn run(args: &RunArgs) -> ExitCode {
     let start = Instant::now();
+    if let Err(e) = Console::check_stdout() {
+        return usage_error(e);
+    }
     let program = match loader::load(&args.program) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
@@ -241,18 +245,48 @@ fn dis(args: &DisArgs) -> ExitCode {
 }
 
 fn asm(args: &AsmArgs) -> ExitCode {
+    /// Whether `a` and `b` name the same existing file: the same path once symbolic links and
+    /// `..` are resolved, or (Unix) the same device and inode, as hard links are.
+    fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+        if let (Ok(ca), Ok(cb)) = (a.canonicalize(), b.canonicalize())
+            && ca == cb
+        {
+            return true;
+        }
+        #[cfg(unix)]
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            use std::os::unix::fs::MetadataExt;
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+        false
+    }
+
     let source = match std::fs::read_to_string(&args.source) {
         Ok(s) => s,
         Err(e) => return usage_error(format!("cannot read {}: {e}", args.source.display())),
-    };
-    let words = match assembler::assemble(&source) {
-        Ok(w) => w,
-        Err(e) => return usage_error(format!("{}: {e}", args.source.display())),
     };
     let out = args
         .output
         .clone()
         .unwrap_or_else(|| args.source.with_extension("um"));
+    if same_file(&args.source, &out) {
+        let hint = if args.output.is_some() {
+            "name another output with -o"
+        } else {
+            "name the output with -o"
+        };
+        return usage_error(format!(
+            "refusing to overwrite the source {}; {hint}",
+            args.source.display()
+        ));
+    }
+    let words = match assembler::assemble(&source) {
+        Ok(w) => w,
+        Err(e) => return usage_error(format!("{}: {e}", args.source.display())),
+    };
+    if words.is_empty() {
+        return usage_error(format!("{}: no instructions", args.source.display()));
+    }
     match std::fs::write(&out, assembler::to_bytes(&words)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => usage_error(format!("cannot write {}: {e}", out.display())),

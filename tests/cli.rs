@@ -343,6 +343,146 @@ fn asm_errors_name_the_line() {
     assert_usage_error(&out, "missing source");
 }
 
+#[test]
+fn asm_refuses_to_overwrite_its_source() {
+    let text = "literal r1, 'H'\noutput r1\nhalt\n";
+    let dir = temp_path("overwrite");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    // A source named like a program file: the default output is the source itself.
+    let src = dir.join("prog.um");
+    std::fs::write(&src, text).unwrap();
+    let p = path_str(&src);
+    let out = run_cli(&["asm", p], b"");
+    assert_usage_error(&out, "asm prog.um");
+    assert_eq!(
+        out.stderr,
+        format!("umdbt: refusing to overwrite the source {p}; name the output with -o\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&src).unwrap(),
+        text,
+        "source untouched"
+    );
+    // -o naming the source, by the same path, another spelling of it, a symbolic link or a
+    // hard link.
+    let link = dir.join("link.um");
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let hard = dir.join("hard.um");
+    std::fs::hard_link(&src, &hard).unwrap();
+    let sub_src = dir.join("sub/prog.uma");
+    std::fs::write(&sub_src, text).unwrap();
+    let cases = [
+        (src.clone(), src.clone()),
+        (src.clone(), dir.join("sub/../prog.um")),
+        (src.clone(), dir.join("./prog.um")),
+        (src.clone(), link.clone()),
+        (link.clone(), src.clone()),
+        (src.clone(), hard.clone()),
+        (sub_src.clone(), dir.join("sub/./prog.uma")),
+    ];
+    for (source, output) in cases {
+        let before = std::fs::read(&source).unwrap();
+        let out = run_cli(&["asm", path_str(&source), "-o", path_str(&output)], b"");
+        assert_usage_error(&out, &format!("{source:?} -o {output:?}"));
+        assert_eq!(
+            out.stderr,
+            format!(
+                "umdbt: refusing to overwrite the source {}; name another output with -o\n",
+                path_str(&source)
+            )
+        );
+        assert_eq!(std::fs::read(&source).unwrap(), before, "source untouched");
+    }
+    assert_eq!(std::fs::read_to_string(&src).unwrap(), text);
+    // Another output is fine, also beside the source with the same stem.
+    let dest = dir.join("prog.bin");
+    let out = run_cli(&["asm", p, "-o", path_str(&dest)], b"");
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        umdbt::assembler::to_bytes(&asm(text))
+    );
+    let out = run_cli(&["asm", path_str(&sub_src)], b"");
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(dir.join("sub/prog.um").is_file());
+}
+
+#[test]
+fn asm_numbers_out_of_range_have_their_own_message() {
+    let cases = [
+        (
+            "halt\nliteral r1, 33554432\n",
+            "line 2: value 33554432 does not fit in 25 bits (literal takes 0 to 33554431)",
+        ),
+        (
+            "word 99999999999\n",
+            "line 1: number 99999999999 is too large for a 32-bit word",
+        ),
+        (
+            "word 0x100000000\n",
+            "line 1: number 0x100000000 is too large for a 32-bit word",
+        ),
+        (
+            "literal r1, -5\n",
+            "line 1: negative numbers are not allowed: -5",
+        ),
+        ("word -1\n", "line 1: negative numbers are not allowed: -1"),
+        (
+            "halt\nhalt\nadd r1, r8, r2\n",
+            "line 3: there is no register r8: registers are r0 to r7",
+        ),
+        (
+            "literal r1, r3\n",
+            "line 1: expected a value, found the register r3",
+        ),
+        ("word 12ab\n", "line 1: '12ab' is not a number"),
+    ];
+    for (source, message) in cases {
+        let src = temp_path("range.uma");
+        std::fs::write(&src, source).unwrap();
+        let dest = temp_path("range.um");
+        let out = run_cli(&["asm", path_str(&src), "-o", path_str(&dest)], b"");
+        assert_usage_error(&out, source);
+        assert_eq!(
+            out.stderr,
+            format!("umdbt: {}: {message}\n", path_str(&src)),
+            "{source}"
+        );
+        assert!(!dest.exists(), "no output written for a bad source");
+    }
+}
+
+#[test]
+fn asm_of_a_source_without_instructions_is_an_error() {
+    for source in [
+        "",
+        "\n   \n\n",
+        "; only a comment\n# and another\n",
+        "start:\nend: ; labels only\n",
+    ] {
+        let src = temp_path("empty.uma");
+        std::fs::write(&src, source).unwrap();
+        let p = path_str(&src);
+        let dest = temp_path("e.um");
+        for args in [&["asm", p][..], &["asm", p, "-o", path_str(&dest)]] {
+            let out = run_cli(args, b"");
+            assert_usage_error(&out, &format!("{source:?}"));
+            assert_eq!(out.stderr, format!("umdbt: {p}: no instructions\n"));
+        }
+        assert!(!src.with_extension("um").exists(), "no output written");
+        assert!(!dest.exists(), "no output written");
+    }
+    // One instruction is enough.
+    let src = temp_path("one.uma");
+    std::fs::write(&src, "; a comment\nstart: halt\n").unwrap();
+    let out = run_cli(&["asm", path_str(&src)], b"");
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(src.with_extension("um")).unwrap(),
+        [0x70, 0, 0, 0]
+    );
+}
+
 // ---- --stats ----
 
 /// Per-operator counts (by name, plus "total") and the other rows of a `--stats` table.
@@ -666,6 +806,42 @@ fn closed_stdout_is_not_a_panic() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // `umdbt run prog >&-`: the output would be lost without a word (Rust's runtime puts
+    // /dev/null on a closed descriptor 1 before main), so umdbt refuses to start: status 2
+    // and one line, before the program runs.
+    if std::env::var_os("UMDBT_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+        // Under a runner (qemu-user), the runner starts first and may open a file of its
+        // own as descriptor 1, so the program never sees it closed.
+        eprintln!("SKIPPED: closed standard output under UMDBT_TEST_RUNNER");
+        return;
+    }
+    let prog = write_program(&asm("literal r1, 'x'\noutput r1\nhalt\n"));
+    for (name, flags) in engine_flags() {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut cmd = umdbt();
+        cmd.args([&["run"], &flags[..], &[path_str(&prog)]].concat())
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped());
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe functions may be called; close is one, and the closure touches
+        // no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr, "umdbt: standard output is closed\n", "{name}");
+    }
+    // With descriptor 1 open the same program runs.
+    let out = run_cli(&["run", path_str(&prog)], b"");
+    assert_eq!((out.status, out.stdout), (Some(0), b"x".to_vec()));
 }
 
 #[test]
