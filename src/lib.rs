@@ -8,7 +8,7 @@
 //! command). The translator: [`discoverer`] (cutting array 0 into blocks), [`translator`]
 //! (ISA-neutral translation driving an emitter from `arch/`), [`code_memory`], [`cache`]
 //! (blocks, dispatch table, chaining, invalidation), [`runtime`] (what generated code shares
-//! with Rust) and [`jit`] (the engine loop).
+//! with Rust) and [`jit`] (the engine loop). [`profile`]: perf map and jitdump files for `perf`.
 
 pub mod arch;
 pub mod assembler;
@@ -26,5 +26,6 @@ pub mod jit;
 pub mod loader;
 pub mod machine;
 pub mod memory;
+pub mod profile;
 pub mod runtime;
 pub mod translator;
