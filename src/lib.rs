@@ -11,7 +11,8 @@
 //! the compiler cuts the run with the [`discoverer`], has the [`translator`] drive a
 //! [`backend`] (one per host ISA, from [`arch`]) and installs the result in the [`cache`]
 //! (blocks, dispatch table, chaining, invalidation), which keeps it in [`code_memory`].
-//! [`runtime`] is what generated code shares with Rust.
+//! [`runtime`] is what generated code shares with Rust; [`profile`] tells `perf` where
+//! generated code lies.
 
 pub mod arch;
 pub mod assembler;
@@ -31,6 +32,7 @@ pub mod jit;
 pub mod loader;
 pub mod machine;
 pub mod memory;
+pub mod profile;
 pub mod runtime;
 pub mod stats;
 pub mod translator;
