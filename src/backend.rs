@@ -116,6 +116,12 @@ pub trait Backend: Sized {
     fn offset(&self) -> usize;
     /// Statistics: add `n` to the executed-instruction counter.
     fn count_instructions(&mut self, n: u32);
+    /// Take `n` instructions from the step budget (`JitCtx::budget`); when fewer were left,
+    /// branch to `exhausted` (the budget has wrapped by `n`, which Rust gives back).
+    fn take_budget(&mut self, n: u32, exhausted: Self::Label);
+    /// Branch to `target` when a signal asked the run to stop (the flag `JitCtx::interrupt`
+    /// points to).
+    fn branch_interrupted(&mut self, target: Self::Label);
     /// Statistics: increment the 64-bit counter at context offset `field`.
     fn count_event(&mut self, field: i32);
     /// Register `r` := `value`.
@@ -158,7 +164,8 @@ pub trait Backend: Sized {
     /// A jump to another block that Rust may re-target later with [`Backend::patch_jump`];
     /// returns its offset. Initially it goes to `stub`.
     fn jump_patchable(&mut self, stub: Self::Label) -> usize;
-    /// Jump to the block for pc `target` through the dispatch table.
+    /// Jump to the block for pc `target` through the dispatch table; when a signal asked
+    /// the run to stop, leave through the miss routine instead.
     fn jump_dispatch(&mut self, target: Val, count: bool);
     /// Leave generated code: store the exit fields and return to Rust.
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);

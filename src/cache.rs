@@ -251,7 +251,7 @@ impl<B: Backend> Cache<B> {
 
     /// Put a compiled block into code memory and the tables, and chain its exits whose
     /// targets are translated. `Err(Full)` when code memory has no room (nothing changed).
-    pub fn install(&mut self, c: Compiled, chain: bool) -> Result<BlockId, Full> {
+    pub fn install(&mut self, c: &Compiled, chain: bool) -> Result<BlockId, Full> {
         let id = self.next_id();
         let off = self.mem.append(&c.code).ok_or(Full)?;
         let (start, end) = (c.start, c.end);
@@ -280,7 +280,7 @@ impl<B: Backend> Cache<B> {
         for page in b.pages() {
             self.pages.entry(page).or_default().push(id.index);
         }
-        for w in c.watches {
+        for &w in &c.watches {
             self.watches.entry(w).or_default().push(id.index);
         }
         self.stats[Counter::BlocksTranslated] += 1;
@@ -430,6 +430,11 @@ impl<B: Backend> Cache<B> {
     /// second mapping switches protections).
     pub fn ready_to_run(&mut self) {
         self.mem.make_executable();
+    }
+
+    /// The routines' machine code (at the start of code memory).
+    pub fn routines_code(&self) -> &[u8] {
+        self.mem.bytes(0, self.routines_len)
     }
 
     /// Everything written to code memory so far.

@@ -3,11 +3,16 @@
 use crate::assembler;
 use crate::console::Console;
 use crate::decoder::{Instr, Op};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, RunOptions};
+use crate::fault::Stop;
 use crate::jit::{self, JitOptions};
 use crate::loader;
 use crate::machine::Machine;
+use crate::observe::Observers;
+use crate::profile::{ProfileFormat, Profiler};
+use crate::signals;
 use crate::stats::{Counter, Stats};
+use crate::trace::{TraceSet, Tracer};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +22,10 @@ use std::time::Instant;
 pub const EXIT_FAULT: u8 = 1;
 /// Exit status for a program that cannot be loaded, or a usage error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a run stopped by `--max-steps`.
+pub const EXIT_STEP_LIMIT: u8 = 3;
+/// A run stopped by a signal exits with this plus the signal's number.
+pub const EXIT_SIGNAL_BASE: u8 = 128;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,7 +34,9 @@ pub const EXIT_USAGE: u8 = 2;
     about = "A dynamic binary translator for the Universal Machine (UM-32) of ICFP 2006",
     after_help = "Exit status: 0 when the program halts, 1 when it faults (the fault is \
                   reported on stderr as 'umdbt: fault at pc N (OP): REASON'), 2 when the \
-                  program cannot be loaded or the command line is wrong.\n\
+                  program cannot be loaded or the command line is wrong, 3 when --max-steps \
+                  stopped it, 128 + the signal's number when SIGINT, SIGTERM or SIGHUP did \
+                  ('umdbt: interrupted at pc N').\n\
                   Logging: set RUST_LOG (for example RUST_LOG=umdbt=debug)."
 )]
 pub struct Cli {
@@ -43,9 +54,20 @@ pub enum Command {
     Asm(AsmArgs),
 }
 
+/// What `--stats` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsLevel {
+    /// The statistics table.
+    Table,
+    /// Also each operator's count under the translator (generated code counts them, which
+    /// slows it down).
+    Ops,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The program file (big-endian 32-bit words).
+    /// The program file (big-endian 32-bit words); `-` reads it from standard input (the
+    /// program then reads end of input).
     pub program: PathBuf,
     /// Use the reference interpreter instead of translating to machine code.
     #[arg(long)]
@@ -60,9 +82,28 @@ pub struct RunArgs {
           default_value_t = jit::DEFAULT_MAX_BLOCK,
           value_parser = clap::value_parser!(u32).range(1..=jit::MAX_MAX_BLOCK as i64))]
     pub max_block: u32,
-    /// Print statistics to stderr when the run ends (also after a fault).
-    #[arg(long)]
-    pub stats: bool,
+    /// Print statistics to stderr when the run ends (also after a fault, a step limit or an
+    /// interruption); `--stats=ops` also counts each operator under the translator.
+    #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "table")]
+    pub stats: Option<StatsLevel>,
+    /// Stop after N UM instructions (`umdbt: step limit N reached at pc P`, exit status 3).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// Translator: tell `perf` where generated code is. `perfmap` writes /tmp/perf-PID.map
+    /// (read by `perf report`); `jitdump` writes /tmp/jit-PID.dump (record with
+    /// `perf record -k mono`, then `perf inject --jit` for `perf report` and `perf
+    /// annotate`).
+    #[arg(long, value_name = "FORMAT", conflicts_with = "interp")]
+    pub profile: Option<ProfileFormat>,
+    /// Translator: trace, like QEMU's -d, a comma-separated list of: in_asm (the UM code of
+    /// each block translated), out_asm (its host code, disassembled), exec (each block
+    /// entry; turns chaining off, slow).
+    #[arg(short = 'd', value_name = "ITEMS", conflicts_with = "interp")]
+    pub trace: Option<TraceSet>,
+    /// Write the traces of -d to FILE instead of standard error.
+    #[arg(short = 'D', value_name = "FILE", requires = "trace")]
+    pub trace_file: Option<PathBuf>,
     /// Most memory the program's arrays may use, e.g. 512M, 4G (default: 3/4 of RAM).
     /// Going past it is a clean fault at the allocating instruction.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -112,20 +153,27 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
-/// Three quarters of the machine's RAM, or 8 GiB when it cannot be read.
-pub fn default_memory_limit() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+/// The machine's RAM in bytes, if it can be read.
+fn physical_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("MemTotal:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map(|kib| kib * 1024)
-    });
-    total.map_or(8 << 30, |t| t / 4 * 3)
+    })
+}
+
+/// Three quarters of the machine's RAM, or 8 GiB when it cannot be read.
+pub fn default_memory_limit() -> u64 {
+    physical_memory().map_or(8 << 30, |t| t / 4 * 3)
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(e),
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
@@ -133,6 +181,27 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Dis(args) => dis(&args),
         Command::Asm(args) => asm(&args),
+    }
+}
+
+/// `--help` and `--version` print as clap prints them; a mistake on the command line is
+/// one `umdbt:` line (clap's first line, and where to look), status 2.
+fn command_line_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            usage_error("a command is needed: run, dis or asm (umdbt --help says more)")
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("").trim();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            usage_error(format!("{first} (umdbt --help says more)"))
+        }
     }
 }
 
@@ -156,14 +225,28 @@ fn run(args: &RunArgs) -> ExitCode {
         program.len()
     );
     let limit = args.max_memory.unwrap_or_else(default_memory_limit);
+    if let (Some(asked), Some(ram)) = (args.max_memory, physical_memory())
+        && asked > ram
+    {
+        eprintln!(
+            "umdbt: warning: --max-memory {asked} is more than this machine's memory ({:.1} GiB)",
+            ram as f64 / (1u64 << 30) as f64
+        );
+    }
     let mut m = match Machine::new(&program, Console::stdio(), limit) {
         Ok(m) => m,
-        Err(f) => {
-            eprintln!("umdbt: {f}");
-            return ExitCode::from(EXIT_FAULT);
+        Err(reason) => {
+            return usage_error(format!(
+                "{} ({} words) does not fit in the memory limit of {limit} bytes: {reason}",
+                args.program.display(),
+                program.len()
+            ));
         }
     };
     drop(program);
+    if let Err(e) = signals::install() {
+        log::warn!("cannot catch SIGINT, SIGTERM and SIGHUP: {e}");
+    }
     let engine = if args.interp || !crate::arch::TRANSLATOR_AVAILABLE {
         if !args.interp {
             log::warn!("no translator for this host; using the interpreter");
@@ -175,41 +258,102 @@ fn run(args: &RunArgs) -> ExitCode {
             max_block: args.max_block,
         })
     };
-    let (result, mut stats) = engine::run_with_stats(&mut m, &engine, args.stats);
-    if args.stats {
+    let opts = RunOptions {
+        count: args.stats.is_some(),
+        count_ops: args.stats == Some(StatsLevel::Ops),
+        max_steps: args.max_steps,
+    };
+    let mut observers = match observers(args) {
+        Ok(o) => o,
+        Err(e) => return usage_error(e),
+    };
+    let (result, mut stats) = engine::run_observed(&mut m, &engine, opts, &mut observers);
+    drop(observers);
+    if args.stats.is_some() {
         stats.add_time(Counter::WallTime, start.elapsed());
-        eprint!("{}", stats_table(&m, &engine, &stats));
+        // The table starts on a fresh line where it would follow the program's output.
+        let fresh = !m.console.ends_line() && stdout_and_stderr_are_one_stream();
+        eprint!(
+            "{}{}",
+            if fresh { "\n" } else { "" },
+            stats_table(&engine, &stats, opts.count_ops)
+        );
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("umdbt: {f}");
-            ExitCode::from(EXIT_FAULT)
+        Err(stop) => {
+            eprintln!("umdbt: {stop}");
+            ExitCode::from(match stop {
+                Stop::Fault(_) => EXIT_FAULT,
+                Stop::StepLimit { .. } => EXIT_STEP_LIMIT,
+                Stop::Interrupted { signal, .. } => EXIT_SIGNAL_BASE + signal as u8,
+            })
         }
     }
 }
 
-/// The `--stats` table: a title naming the engine, the interpreter's per-operator counts,
-/// then the rows of [`crate::stats::TABLE`] that the engine keeps.
-pub fn stats_table(m: &Machine, engine: &Engine, stats: &Stats) -> String {
+/// The profiler and tracer `args` ask for.
+fn observers(args: &RunArgs) -> Result<Observers, String> {
+    let profiler = match args.profile {
+        Some(format) => Some(
+            Profiler::new(format)
+                .map_err(|e| format!("cannot write the {format:?} profile: {e}"))?,
+        ),
+        None => None,
+    };
+    let tracer = match (args.trace, &args.trace_file) {
+        (Some(set), Some(file)) => {
+            let f = std::fs::File::create(file)
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            Some(Tracer::new(set, Box::new(std::io::BufWriter::new(f))))
+        }
+        (Some(set), None) => Some(Tracer::new(
+            set,
+            Box::new(std::io::BufWriter::new(std::io::stderr())),
+        )),
+        (None, _) => None,
+    };
+    Ok(Observers { profiler, tracer })
+}
+
+/// Whether standard output and standard error reach the same place (one terminal, one
+/// pipe or one file), so that output on one shows up next to the other.
+fn stdout_and_stderr_are_one_stream() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/proc/self/fd/1"),
+        std::fs::metadata("/proc/self/fd/2"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => {
+            use std::io::IsTerminal;
+            std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// The `--stats` table: a title naming the engine, the per-operator counts (always for
+/// the interpreter, with `ops` for the translator), then the rows of
+/// [`crate::stats::TABLE`] that the engine keeps.
+pub fn stats_table(engine: &Engine, stats: &Stats, ops: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "umdbt statistics ({})", engine.describe());
     let translator = matches!(engine, Engine::Translator(_));
-    if !translator {
-        op_rows(&mut s, m);
+    if !translator || ops {
+        op_rows(&mut s, stats);
     }
     s.push_str(&stats.table(translator));
     s
 }
 
-/// The interpreter's per-operator rows.
-fn op_rows(s: &mut String, m: &Machine) {
+/// The per-operator rows.
+fn op_rows(s: &mut String, stats: &Stats) {
     use std::fmt::Write;
-    let total = m.instructions();
+    let total = stats[Counter::Instructions];
     let _ = writeln!(s, "  {:<12} {:>16} {:>8}", "operator", "executed", "share");
     for op in Op::ALL {
-        let n = m.op_counts[op as usize];
+        let n = stats[Counter::op(op)];
         if n == 0 {
             continue;
         }

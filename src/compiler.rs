@@ -10,6 +10,7 @@
 use crate::backend::{Backend, TooLong};
 use crate::cache::{BlockId, Cache, Compiled, Full, Pc};
 use crate::discoverer::{Run, discover};
+use crate::observe::Observers;
 use crate::stats::Counter;
 use crate::translator::{self, Options};
 use std::time::Instant;
@@ -29,7 +30,13 @@ impl Compiler {
     /// The block for `pc` (inside `program`, which is array 0), compiled and installed now
     /// if the cache has none. May flush the cache (when code memory or the block table is
     /// full): block identifiers from before the call may be stale after it.
-    pub fn block_at<B: Backend>(&self, cache: &mut Cache<B>, program: &[u32], pc: u32) -> BlockId {
+    pub fn block_at<B: Backend>(
+        &self,
+        cache: &mut Cache<B>,
+        program: &[u32],
+        pc: u32,
+        observers: &mut Observers,
+    ) -> BlockId {
         if let Some(id) = cache.lookup(Pc(pc)) {
             return id;
         }
@@ -39,8 +46,14 @@ impl Compiler {
         let mut flushed = false;
         let id = loop {
             let compiled = self.compile(cache, program, run.clone());
-            match cache.install(compiled, self.opts.chain) {
-                Ok(id) => break id,
+            match cache.install(&compiled, self.opts.chain) {
+                Ok(id) => {
+                    let (start, end) = (compiled.start.0, compiled.end.0);
+                    let ops = &program[start as usize..end as usize];
+                    let addr = cache.code_address(id);
+                    observers.code_loaded("block", start, ops, addr, &compiled.code);
+                    break id;
+                }
                 Err(Full) if flushed => panic!("a single block exceeds code memory"),
                 Err(Full) => {
                     cache.flush(program.len() as u32);
@@ -105,6 +118,8 @@ mod tests {
             opts: Options {
                 chain: true,
                 stats: false,
+                budget: false,
+                count_ops: false,
             },
             max_block: u32::MAX,
             check_ids: false,
@@ -115,7 +130,7 @@ mod tests {
         let len = c.end.0 - c.start.0;
         assert!(len <= n as u32 / 2, "cut at least in half: {len} ops");
         assert!(len > 1000, "not cut further than needed: {len} ops");
-        let id = cache.install(c, true).unwrap();
+        let id = cache.install(&c, true).unwrap();
         assert_eq!(cache.lookup(Pc(0)), Some(id));
     }
 }

@@ -9,6 +9,7 @@
 //! input reads as 0xFFFF_FFFF.
 
 use crate::fault::Reason;
+use crate::signals;
 use std::io::{self, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -114,6 +115,8 @@ pub struct Console {
     /// [`FlushPolicy::Interval`]: a newline output when `clock()` has reached this writes
     /// the buffer out. 0 until the first write-out, so the first line goes out at once.
     next_write_ms: u64,
+    /// Whether the output written out so far is empty or ends with a newline.
+    ended_line: bool,
     /// Bytes written by the program so far.
     pub bytes_out: u64,
     /// Bytes read by the program so far (end of input not counted).
@@ -139,6 +142,7 @@ impl Console {
             policy: FlushPolicy::Interval,
             clock: monotonic_ms,
             next_write_ms: 0,
+            ended_line: true,
             bytes_out: 0,
             bytes_in: 0,
         }
@@ -219,6 +223,9 @@ impl Console {
             if self.eof {
                 return Ok(u32::MAX);
             }
+            if let Some(signal) = signals::received() {
+                return Err(Reason::Interrupted(signal));
+            }
             loop {
                 match self.reader.read(&mut self.in_buf) {
                     Ok(0) => {
@@ -230,7 +237,12 @@ impl Console {
                         self.in_len = n;
                         break;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // A signal that asks the run to stop ends the wait (see `signals`).
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        if let Some(signal) = signals::received() {
+                            return Err(Reason::Interrupted(signal));
+                        }
+                    }
                     Err(e) => return Err(Reason::Io(format!("cannot read input: {e}"))),
                 }
             }
@@ -241,9 +253,20 @@ impl Console {
         Ok(b as u32)
     }
 
+    /// Whether the output so far is empty or ends with a newline.
+    pub fn ends_line(&self) -> bool {
+        match self.out_len {
+            0 => self.ended_line,
+            n => self.out[n - 1] == b'\n',
+        }
+    }
+
     /// Write out everything buffered so far.
     pub fn flush(&mut self) -> Result<(), Reason> {
         let wrote = self.out_len > 0;
+        if wrote {
+            self.ended_line = self.out[self.out_len - 1] == b'\n';
+        }
         let result = self
             .writer
             .write_all(&self.out[..self.out_len])

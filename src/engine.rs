@@ -2,10 +2,12 @@
 //! share.
 
 use crate::console::{Console, SharedOutput};
-use crate::fault::Fault;
+use crate::decoder::Op;
+use crate::fault::Stop;
 use crate::interpreter;
 use crate::jit::{self, JitOptions};
 use crate::machine::Machine;
+use crate::observe::Observers;
 use crate::stats::{Counter, Stats};
 
 /// Which engine runs a program, with its knobs.
@@ -66,24 +68,53 @@ impl Engine {
     }
 }
 
-/// Run `m` from its pc to halt or fault on `engine`, flushing the console at the end.
-/// With `count`, per-opcode instruction counts are kept in `m.op_counts`.
-pub fn run(m: &mut Machine, engine: &Engine, count: bool) -> Result<(), Fault> {
-    run_with_stats(m, engine, count).0
+/// How to run, whatever the engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Count instructions (per operator for the interpreter) and the counters of generated
+    /// code, for `--stats`.
+    pub count: bool,
+    /// With `count`, the translator also counts each operator (`--stats=ops`).
+    pub count_ops: bool,
+    /// Stop after this many UM instructions (`--max-steps`).
+    pub max_steps: Option<u64>,
+}
+
+/// Run `m` from its pc on `engine` until it halts, faults, is interrupted or reaches the
+/// step limit, flushing the console at the end.
+pub fn run(m: &mut Machine, engine: &Engine, opts: RunOptions) -> Result<(), Stop> {
+    run_with_stats(m, engine, opts).0
 }
 
 /// As [`run`], also returning the engine's statistics (heap and console counts included;
 /// the instruction count and the counters of generated code only with `count`).
-pub fn run_with_stats(m: &mut Machine, engine: &Engine, count: bool) -> (Result<(), Fault>, Stats) {
+pub fn run_with_stats(
+    m: &mut Machine,
+    engine: &Engine,
+    opts: RunOptions,
+) -> (Result<(), Stop>, Stats) {
+    run_observed(m, engine, opts, &mut Observers::default())
+}
+
+/// As [`run_with_stats`], telling `observers` about the code the translator makes.
+pub fn run_observed(
+    m: &mut Machine,
+    engine: &Engine,
+    opts: RunOptions,
+    observers: &mut Observers,
+) -> (Result<(), Stop>, Stats) {
     let (result, mut stats) = match engine {
-        Engine::Interpreter => {
-            let r = interpreter::run(m, count);
-            let mut s = Stats::default();
-            s[Counter::Instructions] = m.instructions();
-            (r, s)
-        }
-        Engine::Translator(o) => jit::run(m, *o, count),
+        Engine::Interpreter => (
+            interpreter::run(m, opts.count, opts.max_steps),
+            Stats::default(),
+        ),
+        Engine::Translator(o) => jit::run(m, *o, opts, observers),
     };
+    // What the interpreter ran (all of it, or what the translator left to it).
+    for op in Op::ALL {
+        stats[Counter::op(op)] += m.op_counts[op as usize];
+    }
+    stats[Counter::Instructions] += m.instructions();
     let result = m.finish(result);
     stats.record_heap(&m.heap);
     stats.record_console(&m.console);
@@ -94,26 +125,26 @@ pub fn run_with_stats(m: &mut Machine, engine: &Engine, count: bool) -> (Result<
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub stdout: Vec<u8>,
-    pub result: Result<(), Fault>,
+    pub result: Result<(), Stop>,
     /// Registers when the run ended.
     pub regs: [u32; 8],
-    /// The pc of the instruction that halted or faulted.
+    /// The pc of the instruction that halted or faulted, or of the next one.
     pub pc: u32,
 }
 
 /// Run `program` in-process with `input` as its console input, collecting its output.
 pub fn run_captured(program: &[u32], input: &[u8], engine: &Engine, memory_limit: u64) -> Outcome {
-    run_captured_with_stats(program, input, engine, memory_limit, false).0
+    run_captured_with(program, input, engine, memory_limit, RunOptions::default()).0
 }
 
-/// As [`run_captured`], also returning the run's statistics (`count` as for
-/// [`run_with_stats`]).
-pub fn run_captured_with_stats(
+/// As [`run_captured`], with run options, also returning the run's statistics. A program
+/// that does not fit in `memory_limit` is reported as a fault at pc 0.
+pub fn run_captured_with(
     program: &[u32],
     input: &[u8],
     engine: &Engine,
     memory_limit: u64,
-    count: bool,
+    opts: RunOptions,
 ) -> (Outcome, Stats) {
     let sink = SharedOutput::default();
     let console = Console::new(
@@ -122,10 +153,10 @@ pub fn run_captured_with_stats(
     );
     let (result, regs, pc, stats) = match Machine::new(program, console, memory_limit) {
         Ok(mut m) => {
-            let (r, stats) = run_with_stats(&mut m, engine, count);
+            let (r, stats) = run_with_stats(&mut m, engine, opts);
             (r, m.regs, m.pc, stats)
         }
-        Err(f) => (Err(f), [0; 8], 0, Stats::default()),
+        Err(reason) => (Err(Stop::at(0, None, reason)), [0; 8], 0, Stats::default()),
     };
     let stdout = sink.0.borrow().clone();
     let outcome = Outcome {

@@ -1,4 +1,6 @@
-//! Faults: the "may Fail" cases of the specification, reported the same way by every engine.
+//! How a run ends when the program does not halt: a [`Fault`] (the "may Fail" cases of the
+//! specification, reported the same way by every engine), or a [`Stop`] asked for from
+//! outside (a signal, a step budget).
 
 use crate::decoder::Op;
 use std::fmt;
@@ -32,6 +34,9 @@ pub enum Reason {
     OutOfIdentifiers,
     /// The console could not be read or written.
     Io(String),
+    /// A signal arrived while the console waited for input (not a fault: the engines turn
+    /// it into [`Stop::Interrupted`] at the input instruction).
+    Interrupted(i32),
 }
 
 impl fmt::Display for Reason {
@@ -56,6 +61,7 @@ impl fmt::Display for Reason {
             }
             Reason::OutOfIdentifiers => write!(f, "no array identifier left"),
             Reason::Io(msg) => write!(f, "{msg}"),
+            Reason::Interrupted(sig) => write!(f, "interrupted by signal {sig}"),
         }
     }
 }
@@ -88,6 +94,64 @@ impl fmt::Display for Fault {
 }
 
 impl std::error::Error for Fault {}
+
+/// Why a run ended without halting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The program failed.
+    Fault(Fault),
+    /// A signal (SIGINT, SIGTERM, SIGHUP) asked umdbt to stop; `pc` is the next
+    /// instruction.
+    Interrupted { pc: u32, signal: i32 },
+    /// `--max-steps`: `limit` instructions ran; `pc` is the next instruction.
+    StepLimit { pc: u32, limit: u64 },
+}
+
+impl Stop {
+    /// The instruction that faulted, or the next one to run.
+    pub fn pc(&self) -> u32 {
+        match self {
+            Stop::Fault(f) => f.pc,
+            Stop::Interrupted { pc, .. } | Stop::StepLimit { pc, .. } => *pc,
+        }
+    }
+
+    /// The fault, if the program failed.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            Stop::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// A fault at `pc` for `reason`, or the interruption it stands for.
+    pub fn at(pc: u32, op: Option<Op>, reason: Reason) -> Stop {
+        match reason {
+            Reason::Interrupted(signal) => Stop::Interrupted { pc, signal },
+            reason => Stop::Fault(Fault { pc, op, reason }),
+        }
+    }
+}
+
+impl From<Fault> for Stop {
+    fn from(f: Fault) -> Stop {
+        Stop::at(f.pc, f.op, f.reason)
+    }
+}
+
+impl fmt::Display for Stop {
+    /// `fault at pc N (OPNAME): REASON`, `interrupted at pc N`, or
+    /// `step limit N reached at pc P`; the CLI puts `umdbt: ` in front.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Fault(fault) => fault.fmt(f),
+            Stop::Interrupted { pc, .. } => write!(f, "interrupted at pc {pc}"),
+            Stop::StepLimit { pc, limit } => write!(f, "step limit {limit} reached at pc {pc}"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
 
 #[cfg(test)]
 mod tests {

@@ -4,20 +4,26 @@
 //! instruction at a time, straight from array 0 (self-modifying code needs no special care).
 
 use crate::decoder::{Op, lit_reg, lit_value, opcode, reg_a, reg_b, reg_c};
-use crate::fault::{Fault, Reason};
+use crate::fault::{Reason, Stop};
 use crate::machine::Machine;
+use crate::signals;
 
-/// Run from `m.pc` until halt or a fault. With `count`, `m.op_counts` is kept up to date.
-pub fn run(m: &mut Machine, count: bool) -> Result<(), Fault> {
-    let result = if count {
-        run_loop::<true, false>(m, 0)
-    } else {
-        run_loop::<false, false>(m, 0)
+/// Run from `m.pc` until halt, a fault, a signal or `max_steps` instructions. With `count`,
+/// `m.op_counts` is kept up to date.
+pub fn run(m: &mut Machine, count: bool, max_steps: Option<u64>) -> Result<(), Stop> {
+    let (step, _) = match (count, max_steps) {
+        (true, None) => run_loop::<true, false>(m, 0),
+        (false, None) => run_loop::<false, false>(m, 0),
+        (true, Some(n)) => run_loop::<true, true>(m, n),
+        (false, Some(n)) => run_loop::<false, true>(m, n),
     };
-    match result {
+    match step {
         Step::Halted => Ok(()),
-        Step::Faulted(f) => Err(f),
-        Step::Budget => unreachable!("unbounded run stopped on its budget"),
+        Step::Stopped(s) => Err(s),
+        Step::Budget => Err(Stop::StepLimit {
+            pc: m.pc,
+            limit: max_steps.expect("only a bounded run runs out"),
+        }),
     }
 }
 
@@ -25,22 +31,29 @@ pub fn run(m: &mut Machine, count: bool) -> Result<(), Fault> {
 #[derive(Debug)]
 pub enum Step {
     Halted,
-    Faulted(Fault),
+    /// A fault or a signal.
+    Stopped(Stop),
     /// The instruction budget ran out; `m.pc` is the next instruction.
     Budget,
 }
 
-/// Run at most `budget` instructions (for engines that fall back to interpretation).
-pub fn run_for(m: &mut Machine, count: bool, budget: u64) -> Step {
-    if count {
+/// Run at most `budget` instructions (for engines that fall back to interpretation); also
+/// returns how many ran (an instruction that faults counts, as it does for the step limit).
+pub fn run_for(m: &mut Machine, count: bool, budget: u64) -> (Step, u64) {
+    let (step, left) = if count {
         run_loop::<true, true>(m, budget)
     } else {
         run_loop::<false, true>(m, budget)
-    }
+    };
+    (step, budget - left)
 }
 
+/// The loop; returns how it ended and, when `BOUNDED`, how much of the budget is left.
 #[inline(always)]
-fn run_loop<const COUNT: bool, const BOUNDED: bool>(m: &mut Machine, mut budget: u64) -> Step {
+fn run_loop<const COUNT: bool, const BOUNDED: bool>(
+    m: &mut Machine,
+    mut budget: u64,
+) -> (Step, u64) {
     let mut r = m.regs;
     let mut pc = m.pc;
     let (mut prog, mut prog_len) = m.heap.program();
@@ -52,11 +65,7 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(m: &mut Machine, mut budget:
             budget -= 1;
         }
         if pc >= prog_len {
-            break Step::Faulted(Fault {
-                pc,
-                op: None,
-                reason: Reason::PcOutOfBounds { len: prog_len },
-            });
+            break Step::Stopped(Stop::at(pc, None, Reason::PcOutOfBounds { len: prog_len }));
         }
         // SAFETY: `pc < prog_len` and `prog` points at array 0's `prog_len` words; it is
         // refreshed whenever array 0 is replaced (op 12 with B != 0).
@@ -66,7 +75,7 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(m: &mut Machine, mut budget:
             m.op_counts[op as usize] += 1;
         }
         let (a, b, c) = (reg_a(w), reg_b(w), reg_c(w));
-        let fault = |reason| Step::Faulted(Fault::new(pc, Op::from_number(op), reason));
+        let stop = |reason| Step::Stopped(Stop::at(pc, Some(Op::from_number(op)), reason));
         match op {
             0 => {
                 if r[c] != 0 {
@@ -75,18 +84,18 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(m: &mut Machine, mut budget:
             }
             1 => match m.heap.load(r[b], r[c]) {
                 Ok(v) => r[a] = v,
-                Err(e) => break fault(e),
+                Err(e) => break stop(e),
             },
             2 => {
                 if let Err(e) = m.heap.store(r[a], r[b], r[c]) {
-                    break fault(e);
+                    break stop(e);
                 }
             }
             3 => r[a] = r[b].wrapping_add(r[c]),
             4 => r[a] = r[b].wrapping_mul(r[c]),
             5 => {
                 if r[c] == 0 {
-                    break fault(Reason::DivisionByZero);
+                    break stop(Reason::DivisionByZero);
                 }
                 r[a] = r[b] / r[c];
             }
@@ -94,38 +103,42 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(m: &mut Machine, mut budget:
             7 => break Step::Halted,
             8 => match m.heap.alloc(r[c]) {
                 Ok(id) => r[b] = id,
-                Err(e) => break fault(e),
+                Err(e) => break stop(e),
             },
             9 => {
                 if let Err(e) = m.heap.abandon(r[c]) {
-                    break fault(e);
+                    break stop(e);
                 }
             }
             10 => {
                 if let Err(e) = m.console.output(r[c]) {
-                    break fault(e);
+                    break stop(e);
                 }
             }
             11 => match m.console.input() {
                 Ok(v) => r[c] = v,
-                Err(e) => break fault(e),
+                Err(e) => break stop(e),
             },
             12 => {
                 if r[b] != 0 {
                     if let Err(e) = m.heap.load_program(r[b]) {
-                        break fault(e);
+                        break stop(e);
                     }
                     (prog, prog_len) = m.heap.program();
                 }
                 pc = r[c];
+                // Every loop jumps: a signal is noticed here.
+                if let Some(signal) = signals::received() {
+                    break Step::Stopped(Stop::Interrupted { pc, signal });
+                }
                 continue;
             }
             13 => r[lit_reg(w)] = lit_value(w),
-            _ => break fault(Reason::InvalidOpcode(op)),
+            _ => break stop(Reason::InvalidOpcode(op)),
         }
         pc += 1;
     };
     m.regs = r;
     m.pc = pc;
-    step
+    (step, budget)
 }

@@ -1,16 +1,19 @@
 //! The translating engine: runs generated code, and handles in Rust what makes it return
 //! (a jump to untranslated code, a chain request, a fault, a store into translated code,
-//! load program from another array).
+//! load program from another array, the end of the step budget, a signal).
 
 use crate::arch::Host;
 use crate::backend::{Backend, EnterFn};
 use crate::cache::Cache;
 use crate::compiler::Compiler;
 use crate::decoder::Instr;
-use crate::fault::{Fault, Reason};
+use crate::engine::RunOptions;
+use crate::fault::{Reason, Stop};
 use crate::interpreter::{self, Step};
 use crate::machine::Machine;
+use crate::observe::Observers;
 use crate::runtime::{ExitKind, JitCtx};
+use crate::signals;
 use crate::stats::{Counter, Stats};
 use crate::translator::Options;
 
@@ -36,23 +39,38 @@ pub const DEFAULT_MAX_BLOCK: u32 = 256;
 /// Upper bound for `--max-block`: the host backend's.
 pub const MAX_MAX_BLOCK: u32 = Host::MAX_BLOCK_OPS;
 
-/// Run `m` from its pc to halt or fault with translation. With `stats`, counters are kept
-/// (generated code then carries counting instructions) and returned.
-pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>, Stats) {
+/// Run `m` from its pc to halt, a fault, a signal or `max_steps` instructions, with
+/// translation. With `count`, counters are kept (generated code then carries counting
+/// instructions) and returned; the instructions the interpreter ran are in `m.op_counts`.
+pub fn run(
+    m: &mut Machine,
+    opts: JitOptions,
+    run: RunOptions,
+    observers: &mut Observers,
+) -> (Result<(), Stop>, Stats) {
+    let RunOptions {
+        count: stats,
+        count_ops,
+        max_steps,
+    } = run;
     let mut cache = match Cache::<Host>::new(m.heap.program().1) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("cannot map code memory ({e}); interpreting instead");
-            let r = interpreter::run(m, stats);
-            let mut s = Stats::default();
-            s[Counter::Instructions] = m.instructions();
-            return (r, s);
+            return (interpreter::run(m, stats, max_steps), Stats::default());
         }
     };
+    let routines = cache.routines_code();
+    observers.code_loaded("routines", 0, &[], cache.code_base(), routines);
+    // Tracing every block entry: no chaining and no dispatch table, so that every entry
+    // passes through Rust.
+    let exec_trace = observers.traces_exec();
     let compiler = Compiler {
         opts: Options {
-            chain: opts.chain,
+            chain: opts.chain && !exec_trace,
             stats,
+            budget: max_steps.is_some(),
+            count_ops: stats && count_ops,
         },
         max_block: opts.max_block.clamp(1, MAX_MAX_BLOCK),
         check_ids: !m.heap.covers_whole_space(),
@@ -60,15 +78,19 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
     let mut ctx = Box::new(JitCtx::new());
     ctx.regs = m.regs;
     ctx.code_base = cache.code_base() as u64;
+    ctx.budget = max_steps.unwrap_or(u64::MAX);
     // SAFETY: `enter` is the routine `Backend::routines` assembled with exactly the
     // `EnterFn` signature.
     let enter = unsafe { std::mem::transmute::<usize, EnterFn>(cache.routines().enter) };
     let mut pc = m.pc;
     let result = loop {
+        if let Some(signal) = signals::received() {
+            break Err(Stop::Interrupted { pc, signal });
+        }
         let prog_len = m.heap.program().1;
         if pc >= prog_len {
             // Let the interpreter report the fetch fault.
-            match interpret_one(m, &mut ctx, pc, stats) {
+            match interpret(m, &mut ctx, pc, 1, stats, max_steps) {
                 Ok(next) => {
                     pc = next;
                     continue;
@@ -76,11 +98,16 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 Err(r) => break r,
             }
         }
-        let id = compiler.block_at(&mut cache, m.heap.array(0), pc);
+        let id = compiler.block_at(&mut cache, m.heap.array(0), pc, observers);
         let code = cache.code_address(id);
         // The tables may have been reallocated by a flush; the heap and console pointers
         // are made afresh from `m` for every run, and `m` is not used until it returns.
         (ctx.dtable, ctx.dtable_len) = cache.dtable();
+        if exec_trace {
+            // Every computed jump misses.
+            ctx.dtable_len = 0;
+            observers.exec(pc);
+        }
         ctx.codemap = cache.codemap();
         ctx.heap = &raw mut *m.heap;
         ctx.console = &raw mut m.console;
@@ -95,6 +122,7 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
         unsafe { enter(&raw mut *ctx, code) };
         let kind = ExitKind::from_u32(ctx.exit_kind).expect("generated code sets an exit kind");
         let (epc, ea, eb) = (ctx.exit_pc, ctx.exit_a, ctx.exit_b);
+        log::trace!("exit {kind:?} pc {epc} a {ea} b {eb}");
         match kind {
             ExitKind::Halt => {
                 m.pc = epc;
@@ -106,17 +134,20 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
             }
             ExitKind::Link => {
                 pc = epc;
-                if epc < prog_len {
+                if epc < m.heap.program().1 && signals::received().is_none() {
                     let src = cache.block_id(ea);
-                    let dst = compiler.block_at(&mut cache, m.heap.array(0), epc);
+                    let dst = compiler.block_at(&mut cache, m.heap.array(0), epc, observers);
                     // Rejected when compiling `dst` flushed the cache: `src` is stale then.
                     cache.link(src, eb, dst);
                 }
             }
             ExitKind::Interp => {
-                uncount(&mut ctx, stats, eb);
+                give_back(&mut ctx, &compiler.opts, eb);
+                if let Some(signal) = signals::received() {
+                    break Err(Stop::Interrupted { pc: epc, signal });
+                }
                 let generation = m.heap.generation();
-                match interpret_one(m, &mut ctx, epc, stats) {
+                match interpret(m, &mut ctx, epc, 1, stats, max_steps) {
                     Ok(next) => pc = next,
                     Err(r) => break r,
                 }
@@ -125,26 +156,35 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
                 }
             }
             ExitKind::Fault => {
-                uncount(&mut ctx, stats, eb);
+                give_back(&mut ctx, &compiler.opts, eb);
                 let reason = ctx
                     .pending
                     .take()
                     .unwrap_or(Reason::Io("runtime fault".into()));
                 let word = m.heap.array(0)[epc as usize];
                 m.pc = epc;
-                break Err(Fault::new(epc, Instr::decode(word).op, reason));
+                break Err(Stop::at(epc, Some(Instr::decode(word).op), reason));
             }
             ExitKind::Smc => {
-                uncount(&mut ctx, stats, eb);
+                give_back(&mut ctx, &compiler.opts, eb);
                 let word = ctx.regs[(ea & 7) as usize];
                 cache.invalidate_word(word);
                 pc = epc;
             }
+            ExitKind::Budget => {
+                // The block did not start (nothing counted for statistics): give back what
+                // it took, and interpret what is left, fewer instructions than the block.
+                ctx.budget = ctx.budget.wrapping_add(eb as u64);
+                match interpret(m, &mut ctx, epc, eb as u64, stats, max_steps) {
+                    Ok(next) => pc = next,
+                    Err(r) => break r,
+                }
+            }
         }
     };
     m.regs = ctx.regs;
-    if let Err(f) = &result {
-        m.pc = f.pc;
+    if let Err(s) = &result {
+        m.pc = s.pc();
     }
     if let Some(path) = std::env::var_os("UMDBT_DUMP_CODE") {
         // Debugging aid: the code memory, for `objdump -b binary --adjust-vma=BASE`.
@@ -159,35 +199,47 @@ pub fn run(m: &mut Machine, opts: JitOptions, stats: bool) -> (Result<(), Fault>
             Err(e) => log::warn!("cannot write code dump: {e}"),
         }
     }
+    observers.flush();
     let mut s = ctx.stats;
     s.add(&cache.stats);
-    s[Counter::Instructions] += m.instructions();
     (result, s)
 }
 
-/// Take back the `n` instructions a block counted on entry but did not run (the counters
-/// exist only with statistics).
-fn uncount(ctx: &mut JitCtx, stats: bool, n: u32) {
-    if stats {
+/// Give back the `n` operations of a block that did not run: to the step budget (which
+/// blocks take from only when it is on) and to the instruction count (kept only with
+/// statistics).
+fn give_back(ctx: &mut JitCtx, opts: &Options, n: u32) {
+    if opts.budget {
+        ctx.budget += n as u64;
+    }
+    if opts.stats {
         ctx.stats[Counter::Instructions] -= n as u64;
     }
 }
 
-/// Interpret the one instruction at `pc`; returns the next pc, or how the run ended.
-fn interpret_one(
+/// Interpret at most `n` instructions from `pc`, and fewer when the step budget runs out
+/// first: the next pc when they ran, else how the run ended (`max_steps` reached
+/// included).
+fn interpret(
     m: &mut Machine,
     ctx: &mut JitCtx,
     pc: u32,
+    n: u64,
     stats: bool,
-) -> Result<u32, Result<(), Fault>> {
+    max_steps: Option<u64>,
+) -> Result<u32, Result<(), Stop>> {
     m.regs = ctx.regs;
     m.pc = pc;
-    ctx.stats[Counter::Interpreted] += 1;
-    let step = interpreter::run_for(m, stats, 1);
+    let (step, ran) = interpreter::run_for(m, stats, n.min(ctx.budget));
     ctx.regs = m.regs;
+    ctx.budget -= ran;
+    ctx.stats[Counter::Interpreted] += ran;
     match step {
-        Step::Budget => Ok(m.pc),
+        Step::Budget => match max_steps {
+            Some(limit) if ctx.budget == 0 => Err(Err(Stop::StepLimit { pc: m.pc, limit })),
+            _ => Ok(m.pc),
+        },
         Step::Halted => Err(Ok(())),
-        Step::Faulted(f) => Err(Err(f)),
+        Step::Stopped(s) => Err(Err(s)),
     }
 }

@@ -40,17 +40,29 @@ pub fn words_from_bytes(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Read the program at `path` (a file, or a pipe or device read to its end).
+/// Read the program at `path` (a file, or a pipe or device read to its end; `-` is
+/// standard input).
 pub fn load(path: &Path) -> Result<Vec<u32>, LoadError> {
-    let name = path.display().to_string();
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
     let read = |error| LoadError::Read {
         path: name.clone(),
         error,
     };
-    if std::fs::metadata(path).map_err(read)?.is_dir() {
-        return Err(read(std::io::Error::other("is a directory")));
-    }
-    let bytes = std::fs::read(path).map_err(read)?;
+    let bytes = if stdin {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(read)?;
+        bytes
+    } else {
+        if std::fs::metadata(path).map_err(read)?.is_dir() {
+            return Err(read(std::io::Error::other("is a directory")));
+        }
+        std::fs::read(path).map_err(read)?
+    };
     check_length(&name, bytes.len() as u64)?;
     Ok(words_from_bytes(&bytes))
 }

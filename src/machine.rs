@@ -2,7 +2,7 @@
 
 use crate::console::Console;
 use crate::decoder::Op;
-use crate::fault::Fault;
+use crate::fault::{Reason, Stop};
 use crate::memory::Heap;
 
 pub struct Machine {
@@ -17,13 +17,10 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A machine about to run `program` from pc 0 with all registers zero.
-    pub fn new(program: &[u32], console: Console, memory_limit: u64) -> Result<Machine, Fault> {
-        let heap = Heap::new(program, memory_limit).map_err(|reason| Fault {
-            pc: 0,
-            op: None,
-            reason,
-        })?;
+    /// A machine about to run `program` from pc 0 with all registers zero; fails when the
+    /// program itself does not fit within `memory_limit`.
+    pub fn new(program: &[u32], console: Console, memory_limit: u64) -> Result<Machine, Reason> {
+        let heap = Heap::new(program, memory_limit)?;
         Ok(Machine {
             regs: [0; 8],
             pc: 0,
@@ -39,10 +36,10 @@ impl Machine {
     }
 
     /// Flush the console after the run ended; a failed write becomes the run's result.
-    pub fn finish(&mut self, result: Result<(), Fault>) -> Result<(), Fault> {
+    pub fn finish(&mut self, result: Result<(), Stop>) -> Result<(), Stop> {
         match (result, self.console.flush()) {
-            (Err(f), _) => Err(f),
-            (Ok(()), Err(reason)) => Err(Fault::new(self.pc, Op::Halt, reason)),
+            (Err(s), _) => Err(s),
+            (Ok(()), Err(reason)) => Err(Stop::at(self.pc, Some(Op::Halt), reason)),
             (Ok(()), Ok(())) => Ok(()),
         }
     }

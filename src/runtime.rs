@@ -10,6 +10,7 @@ use crate::fault::Reason;
 use crate::memory::Heap;
 use crate::stats::{Counter, Stats};
 use std::mem::offset_of;
+use std::sync::atomic::AtomicU32;
 
 /// Why generated code returned to Rust (`JitCtx::exit_kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub enum ExitKind {
     /// A store into array 0 hit translated code; the offset is in register `exit_a`;
     /// continue at `exit_pc`; `exit_b` operations of the block did not run.
     Smc = 6,
+    /// The block at `exit_pc` did not start: fewer than its `exit_b` operations are left
+    /// in the step budget (which it took and gives back through `exit_b`).
+    Budget = 7,
 }
 
 impl ExitKind {
@@ -41,6 +45,7 @@ impl ExitKind {
             4 => ExitKind::Interp,
             5 => ExitKind::Fault,
             6 => ExitKind::Smc,
+            7 => ExitKind::Budget,
             _ => return None,
         })
     }
@@ -69,6 +74,12 @@ pub struct JitCtx {
     pub codemap: *const u8,
     /// Address of the code memory (dispatch table offsets are relative to it).
     pub code_base: u64,
+    /// Non-zero once a signal asked the run to stop ([`crate::signals::INTERRUPT`]):
+    /// tested at backward and computed jumps.
+    pub interrupt: *const AtomicU32,
+    /// Instructions left in the step budget (`--max-steps`); blocks take theirs on entry
+    /// when the budget is on.
+    pub budget: u64,
     /// Counters bumped by generated code (only when statistics are on) and by the engine
     /// loop.
     pub stats: Stats,
@@ -93,6 +104,8 @@ impl JitCtx {
             _pad: 0,
             codemap: std::ptr::null(),
             code_base: 0,
+            interrupt: &crate::signals::INTERRUPT,
+            budget: u64::MAX,
             stats: Stats::default(),
             console: std::ptr::null_mut(),
             pending: None,
@@ -119,6 +132,8 @@ pub mod off {
     pub const DTABLE_LEN: i32 = offset_of!(JitCtx, dtable_len) as i32;
     pub const CODEMAP: i32 = offset_of!(JitCtx, codemap) as i32;
     pub const CODE_BASE: i32 = offset_of!(JitCtx, code_base) as i32;
+    pub const INTERRUPT: i32 = offset_of!(JitCtx, interrupt) as i32;
+    pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
 
     /// Offset of a statistics counter.
     pub const fn counter(c: Counter) -> i32 {
@@ -131,6 +146,7 @@ pub mod off {
         assert!(REGS + 32 <= 128 && EXIT_KIND < 128 && EXIT_PC < 128);
         assert!(EXIT_A < 128 && EXIT_B < 128 && HEAP < 128 && DTABLE < 128);
         assert!(DTABLE_LEN < 128 && CODEMAP < 128 && CODE_BASE < 128);
+        assert!(INTERRUPT < 128 && BUDGET < 128);
     };
 }
 

@@ -34,7 +34,7 @@ pub enum Scope {
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident: $label:literal, $unit:ident, $scope:ident;)*) => {
         /// Every counter, in the order of this list.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         #[repr(usize)]
         pub enum Counter {
             $($(#[$doc])* $name,)*
@@ -115,6 +115,38 @@ counters! {
     BytesIn: "bytes input", Bytes, All;
     /// Wall time of the run, loading included.
     WallTime: "wall time", Nanos, All;
+    /// Operator 0 (conditional move) executed (`--stats=ops` for the translator).
+    OpCmov: "cmov", Count, All;
+    /// Operator 1 (array index) executed (`--stats=ops` for the translator).
+    OpIndex: "index", Count, All;
+    /// Operator 2 (array amendment) executed (`--stats=ops` for the translator).
+    OpAmend: "amend", Count, All;
+    /// Operator 3 (addition) executed (`--stats=ops` for the translator).
+    OpAdd: "add", Count, All;
+    /// Operator 4 (multiplication) executed (`--stats=ops` for the translator).
+    OpMul: "mul", Count, All;
+    /// Operator 5 (division) executed (`--stats=ops` for the translator).
+    OpDiv: "div", Count, All;
+    /// Operator 6 (not-and) executed (`--stats=ops` for the translator).
+    OpNand: "nand", Count, All;
+    /// Operator 7 (halt) executed (`--stats=ops` for the translator).
+    OpHalt: "halt", Count, All;
+    /// Operator 8 (allocation) executed (`--stats=ops` for the translator).
+    OpAlloc: "alloc", Count, All;
+    /// Operator 9 (abandonment) executed (`--stats=ops` for the translator).
+    OpAbandon: "abandon", Count, All;
+    /// Operator 10 (output) executed (`--stats=ops` for the translator).
+    OpOutput: "output", Count, All;
+    /// Operator 11 (input) executed (`--stats=ops` for the translator).
+    OpInput: "input", Count, All;
+    /// Operator 12 (load program) executed (`--stats=ops` for the translator).
+    OpLoadProg: "loadprog", Count, All;
+    /// Operator 13 (orthography) executed (`--stats=ops` for the translator).
+    OpLiteral: "literal", Count, All;
+    /// Operator 14 (opcode 14) executed (`--stats=ops` for the translator).
+    OpInvalid14: "invalid14", Count, All;
+    /// Operator 15 (opcode 15) executed (`--stats=ops` for the translator).
+    OpInvalid15: "invalid15", Count, All;
 }
 
 /// A value for every counter. `#[repr(C)]`: generated code bumps counters in place at
@@ -126,6 +158,14 @@ pub struct Stats([u64; Counter::COUNT]);
 impl Default for Stats {
     fn default() -> Stats {
         Stats([0; Counter::COUNT])
+    }
+}
+
+impl Counter {
+    /// The counter of operator `op` (the per-operator counts follow each other in opcode
+    /// order).
+    pub fn op(op: crate::decoder::Op) -> Counter {
+        Counter::ALL[Counter::OpCmov as usize + op as usize]
     }
 }
 
@@ -295,8 +335,10 @@ mod tests {
                 .iter()
                 .filter(|r| matches!(r, Row::Counter(x) if *x == c))
                 .count();
-            // Misses, ConstExits and StubRuns are shown through derived rows.
-            let expected = usize::from(!matches!(c, Misses | ConstExits | StubRuns));
+            // Misses, ConstExits and StubRuns are shown through derived rows, the
+            // per-operator counts in a table of their own.
+            let shown = !matches!(c, Misses | ConstExits | StubRuns) && c < OpCmov;
+            let expected = usize::from(shown);
             assert_eq!(n, expected, "{c:?}");
         }
     }
@@ -331,5 +373,12 @@ mod tests {
         assert_eq!((a[Lookups], a[Exits]), (3, 5));
         assert_eq!(offset_of(Instructions), 0);
         assert_eq!(offset_of(Lookups), 8 * Lookups as usize);
+    }
+
+    #[test]
+    fn operator_counters_follow_opcode_order() {
+        for op in crate::decoder::Op::ALL {
+            assert_eq!(Counter::op(op).label(), op.name());
+        }
     }
 }

@@ -27,6 +27,10 @@ pub struct Options {
     pub chain: bool,
     /// Emit statistics counters.
     pub stats: bool,
+    /// Take each block's operations from the step budget on entry (`--max-steps`).
+    pub budget: bool,
+    /// Count each operator executed (`--stats=ops`).
+    pub count_ops: bool,
 }
 
 /// The result of translating a run.
@@ -71,6 +75,9 @@ struct Stub<L> {
     label: L,
     pending: Vec<(u8, u32)>,
     kind: StubKind,
+    /// With `count_ops`, the operator this exit counts as executed (an amend that hit
+    /// translated code, a runtime call whose failure ends the run).
+    counts: Option<Op>,
 }
 
 struct Translator<'e, E: Backend> {
@@ -87,6 +94,8 @@ struct Translator<'e, E: Backend> {
     victim: usize,
     /// What this block's chain requests report (its index in the cache).
     link_tag: u32,
+    /// The block's first pc.
+    start: u32,
     opts: Options,
     n_ops: u32,
     /// Whether a word of array 0 is covered by another translation.
@@ -111,11 +120,16 @@ pub fn translate<E: Backend>(
         array_cache: [None; ARRAY_PAIRS],
         victim: 0,
         link_tag,
+        start: run.start,
         opts,
         n_ops: run.ops.len() as u32,
         is_code,
         watches: Vec::new(),
     };
+    if opts.budget {
+        let exhausted = t.stub(ExitKind::Budget, run.start, 0, t.n_ops);
+        t.e.take_budget(t.n_ops, exhausted);
+    }
     if opts.stats {
         t.e.count_instructions(t.n_ops);
     }
@@ -125,6 +139,7 @@ pub fn translate<E: Backend>(
             ended = true;
             break;
         }
+        t.count_op(ins.op);
     }
     if !ended {
         match run.end {
@@ -186,8 +201,23 @@ impl<E: Backend> Translator<'_, E> {
             label,
             pending,
             kind: StubKind::Exit(kind, pc, a, b),
+            counts: None,
         });
         label
+    }
+
+    /// As [`Translator::stub`], for an exit after operator `op` ran (counted there).
+    fn stub_after(&mut self, op: Op, kind: ExitKind, pc: u32, a: u32, b: u32) -> E::Label {
+        let label = self.stub(kind, pc, a, b);
+        self.stubs.last_mut().expect("just pushed").counts = Some(op);
+        label
+    }
+
+    /// With `count_ops`, count one execution of `op`.
+    fn count_op(&mut self, op: Op) {
+        if self.opts.count_ops {
+            self.e.count_event(off::counter(Counter::op(op)));
+        }
     }
 
     /// Register `a` now holds an unknown value computed into the host register.
@@ -272,6 +302,11 @@ impl<E: Backend> Translator<'_, E> {
         if self.opts.stats {
             self.e.count_event(off::counter(Counter::ConstExits));
         }
+        // Every loop of constant jumps has a jump backwards (to a block starting at or
+        // before this one's): there a signal is noticed.
+        if target <= self.start {
+            self.e.branch_interrupted(label);
+        }
         let jump_at = self.e.jump_patchable(label);
         self.exits.push(ExitSite {
             target,
@@ -282,6 +317,7 @@ impl<E: Backend> Translator<'_, E> {
             label,
             pending: Vec::new(),
             kind,
+            counts: None,
         });
     }
 
@@ -377,7 +413,9 @@ impl<E: Backend> Translator<'_, E> {
                     _ => true,
                 };
                 // The offset register must be exact in the stub: Rust reads it there.
-                let smc = check.then(|| self.stub(ExitKind::Smc, pc + 1, b as u32, not_run - 1));
+                let smc = check.then(|| {
+                    self.stub_after(Op::Amend, ExitKind::Smc, pc + 1, b as u32, not_run - 1)
+                });
                 let arr = self.use_array(va, vb, false);
                 self.e.amend(va, vb, vc, arr, fail, smc);
             }
@@ -400,7 +438,7 @@ impl<E: Backend> Translator<'_, E> {
                 };
                 let fail = if f.reports_reason() {
                     // The interpreter counts a faulting instruction as executed.
-                    self.stub(ExitKind::Fault, pc, 0, not_run - 1)
+                    self.stub_after(ins.op, ExitKind::Fault, pc, 0, not_run - 1)
                 } else {
                     self.stub(ExitKind::Interp, pc, 0, not_run)
                 };
@@ -412,6 +450,7 @@ impl<E: Backend> Translator<'_, E> {
             }
             Op::Halt => {
                 self.materialize_all();
+                self.count_op(Op::Halt);
                 self.e.exit(ExitKind::Halt, pc, 0, 0);
                 return true;
             }
@@ -436,6 +475,7 @@ impl<E: Backend> Translator<'_, E> {
                 }
                 let sc = self.regs[c as usize];
                 self.materialize_all();
+                self.count_op(Op::LoadProg);
                 if let Some(target) = sc.known {
                     self.exit_to(target);
                 } else if let Some((t, f)) = sc.either {
@@ -458,6 +498,9 @@ impl<E: Backend> Translator<'_, E> {
             self.e.bind(stub.label);
             for (r, v) in &stub.pending {
                 self.e.load_imm(*r, *v);
+            }
+            if let Some(op) = stub.counts {
+                self.count_op(op);
             }
             match stub.kind {
                 StubKind::Exit(kind, pc, a, b) => self.e.exit(kind, pc, a, b),

@@ -70,7 +70,7 @@ fn no_mapping_is_writable_and_executable_while_generated_code_runs() {
     );
     let mut m = Machine::new(&program, console, TEST_MEMORY).unwrap();
     let engine = Engine::Translator(Default::default());
-    let (result, stats) = engine::run_with_stats(&mut m, &engine, false);
+    let (result, stats) = engine::run_with_stats(&mut m, &engine, Default::default());
     assert_eq!(result, Ok(()));
     assert_eq!(&*sink.0.borrow(), b"xxx");
     assert!(stats[Counter::BlocksTranslated] > 0, "the translator ran");

@@ -59,8 +59,10 @@ fn rounds(flags: &[&str]) -> u32 {
     let interp = flags.contains(&"--interp") || !umdbt::arch::TRANSLATOR_AVAILABLE;
     let rounds = if interp { 75_000_000 } else { 500_000_000 };
     // A debug build interprets about four times more slowly (the translator's code is the
-    // same).
-    if interp && cfg!(debug_assertions) {
+    // same), an emulator (see `common::emulated`) runs everything some 20 times more slowly.
+    if common::emulated() {
+        rounds / 20
+    } else if interp && cfg!(debug_assertions) {
         rounds / 4
     } else {
         rounds

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{CliOutcome, ECHO_BANG, asm, corpus, engine_flags, run_cli, run_cli_all, temp_path};
+use common::{
+    CliOutcome, ECHO_BANG, asm, corpus, engine_flags_for_long_runs, run_cli, run_cli_all, temp_path,
+};
 use std::path::Path;
 
 /// SHA-256 of the 16,165,004-byte UM image that codex prints after `UM program follows
@@ -21,10 +23,11 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Run `umdbt run FLAGS FILE` with `input` under every engine configuration; return
-/// (engine name, outcome) pairs.
+/// Run `umdbt run FLAGS FILE` with `input` under every engine configuration (but the
+/// interpreter under an emulator, see `engine_flags_for_long_runs`); return (engine name,
+/// outcome) pairs.
 fn run_file_everywhere(file: &Path, input: &[u8], extra: &[&str]) -> Vec<(String, CliOutcome)> {
-    engine_flags()
+    engine_flags_for_long_runs()
         .into_iter()
         .map(|(name, flags)| {
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -121,7 +121,7 @@ fn machine_code_fast_paths_leave_the_heap_rust_leaves() {
                 );
                 let mut m = Machine::new(&program, console, TEST_MEMORY).unwrap();
                 m.heap = Heap::with_table(&program, TEST_MEMORY, whole_space).unwrap();
-                let (result, stats) = engine::run_with_stats(&mut m, &engine, false);
+                let (result, stats) = engine::run_with_stats(&mut m, &engine, Default::default());
                 assert_eq!(result, Ok(()), "seed {seed}, {}", engine.describe());
                 if let Engine::Translator(_) = engine {
                     assert!(stats[umdbt::stats::Counter::BlocksTranslated] > 0);

@@ -185,6 +185,25 @@ impl Backend for A64 {
         );
     }
 
+    fn take_budget(&mut self, n: u32, exhausted: DynamicLabel) {
+        let budget = off::BUDGET as u32;
+        load_w(&mut self.ops, 10, n);
+        asm!(self.ops
+            ; ldr x9, [x27, budget]
+            ; subs x9, x9, x10
+            ; str x9, [x27, budget]
+            ; b.lo =>exhausted
+        );
+    }
+
+    fn branch_interrupted(&mut self, target: DynamicLabel) {
+        asm!(self.ops
+            ; ldr x9, [x27, off::INTERRUPT as u32]
+            ; ldr w9, [x9]
+            ; cbnz w9, =>target
+        );
+    }
+
     fn count_event(&mut self, field: i32) {
         asm!(self.ops
             ; ldr x9, [x27, field as u32]
@@ -339,11 +358,16 @@ impl Backend for A64 {
             Val::Imm(k) => load_w(&mut self.ops, 9, k),
         }
         let found = self.ops.new_dynamic_label();
+        let to_miss = self.ops.new_dynamic_label();
         let miss = self.routines.miss;
         asm!(self.ops
+            ; ldr x10, [x27, off::INTERRUPT as u32]
+            ; ldr w10, [x10]
+            ; cbnz w10, =>to_miss
             ; ldr w10, [x27, off::DTABLE_LEN as u32]
             ; cmp w9, w10
             ; b.lo =>found
+            ; =>to_miss
             ; b extern miss
             ; =>found
             ; ldr x10, [x27, off::DTABLE as u32]

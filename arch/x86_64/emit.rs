@@ -20,6 +20,8 @@ const CODEMAP: i8 = d8(off::CODEMAP);
 const DTABLE: i8 = d8(off::DTABLE);
 const DTABLE_LEN: i8 = d8(off::DTABLE_LEN);
 const CODE_BASE: i8 = d8(off::CODE_BASE);
+const INTERRUPT: i8 = d8(off::INTERRUPT);
+const BUDGET: i8 = d8(off::BUDGET);
 
 /// Where an element is, relative to its array's base register.
 #[derive(Clone, Copy)]
@@ -218,6 +220,21 @@ impl Backend for X64 {
 
     fn count_instructions(&mut self, n: u32) {
         asm!(self.ops ; add QWORD [r15 + off::counter(Counter::Instructions)], n as i32);
+    }
+
+    fn take_budget(&mut self, n: u32, exhausted: DynamicLabel) {
+        asm!(self.ops
+            ; sub QWORD [BYTE r15 + BUDGET], n as i32
+            ; jb =>exhausted
+        );
+    }
+
+    fn branch_interrupted(&mut self, target: DynamicLabel) {
+        asm!(self.ops
+            ; mov rax, [BYTE r15 + INTERRUPT]
+            ; cmp DWORD [rax], 0
+            ; jne =>target
+        );
     }
 
     fn count_event(&mut self, field: i32) {
@@ -455,6 +472,9 @@ impl Backend for X64 {
         }
         let miss = self.routines.miss;
         asm!(self.ops
+            ; mov rax, [BYTE r15 + INTERRUPT]
+            ; cmp DWORD [rax], 0
+            ; jne extern miss
             ; cmp ecx, [BYTE r15 + DTABLE_LEN]
             ; jae extern miss
             ; mov rax, [BYTE r15 + DTABLE]

@@ -159,7 +159,13 @@ fn whole_blocks_assemble() {
     let run = discover(&program, 0, 256);
     for (chain, stats) in [(true, false), (false, true)] {
         let mut e = emitter();
-        let t = translate(&mut e, &run, 7, Options { chain, stats }, &|_| true);
+        let opts = Options {
+            chain,
+            stats,
+            budget: stats,
+            count_ops: stats,
+        };
+        let t = translate(&mut e, &run, 7, opts, &|_| true);
         let code = finish(e);
         assert!(code.len() > 100);
         if chain {

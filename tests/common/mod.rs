@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use umdbt::assembler::{assemble, to_bytes};
-use umdbt::engine::{Engine, Outcome, run_captured_with_stats};
+use umdbt::engine::{Engine, Outcome, RunOptions, run_captured_with};
 use umdbt::jit::JitOptions;
 use umdbt::stats::{Counter, Stats};
 
@@ -83,10 +83,15 @@ impl Runs {
 /// configuration really translated (so a translator that silently fell back to the
 /// interpreter cannot pass); return that outcome with the statistics of each.
 pub fn run_all(program: &[u32], input: &[u8]) -> Runs {
+    run_all_with(program, input, RunOptions::default())
+}
+
+/// As [`run_all`], with run options (a step limit, counting) for every configuration.
+pub fn run_all_with(program: &[u32], input: &[u8], opts: RunOptions) -> Runs {
     let mut outcome: Option<Outcome> = None;
     let mut stats = Vec::new();
     for engine in Engine::all_configurations() {
-        let (out, s) = run_captured_with_stats(program, input, &engine, TEST_MEMORY, false);
+        let (out, s) = run_captured_with(program, input, &engine, TEST_MEMORY, opts);
         if let Engine::Translator(_) = engine {
             assert!(
                 s[Counter::BlocksTranslated] > 0,
@@ -139,6 +144,23 @@ pub fn expect_fault(src: &str, input: &[u8], stdout: &[u8], message: &str) -> Ru
     }
     assert_eq!(out.stdout, stdout, "output before the fault\n{src}");
     out
+}
+
+/// Whether the binary runs under an emulator (`UMDBT_TEST_RUNNER`, see [`umdbt`]).
+pub fn emulated() -> bool {
+    std::env::var("UMDBT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}
+
+/// The configurations to run a long program on: all of them, but without the interpreter
+/// under an emulator, where it is some 20 times slower and no different from the native
+/// interpreter the native test run checks on the same programs (what the emulated run is
+/// for is the host's backend).
+pub fn engine_flags_for_long_runs() -> Vec<(String, Vec<String>)> {
+    let mut flags = engine_flags();
+    if emulated() {
+        flags.retain(|(name, _)| *name != Engine::Interpreter.describe());
+    }
+    flags
 }
 
 /// The `umdbt` binary under test. When `UMDBT_TEST_RUNNER` is set (for example
