@@ -22,7 +22,7 @@
 //!   flush is stale, and every operation rejects it.
 
 use crate::backend::{Backend, Routines};
-use crate::code_memory::CodeMemory;
+use crate::code_memory::{self, CodeMemory};
 use crate::stats::{Counter, Stats};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -134,9 +134,9 @@ pub struct Cache<B: Backend> {
 
 impl<B: Backend> Cache<B> {
     /// An empty cache for an array 0 of `program_len` words, with the backend's routines at
-    /// the start of code memory.
-    pub fn new(program_len: u32) -> std::io::Result<Cache<B>> {
-        let mut mem = CodeMemory::new(B::CODE_CAPACITY)?;
+    /// the start of code memory of `kind`.
+    pub fn new(program_len: u32, kind: code_memory::Kind) -> std::io::Result<Cache<B>> {
+        let mut mem = CodeMemory::new(B::CODE_CAPACITY, kind)?;
         let (code, routines) = B::routines(mem.next_address());
         let at = mem.append(&code).expect("routines fit");
         assert_eq!(at, 0, "the miss routine sits at offset 0");

@@ -27,10 +27,23 @@ pub const EXIT_STEP_LIMIT: u8 = 3;
 /// A run stopped by a signal exits with this plus the signal's number.
 pub const EXIT_SIGNAL_BASE: u8 = 128;
 
+/// `umdbt --version`: the version, the commit it was built from, the target and the engines
+/// built in.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("UMDBT_COMMIT"),
+    ", ",
+    env!("UMDBT_TARGET"),
+    "; engines: ",
+    env!("UMDBT_ENGINES"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "umdbt",
-    version,
+    version = LONG_VERSION,
     about = "A dynamic binary translator for the Universal Machine (UM-32) of ICFP 2006",
     after_help = "Exit status: 0 when the program halts, 1 when it faults (the fault is \
                   reported on stderr as 'umdbt: fault at pc N (OP): REASON'), 2 when the \
@@ -52,6 +65,17 @@ pub enum Command {
     Dis(DisArgs),
     /// Assemble a text file (syntax: see src/assembler.rs) into a UM program file.
     Asm(AsmArgs),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `umdbt man > umdbt.1; man ./umdbt.1`; with DIR,
+    /// write umdbt.1 and a page per command (umdbt-run.1, ...) there.
+    Man {
+        /// Where to write the pages.
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What `--stats` prints.
@@ -181,6 +205,57 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Dis(args) => dis(&args),
         Command::Asm(args) => asm(&args),
+        Command::Completions { shell } => print_generated(|out| {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "umdbt", out);
+            Ok(())
+        }),
+        Command::Man { dir: None } => print_generated(|out| {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(out)
+        }),
+        Command::Man { dir: Some(dir) } => man_pages(&dir),
+    }
+}
+
+/// Write umdbt.1 and umdbt-COMMAND.1 for every command into `dir`.
+fn man_pages(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let top = Cli::command();
+    let mut pages = vec![("umdbt.1".to_string(), top.clone())];
+    for sub in top.get_subcommands() {
+        let name = format!("umdbt-{}", sub.get_name());
+        pages.push((
+            format!("{name}.1"),
+            sub.clone().name(name).version(LONG_VERSION),
+        ));
+    }
+    for (file, cmd) in pages {
+        let path = dir.join(&file);
+        let mut out = Vec::new();
+        let written = clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .and_then(|()| std::fs::write(&path, out));
+        if let Err(e) = written {
+            return usage_error(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Write what `generate` makes to standard output (a closed pipe is not an error).
+fn print_generated(
+    generate: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> ExitCode {
+    let mut out = Vec::new();
+    if let Err(e) = generate(&mut out) {
+        return usage_error(e);
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(&out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write output: {e}")),
     }
 }
 
@@ -193,13 +268,19 @@ fn command_line_error(e: clap::Error) -> ExitCode {
             let _ = e.print();
             ExitCode::SUCCESS
         }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            usage_error("a command is needed: run, dis or asm (umdbt --help says more)")
-        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => usage_error(
+            "a command is needed: run, dis, asm, completions or man (umdbt --help says more)",
+        ),
         _ => {
+            // clap's first paragraph, on one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("").trim();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let first: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
             usage_error(format!("{first} (umdbt --help says more)"))
         }
     }

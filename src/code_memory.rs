@@ -40,17 +40,27 @@ pub struct CodeMemory {
     used: usize,
 }
 
-/// Which way to keep the region W^X, for tests: `UMDBT_CODE_MEMORY=switch` skips the
-/// memory file (a debugging knob).
+/// How to keep code memory W^X.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Two views of a memory file (falls back to `Switching` where that is refused).
+    Dual,
+    /// One anonymous mapping whose written pages switch protection. Profilers need it:
+    /// `perf` looks up the names of code in anonymous executable memory only.
+    Switching,
+}
+
+/// `UMDBT_CODE_MEMORY=switch` asks for the switching kind (a debugging knob).
 fn force_switching() -> bool {
     std::env::var_os("UMDBT_CODE_MEMORY").is_some_and(|v| v == "switch")
 }
 
 impl CodeMemory {
-    /// Reserve `capacity` bytes (rounded up to 64 KiB) of code memory.
-    pub fn new(capacity: usize) -> io::Result<CodeMemory> {
+    /// Reserve `capacity` bytes (rounded up to 64 KiB) of code memory of the `kind` asked
+    /// for.
+    pub fn new(capacity: usize, kind: Kind) -> io::Result<CodeMemory> {
         let capacity = capacity.next_multiple_of(1 << 16);
-        if !force_switching() {
+        if kind == Kind::Dual && !force_switching() {
             match CodeMemory::dual(capacity) {
                 Ok(m) => return Ok(m),
                 Err(e) => log::warn!(

@@ -113,7 +113,8 @@ mod tests {
         let n = 100_000;
         let src = "index r1, r2, r3\n".repeat(n) + "halt\n";
         let program = assemble(&src).unwrap();
-        let mut cache = Cache::<A64>::new(program.len() as u32).unwrap();
+        let mut cache =
+            Cache::<A64>::new(program.len() as u32, crate::code_memory::Kind::Dual).unwrap();
         let compiler = Compiler {
             opts: Options {
                 chain: true,

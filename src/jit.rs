@@ -5,6 +5,7 @@
 use crate::arch::Host;
 use crate::backend::{Backend, EnterFn};
 use crate::cache::Cache;
+use crate::code_memory;
 use crate::compiler::Compiler;
 use crate::decoder::Instr;
 use crate::engine::RunOptions;
@@ -53,7 +54,12 @@ pub fn run(
         count_ops,
         max_steps,
     } = run;
-    let mut cache = match Cache::<Host>::new(m.heap.program().1) {
+    // perf names code in anonymous memory only: profiling wants the single mapping.
+    let kind = match observers.profiler {
+        Some(_) => code_memory::Kind::Switching,
+        None => code_memory::Kind::Dual,
+    };
+    let mut cache = match Cache::<Host>::new(m.heap.program().1, kind) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("cannot map code memory ({e}); interpreting instead");

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use umdbt::assembler::to_bytes;
 
 /// Assert that a run failed with a usage/loader error: exit status 2, a single line on stderr
 /// starting with `umdbt: `, no panic and no output.
@@ -75,9 +76,9 @@ fn usage_errors_exit_2() {
         &["asm"][..],
     ] {
         let out = run_cli(args, b"");
-        assert_eq!(out.status, Some(2), "{args:?}: {out:?}");
-        assert!(!out.stderr.is_empty(), "{args:?}: {out:?}");
-        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+        // One `umdbt:` line, like every other error.
+        assert_usage_error(&out, &format!("{args:?}"));
+        assert!(out.stderr.contains("umdbt --help"), "{args:?}: {out:?}");
     }
     // The same program runs fine.
     assert_eq!(run_cli(&["run", p], b"").status, Some(0));
@@ -849,5 +850,144 @@ fn version_flag() {
     let out = run_cli(&["--version"], b"");
     assert_eq!(out.status, Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("umdbt "), "{text}");
+    let want = format!("umdbt {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    // The target and the engines built in.
+    assert!(text.contains("-linux-"), "{text}");
+    assert!(text.contains("engines: interpreter"), "{text}");
+    if umdbt::arch::TRANSLATOR_AVAILABLE {
+        assert!(text.contains("translator to"), "{text}");
+    }
+}
+
+#[test]
+fn completions_and_the_manual_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_cli(&["completions", shell], b"");
+        assert_eq!(out.status, Some(0), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["umdbt", "run", "dis", "asm", "max-steps", "profile"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = run_cli(&["completions", "tcsh"], b"");
+    assert_usage_error(&out, "an unknown shell");
+    let out = run_cli(&["man"], b"");
+    assert_eq!(out.status, Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH umdbt 1"), "{page}");
+    // The commands are listed, each with a page of its own (roff escapes dashes).
+    assert!(page.contains("umdbt\\-run(1)"), "{page}");
+    let dir = temp_path("man");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = run_cli(&["man", dir.to_str().unwrap()], b"");
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let run_page = std::fs::read_to_string(dir.join("umdbt-run.1")).unwrap();
+    assert!(run_page.contains(".TH umdbt-run 1"), "{run_page}");
+    assert!(run_page.contains("\\-\\-max\\-steps"), "{run_page}");
+    assert!(dir.join("umdbt.1").exists() && dir.join("umdbt-asm.1").exists());
+}
+
+// ---- small things users hit ----
+
+#[test]
+fn run_dash_reads_the_program_from_standard_input() {
+    let program = to_bytes(&asm(ECHO_BANG));
+    for (name, flags) in engine_flags() {
+        let mut args = vec!["run"];
+        args.extend(flags.iter().map(String::as_str));
+        args.push("-");
+        let out = run_cli(&args, &program);
+        // The program took all of standard input: it reads end of input at once.
+        assert_eq!(out.stdout, b"!", "{name}: {out:?}");
+        assert_eq!(out.status, Some(0), "{name}: {out:?}");
+    }
+    let out = run_cli(&["run", "-"], b"abc");
+    assert_usage_error(&out, "three bytes on stdin");
+    assert!(out.stderr.contains("standard input"), "{out:?}");
+}
+
+#[test]
+fn a_program_larger_than_the_memory_limit_is_a_load_error() {
+    let program = write_program(&vec![0x7000_0000; 100_000]);
+    let out = run_cli(&["run", "--max-memory", "64K", path_str(&program)], b"");
+    assert_usage_error(&out, "100,000 words in 64 KiB");
+    assert!(out.stderr.contains("does not fit"), "{out:?}");
+    assert!(out.stderr.contains("100000 words"), "{out:?}");
+}
+
+#[test]
+fn a_memory_limit_beyond_the_machine_is_accepted_with_a_warning() {
+    let program = write_program(&asm("literal r1, 'y'\noutput r1\nhalt"));
+    let out = run_cli(&["run", "--max-memory", "1000T", path_str(&program)], b"");
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"y");
+    assert!(
+        out.stderr.starts_with("umdbt: warning: --max-memory"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn step_limit_exits_3_on_every_engine() {
+    let program = write_program(&asm(ECHO_BANG));
+    for (name, flags) in engine_flags() {
+        let mut args = vec!["run", "--max-steps", "9"];
+        args.extend(flags.iter().map(String::as_str));
+        args.push(path_str(&program));
+        let out = run_cli(&args, b"xyz");
+        // Nine instructions read and echo the first byte; the tenth (pc 9) jumps back.
+        assert_eq!(out.stdout, b"x", "{name}: {out:?}");
+        assert_eq!(out.status, Some(3), "{name}: {out:?}");
+        assert_eq!(
+            out.stderr, "umdbt: step limit 9 reached at pc 9\n",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_stats_table_starts_on_a_fresh_line() {
+    // "Hi" without a newline, then the table on the same stream.
+    let program = write_program(&asm(
+        "literal r1, 'H'\noutput r1\nliteral r1, 'i'\noutput r1\nhalt",
+    ));
+    let bin = env!("CARGO_BIN_EXE_umdbt");
+    for flags in ["", "--interp"] {
+        let script = format!("'{bin}' run --stats {flags} '{}' 2>&1", path_str(&program));
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &script]);
+        if common::emulated() {
+            eprintln!("SKIPPED under an emulator");
+            return;
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("Hi\numdbt statistics ("), "{text}");
+    }
+    // Output and statistics apart: no empty line added to either.
+    let out = run_cli(&["run", "--stats", path_str(&program)], b"");
+    assert_eq!(out.stdout, b"Hi");
+    assert!(out.stderr.starts_with("umdbt statistics ("), "{out:?}");
+}
+
+#[test]
+fn stats_ops_counts_each_operator_under_the_translator() {
+    let program = write_program(&asm(ECHO_BANG));
+    let counts = |flags: &[&str]| {
+        let args = [&["run", "--stats=ops"], flags, &[path_str(&program)]].concat();
+        let out = run_cli(&args, b"hello");
+        assert_eq!(out.stdout, b"hello!");
+        parse_stats(&out.stderr).0
+    };
+    let want = counts(&["--interp"]);
+    assert_eq!(want.get("input"), Some(&6));
+    assert_eq!(want.get("output"), Some(&6));
+    for (name, flags) in engine_flags() {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        assert_eq!(counts(&flags), want, "{name}");
+    }
+    // Without =ops the translator's table has no operator rows.
+    let out = run_cli(&["run", "--stats", path_str(&program)], b"");
+    assert!(!out.stderr.contains("operator"), "{}", out.stderr);
 }
