@@ -92,9 +92,12 @@ fn translate_all(program: &[u32]) -> u64 {
             stats: false,
             budget: false,
             count_ops: false,
+            hot: true,
         },
         max_block: umdbt::jit::DEFAULT_MAX_BLOCK,
         check_ids: false,
+        // Baseline translation speed (regions are measured by whole runs).
+        regions: None,
     };
     let (mut pc, mut ops) = (0u32, 0u64);
     while (pc as usize) < program.len() {

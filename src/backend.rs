@@ -15,12 +15,14 @@ pub enum Val {
     Imm(u32),
 }
 
-/// Arithmetic operators with two inputs and no failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Arithmetic operators with two inputs and no failure (`And` only from the optimizing
+/// tier, where `nand(nand(a, b), nand(a, b))` becomes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
     Add,
     Mul,
     Nand,
+    And,
 }
 
 impl BinOp {
@@ -29,6 +31,7 @@ impl BinOp {
             BinOp::Add => b.wrapping_add(c),
             BinOp::Mul => b.wrapping_mul(c),
             BinOp::Nand => !(b & c),
+            BinOp::And => b & c,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct ArrayUse {
 pub struct Routines {
     /// Dispatch miss: the target pc is in the backend's dispatch register.
     pub miss: usize,
+    /// The target of a computed jump is hot: its pc is in the dispatch register.
+    pub hot: usize,
     /// Store the UM registers and return to Rust.
     pub exit: usize,
     /// The entry to generated code (see [`EnterFn`]).
@@ -130,10 +135,14 @@ pub trait Backend: Sized {
     fn mov(&mut self, a: u8, b: u8);
     /// Op 0 with an unknown condition register `c`.
     fn cmov(&mut self, a: u8, b: Val, c: u8);
-    /// Op 3, 4 or 6, with at most one constant operand.
+    /// Op 3, 4 or 6 (or an and), with at most one constant operand.
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
-    /// Op 5; `c` is a register (checked for zero, `fail` if so) or a non-zero constant.
-    fn div(&mut self, a: u8, b: Val, c: Val, fail: Self::Label);
+    /// Op 5; `c` is a register (checked for zero, `fail` if so; with no `fail` it is known
+    /// not to be zero) or a non-zero constant.
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<Self::Label>);
+    /// Register `a` := `t` when register `cond` is not zero, else `f` (any of `t`, `f`,
+    /// `cond` may be `a` itself).
+    fn select(&mut self, a: u8, cond: u8, t: Val, f: Val);
     /// Op 1 with inline checks; `fail` when the identifier or offset is not valid. `arr`
     /// says which register pair holds array `b`'s base and length, and how to get them.
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: Self::Label);
@@ -161,12 +170,23 @@ pub trait Backend: Sized {
     fn branch_nonzero(&mut self, r: u8, target: Self::Label);
     /// Branch to `target` when register `r` equals `value`.
     fn branch_eq(&mut self, r: u8, value: u32, target: Self::Label);
+    /// Branch to `target` when `r & mask` is not zero.
+    fn branch_and(&mut self, r: u8, mask: Val, target: Self::Label);
+    /// Jump to `target`.
+    fn jump(&mut self, target: Self::Label);
     /// A jump to another block that Rust may re-target later with [`Backend::patch_jump`];
     /// returns its offset. Initially it goes to `stub`.
     fn jump_patchable(&mut self, stub: Self::Label) -> usize;
     /// Jump to the block for pc `target` through the dispatch table; when a signal asked
-    /// the run to stop, leave through the miss routine instead.
-    fn jump_dispatch(&mut self, target: Val, count: bool);
+    /// the run to stop, leave through the miss routine instead. With `hot`, count the jump
+    /// down in the target's hotness counter (`JitCtx::counters`) and leave through the hot
+    /// routine when it runs out.
+    fn jump_dispatch(&mut self, target: Val, count: bool, hot: bool);
+    /// Count down the hotness counter of pc `target`; branch to `hot` when it runs out.
+    fn count_hot(&mut self, target: u32, hot: Self::Label);
+    /// Record the value of register `r` as the most recent target of the computed jump of
+    /// block `slot` (its profile in `JitCtx::profile`: four targets, most recent first).
+    fn record_target(&mut self, r: u8, slot: u32);
     /// Leave generated code: store the exit fields and return to Rust.
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);
 }

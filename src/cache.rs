@@ -20,6 +20,14 @@
 //!   the check when they run again.
 //! - Block identifiers carry the flush epoch they were made in: an identifier from before a
 //!   flush is stale, and every operation rejects it.
+//! - Regions (the optimizing tier, `src/region/`) are blocks too, covering several ranges of
+//!   array 0. A region is entered at its seed pc in place of the baseline block there (the
+//!   dispatch table and the links into that block go to it); the baseline block stays, for
+//!   the region's side exits, which are chained to baseline blocks only.
+//! - Hotness: baseline code counts down, per pc, the jumps back to it and the computed jumps
+//!   to it (`counters`); at zero it asks Rust for a region there. The targets each baseline
+//!   block's computed jump took last (`profile`, four per block, most recent first) predict
+//!   a region's computed jumps.
 
 use crate::backend::{Backend, Routines};
 use crate::code_memory::{self, CodeMemory};
@@ -87,29 +95,43 @@ struct ExitRec {
     /// Where the jump goes while unchained (`None` without chaining: never linked).
     stub_at: Option<CodeOffset>,
     linked: Option<u32>,
+    /// A region's side exit: chained to baseline code only.
+    side: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Block {
-    start: Pc,
-    /// One past the last pc.
-    end: Pc,
+    /// The pc it is entered at.
+    entry: Pc,
+    /// The UM code it covers: (start, one past the end) ranges (one for a baseline block).
+    ranges: Vec<(Pc, Pc)>,
     code_off: CodeOffset,
     exits: Vec<ExitRec>,
     /// (source block index, exit index) of every jump chained to this block.
     incoming: Vec<(u32, u32)>,
     valid: bool,
+    region: bool,
 }
 
 impl Block {
     fn covers(&self, word: u32) -> bool {
-        self.start.0 <= word && word < self.end.0
+        self.ranges.iter().any(|&(s, e)| s.0 <= word && word < e.0)
     }
 
-    fn pages(&self) -> std::ops::RangeInclusive<u32> {
-        (self.start.0 >> PAGE_SHIFT)..=((self.end.0 - 1) >> PAGE_SHIFT)
+    fn pages(&self) -> Vec<u32> {
+        let mut p: Vec<u32> = self
+            .ranges
+            .iter()
+            .flat_map(|&(s, e)| (s.0 >> PAGE_SHIFT)..=((e.0 - 1) >> PAGE_SHIFT))
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p
     }
 }
+
+/// The targets a block's computed jump took last, most recent first (0: none).
+pub type Profile = [u32; 4];
 
 /// Code memory has no room for a block: flush and compile it again.
 #[derive(Debug)]
@@ -121,8 +143,21 @@ pub struct Cache<B: Backend> {
     routines_len: usize,
     blocks: Vec<Block>,
     epoch: u32,
+    /// The code entered at a pc: a region if there is one, else the baseline block.
     by_pc: HashMap<Pc, u32>,
+    /// The baseline block at a pc.
+    base_by_pc: HashMap<Pc, u32>,
     dtable: Vec<CodeOffset>,
+    /// Per pc of array 0: jumps to it left before it is hot (see the module notes).
+    counters: Vec<u16>,
+    /// Per block: the targets its computed jump took (allocated once: generated code keeps
+    /// its address).
+    profile: Vec<Profile>,
+    /// Last word of a baseline block (its computed jump, if it ends with one) -> the blocks
+    /// ending there, whose profiles predict that jump.
+    jump_sites: HashMap<Pc, Vec<u32>>,
+    /// Where counters start.
+    threshold: u16,
     codemap: Vec<u8>,
     pages: HashMap<u32, Vec<u32>>,
     /// Word of array 0 -> blocks that store there unchecked (see the module notes).
@@ -136,6 +171,15 @@ impl<B: Backend> Cache<B> {
     /// An empty cache for an array 0 of `program_len` words, with the backend's routines at
     /// the start of code memory of `kind`.
     pub fn new(program_len: u32, kind: code_memory::Kind) -> std::io::Result<Cache<B>> {
+        Cache::with_threshold(program_len, kind, u16::MAX)
+    }
+
+    /// As [`Cache::new`], with hotness counters starting at `threshold`.
+    pub fn with_threshold(
+        program_len: u32,
+        kind: code_memory::Kind,
+        threshold: u16,
+    ) -> std::io::Result<Cache<B>> {
         let mut mem = CodeMemory::new(B::CODE_CAPACITY, kind)?;
         let (code, routines) = B::routines(mem.next_address());
         let at = mem.append(&code).expect("routines fit");
@@ -147,7 +191,12 @@ impl<B: Backend> Cache<B> {
             blocks: Vec::new(),
             epoch: 0,
             by_pc: HashMap::new(),
+            base_by_pc: HashMap::new(),
             dtable: vec![CodeOffset(0); program_len as usize],
+            counters: vec![threshold; program_len as usize],
+            profile: Vec::with_capacity(MAX_BLOCKS),
+            jump_sites: HashMap::new(),
+            threshold,
             codemap: vec![0; program_len as usize],
             pages: HashMap::new(),
             watches: HashMap::new(),
@@ -174,6 +223,51 @@ impl<B: Backend> Cache<B> {
         self.codemap.as_ptr()
     }
 
+    /// The hotness counters (one per pc of array 0).
+    pub fn counters(&mut self) -> *mut u16 {
+        self.counters.as_mut_ptr()
+    }
+
+    /// The computed-jump profiles (one per block; the allocation never moves).
+    pub fn profiles(&mut self) -> *mut Profile {
+        self.profile.as_mut_ptr()
+    }
+
+    /// Set the hotness counter of `pc` (to count again, or not to ask again soon).
+    pub fn reset_counter(&mut self, pc: u32, to: u16) {
+        if let Some(c) = self.counters.get_mut(pc as usize) {
+            *c = to;
+        }
+    }
+
+    /// Where counters start.
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+
+    /// Whether baseline code has been entered at `pc` (a block was translated there and is
+    /// still valid).
+    pub fn entered(&self, pc: u32) -> bool {
+        self.base_by_pc.contains_key(&Pc(pc))
+    }
+
+    /// The targets the computed jump at word `pc` took in baseline code, most recent first.
+    pub fn predicted(&self, pc: u32) -> Vec<u32> {
+        let mut seen: Vec<u32> = Vec::new();
+        // Every baseline block ending with this jump (blocks entered at different pcs may
+        // end at the same word), most recently installed first.
+        for &i in self.jump_sites.get(&Pc(pc)).into_iter().flatten().rev() {
+            let p = self.profile.get(i as usize).copied().unwrap_or_default();
+            // 0 is an empty slot (a jump to pc 0 is not predicted).
+            for t in p.into_iter().filter(|&t| t != 0) {
+                if !seen.contains(&t) {
+                    seen.push(t);
+                }
+            }
+        }
+        seen
+    }
+
     /// Whether some valid block covers word `w` of array 0.
     pub fn covers(&self, w: u32) -> bool {
         self.codemap.get(w as usize).is_some_and(|&c| c != 0)
@@ -196,8 +290,12 @@ impl<B: Backend> Cache<B> {
     /// Forget every translation; array 0 now has `program_len` words.
     pub fn flush(&mut self, program_len: u32) {
         self.blocks.clear();
+        self.profile.clear();
+        self.jump_sites.clear();
         self.epoch += 1;
         self.by_pc.clear();
+        self.base_by_pc.clear();
+        self.counters = vec![self.threshold; program_len as usize];
         self.pages.clear();
         self.watches.clear();
         self.dtable = vec![CodeOffset(0); program_len as usize];
@@ -210,15 +308,22 @@ impl<B: Backend> Cache<B> {
     /// Make room for a block (flushing when too many records exist), and invalidate the
     /// blocks that watch words in `start..end`, which a block about to be compiled covers.
     pub fn prepare(&mut self, start: Pc, end: Pc, program_len: u32) {
+        self.prepare_ranges(&[(start.0, end.0)], program_len);
+    }
+
+    /// As [`Cache::prepare`], for code covering several ranges (a region).
+    pub fn prepare_ranges(&mut self, ranges: &[(u32, u32)], program_len: u32) {
         if self.blocks.len() >= MAX_BLOCKS {
             self.flush(program_len);
         }
-        let watchers: Vec<u32> = (start.0..end.0)
+        let watchers: Vec<u32> = ranges
+            .iter()
+            .flat_map(|&(s, e)| s..e)
             .filter_map(|w| self.watches.remove(&w))
             .flatten()
             .collect();
         if !watchers.is_empty() {
-            log::debug!("pc {}..{} is watched", start.0, end.0);
+            log::debug!("{ranges:?} is watched");
             self.invalidate_blocks(&watchers);
         }
     }
@@ -244,64 +349,168 @@ impl<B: Backend> Cache<B> {
         self.mem.base() + self.blocks[i].code_off.0 as usize
     }
 
-    /// The valid block that starts at `pc`.
+    /// The code entered at `pc`: a region if there is one, else the baseline block.
     pub fn lookup(&self, pc: Pc) -> Option<BlockId> {
         self.by_pc.get(&pc).map(|&index| self.block_id(index))
+    }
+
+    /// The baseline block at `pc`.
+    pub fn lookup_base(&self, pc: Pc) -> Option<BlockId> {
+        self.base_by_pc.get(&pc).map(|&index| self.block_id(index))
+    }
+
+    /// Whether a region is entered at `pc`.
+    pub fn has_region(&self, pc: Pc) -> bool {
+        self.by_pc
+            .get(&pc)
+            .is_some_and(|&i| self.blocks[i as usize].region)
+    }
+
+    /// Whether exit `idx` of block `src` is a region's side exit (chained to baseline code
+    /// only).
+    pub fn is_side_exit(&self, src: BlockId, idx: u32) -> bool {
+        self.live(src)
+            .and_then(|i| self.blocks[i].exits.get(idx as usize))
+            .is_some_and(|x| x.side)
     }
 
     /// Put a compiled block into code memory and the tables, and chain its exits whose
     /// targets are translated. `Err(Full)` when code memory has no room (nothing changed).
     pub fn install(&mut self, c: &Compiled, chain: bool) -> Result<BlockId, Full> {
-        let id = self.next_id();
-        let off = self.mem.append(&c.code).ok_or(Full)?;
-        let (start, end) = (c.start, c.end);
-        let at = |x: usize| CodeOffset((off + x) as u32);
-        self.blocks.push(Block {
-            start,
-            end,
-            code_off: at(0),
-            exits: c
-                .exits
-                .iter()
-                .map(|x| ExitRec {
-                    target: Pc(x.target),
-                    jump_at: at(x.jump_at),
-                    stub_at: x.stub_at.map(at),
-                    linked: None,
-                })
-                .collect(),
-            incoming: Vec::new(),
-            valid: true,
-        });
-        let b = &self.blocks[id.index as usize];
-        self.by_pc.insert(start, id.index);
-        self.dtable[start.0 as usize] = b.code_off;
-        self.codemap[start.0 as usize..end.0 as usize].fill(1);
-        for page in b.pages() {
-            self.pages.entry(page).or_default().push(id.index);
-        }
+        let exits: Vec<(ExitSite, bool)> = c.exits.iter().map(|&x| (x, false)).collect();
+        let id = self.place(c.start, vec![(c.start, c.end)], &c.code, &exits, false)?;
         for &w in &c.watches {
             self.watches.entry(w).or_default().push(id.index);
         }
         self.stats[Counter::BlocksTranslated] += 1;
-        self.stats[Counter::OpsTranslated] += (end.0 - start.0) as u64;
+        self.stats[Counter::OpsTranslated] += (c.end.0 - c.start.0) as u64;
         self.stats[Counter::CodeBytes] += c.code.len() as u64;
-        log::debug!(
-            "block {}: pc {}..{} ({} UM ops) -> {} bytes at +{off:#x}",
-            id.index,
-            start.0,
-            end.0,
-            end.0 - start.0,
-            c.code.len()
-        );
         if chain {
-            for idx in 0..c.exits.len() {
-                if let Some(dst) = self.lookup(Pc(c.exits[idx].target)) {
-                    self.link(id, idx as u32, dst);
-                }
-            }
+            self.chain_exits(id);
         }
         Ok(id)
+    }
+
+    /// Put a compiled region into code memory and the tables: entered at its seed from now
+    /// on, in place of the baseline block there (whose incoming links it takes over).
+    pub fn install_region(
+        &mut self,
+        r: &crate::region::Compiled,
+        chain: bool,
+    ) -> Result<BlockId, Full> {
+        let ranges = r.ranges.iter().map(|&(s, e)| (Pc(s), Pc(e))).collect();
+        let seed = Pc(r.seed);
+        let old = self.lookup(seed);
+        let id = self.place(seed, ranges, &r.code, &r.exits, true)?;
+        for &w in &r.watches {
+            self.watches.entry(w).or_default().push(id.index);
+        }
+        // Links into the baseline block at the seed now go to the region.
+        if let Some(old) = old
+            && let Some(o) = self.live(old)
+            && o != id.index as usize
+        {
+            let incoming = std::mem::take(&mut self.blocks[o].incoming);
+            let target = self.blocks[id.index as usize].code_off;
+            for (src, idx) in incoming {
+                let exit = &self.blocks[src as usize].exits[idx as usize];
+                if exit.side {
+                    // A side exit stays with the baseline block.
+                    self.blocks[o].incoming.push((src, idx));
+                    continue;
+                }
+                let at = exit.jump_at;
+                self.patch_jump(at, target);
+                self.blocks[src as usize].exits[idx as usize].linked = Some(id.index);
+                self.blocks[id.index as usize].incoming.push((src, idx));
+            }
+        }
+        self.stats[Counter::RegionsCompiled] += 1;
+        self.stats[Counter::RegionOps] += r.ops as u64;
+        self.stats[Counter::CodeBytes] += r.code.len() as u64;
+        if chain {
+            self.chain_exits(id);
+        }
+        Ok(id)
+    }
+
+    /// Append code and record it: a block entered at `entry` covering `ranges`.
+    fn place(
+        &mut self,
+        entry: Pc,
+        ranges: Vec<(Pc, Pc)>,
+        code: &[u8],
+        exits: &[(ExitSite, bool)],
+        region: bool,
+    ) -> Result<BlockId, Full> {
+        let id = self.next_id();
+        let off = self.mem.append(code).ok_or(Full)?;
+        let at = |x: usize| CodeOffset((off + x) as u32);
+        self.blocks.push(Block {
+            entry,
+            ranges,
+            code_off: at(0),
+            exits: exits
+                .iter()
+                .map(|&(x, side)| ExitRec {
+                    target: Pc(x.target),
+                    jump_at: at(x.jump_at),
+                    stub_at: x.stub_at.map(at),
+                    linked: None,
+                    side,
+                })
+                .collect(),
+            incoming: Vec::new(),
+            valid: true,
+            region,
+        });
+        self.profile.push([0; 4]);
+        let index = id.index;
+        let code_off = self.blocks[index as usize].code_off;
+        // A baseline block does not replace a region entered at the same pc.
+        if region || !self.has_region(entry) {
+            self.by_pc.insert(entry, index);
+            self.dtable[entry.0 as usize] = code_off;
+        }
+        if !region {
+            self.base_by_pc.insert(entry, index);
+            if let Some(&(_, end)) = self.blocks[index as usize].ranges.last() {
+                self.jump_sites
+                    .entry(Pc(end.0 - 1))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        let ranges = self.blocks[index as usize].ranges.clone();
+        for &(s, e) in &ranges {
+            self.codemap[s.0 as usize..e.0 as usize].fill(1);
+        }
+        for page in self.blocks[index as usize].pages() {
+            self.pages.entry(page).or_default().push(index);
+        }
+        log::debug!(
+            "{} {index}: pc {:?} -> {} bytes at +{off:#x}",
+            if region { "region" } else { "block" },
+            ranges.iter().map(|r| (r.0.0, r.1.0)).collect::<Vec<_>>(),
+            code.len()
+        );
+        Ok(id)
+    }
+
+    /// Chain the exits of a new block whose targets are translated.
+    fn chain_exits(&mut self, id: BlockId) {
+        for idx in 0..self.blocks[id.index as usize].exits.len() {
+            let x = &self.blocks[id.index as usize].exits[idx];
+            let (target, side) = (x.target, x.side);
+            let dst = if side {
+                self.lookup_base(target)
+            } else {
+                self.lookup(target)
+            };
+            if let Some(dst) = dst {
+                self.link(id, idx as u32, dst);
+            }
+        }
     }
 
     /// Point exit `idx` of block `src` straight at block `dst`. Nothing happens when either
@@ -314,7 +523,11 @@ impl<B: Backend> Cache<B> {
             return;
         }
         let exit = &self.blocks[s].exits[idx as usize];
-        if exit.linked.is_some() || exit.stub_at.is_none() || exit.target != self.blocks[d].start {
+        if exit.linked.is_some()
+            || exit.stub_at.is_none()
+            || exit.target != self.blocks[d].entry
+            || (exit.side && self.blocks[d].region)
+        {
             return;
         }
         let (at, target) = (exit.jump_at, self.blocks[d].code_off);
@@ -340,7 +553,7 @@ impl<B: Backend> Cache<B> {
             return;
         }
         b.valid = false;
-        let (start, code_off) = (b.start, b.code_off);
+        let (start, region) = (b.entry, b.region);
         let incoming = std::mem::take(&mut b.incoming);
         let outgoing: Vec<(u32, Option<u32>)> = b
             .exits
@@ -348,11 +561,17 @@ impl<B: Backend> Cache<B> {
             .enumerate()
             .map(|(i, x)| (i as u32, x.linked))
             .collect();
+        if self.base_by_pc.get(&start) == Some(&index) {
+            self.base_by_pc.remove(&start);
+        }
         if self.by_pc.get(&start) == Some(&index) {
             self.by_pc.remove(&start);
-        }
-        if self.dtable[start.0 as usize] == code_off {
             self.dtable[start.0 as usize] = CodeOffset(0);
+            // A region gone: the baseline block there is entered again.
+            if region && let Some(&base) = self.base_by_pc.get(&start) {
+                self.by_pc.insert(start, base);
+                self.dtable[start.0 as usize] = self.blocks[base as usize].code_off;
+            }
         }
         for (src, idx) in incoming {
             let sb = &mut self.blocks[src as usize];
@@ -409,7 +628,9 @@ impl<B: Backend> Cache<B> {
             }
             self.invalidate(i);
             let b = &self.blocks[i as usize];
-            self.codemap[b.start.0 as usize..b.end.0 as usize].fill(0);
+            for &(s, e) in &b.ranges {
+                self.codemap[s.0 as usize..e.0 as usize].fill(0);
+            }
             pages_touched.extend(b.pages());
         }
         pages_touched.sort_unstable();
@@ -419,8 +640,9 @@ impl<B: Backend> Cache<B> {
             if let Some(ids) = self.pages.get_mut(&p) {
                 ids.retain(|&i| self.blocks[i as usize].valid);
                 for &i in ids.iter() {
-                    let b = &self.blocks[i as usize];
-                    self.codemap[b.start.0 as usize..b.end.0 as usize].fill(1);
+                    for &(s, e) in &self.blocks[i as usize].ranges {
+                        self.codemap[s.0 as usize..e.0 as usize].fill(1);
+                    }
                 }
             }
         }

@@ -106,6 +106,15 @@ pub struct RunArgs {
           default_value_t = jit::DEFAULT_MAX_BLOCK,
           value_parser = clap::value_parser!(u32).range(1..=jit::MAX_MAX_BLOCK as i64))]
     pub max_block: u32,
+    /// Translator: jumps to a pc before it is compiled again by the optimizing tier, as a
+    /// region (0: every block is compiled as a region at once).
+    #[arg(long, value_name = "N", conflicts_with_all = ["interp", "no_opt"],
+          default_value_t = jit::DEFAULT_OPT_THRESHOLD,
+          value_parser = clap::value_parser!(u32).range(0..=jit::MAX_OPT_THRESHOLD as i64))]
+    pub opt_threshold: u32,
+    /// Translator: no optimizing tier (baseline blocks only).
+    #[arg(long, conflicts_with = "interp")]
+    pub no_opt: bool,
     /// Print statistics to stderr when the run ends (also after a fault, a step limit or an
     /// interruption); `--stats=ops` also counts each operator under the translator.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
@@ -337,6 +346,7 @@ fn run(args: &RunArgs) -> ExitCode {
         Engine::Translator(JitOptions {
             chain: !args.no_chain,
             max_block: args.max_block,
+            opt_threshold: (!args.no_opt).then_some(args.opt_threshold),
         })
     };
     let opts = RunOptions {

@@ -11,6 +11,7 @@ use crate::backend::{Backend, TooLong};
 use crate::cache::{BlockId, Cache, Compiled, Full, Pc};
 use crate::discoverer::{Run, discover};
 use crate::observe::Observers;
+use crate::region::{self, Passes};
 use crate::stats::Counter;
 use crate::translator::{self, Options};
 use std::time::Instant;
@@ -24,6 +25,16 @@ pub struct Compiler {
     /// Generated code must compare identifiers with the heap's table length (the table does
     /// not cover every identifier).
     pub check_ids: bool,
+    /// The optimizing tier: `None` when it is off; with `first_sight`, every block is
+    /// compiled as a region from the start.
+    pub regions: Option<RegionOptions>,
+}
+
+/// The optimizing tier's knobs.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionOptions {
+    pub first_sight: bool,
+    pub passes: Passes,
 }
 
 impl Compiler {
@@ -38,6 +49,26 @@ impl Compiler {
         observers: &mut Observers,
     ) -> BlockId {
         if let Some(id) = cache.lookup(Pc(pc)) {
+            return id;
+        }
+        if self.regions.is_some_and(|r| r.first_sight)
+            && let Some(id) = self.region_at(cache, program, pc, observers)
+        {
+            return id;
+        }
+        self.baseline_block_at(cache, program, pc, observers)
+    }
+
+    /// The baseline block for `pc`, compiled and installed now if there is none (a region's
+    /// side exits go on in baseline code). May flush the cache, as [`Compiler::block_at`].
+    pub fn baseline_block_at<B: Backend>(
+        &self,
+        cache: &mut Cache<B>,
+        program: &[u32],
+        pc: u32,
+        observers: &mut Observers,
+    ) -> BlockId {
+        if let Some(id) = cache.lookup_base(Pc(pc)) {
             return id;
         }
         let t0 = Instant::now();
@@ -63,6 +94,82 @@ impl Compiler {
         };
         cache.stats.add_time(Counter::TranslateTime, t0.elapsed());
         id
+    }
+
+    /// A region entered at `pc`, compiled and installed now (`None` when the tier is off or
+    /// the region's code does not assemble). May flush the cache, as
+    /// [`Compiler::block_at`].
+    pub fn region_at<B: Backend>(
+        &self,
+        cache: &mut Cache<B>,
+        program: &[u32],
+        pc: u32,
+        observers: &mut Observers,
+    ) -> Option<BlockId> {
+        let opts = self.regions?;
+        let t0 = Instant::now();
+        let plan = region::plan(
+            program,
+            pc,
+            self.max_block,
+            // At first sight nothing has run yet: take in all that is reachable.
+            &|p| opts.first_sight || cache.entered(p),
+            &|p| cache.predicted(p),
+        );
+        let ranges: Vec<(u32, u32)> = plan
+            .nodes
+            .iter()
+            .map(|n| (n.run.start, n.run.next_pc()))
+            .collect();
+        cache.prepare_ranges(&ranges, program.len() as u32);
+        let mut flushed = false;
+        let id = loop {
+            let is_code = |w: u32| cache.covers(w);
+            let compiled = match region::compile::<B>(
+                &plan,
+                &is_code,
+                opts.passes,
+                cache.next_address(),
+                cache.routines(),
+                self.check_ids,
+                cache.next_id().index(),
+                self.opts,
+                observers.wants_ir(),
+            ) {
+                Ok(c) => c,
+                Err(TooLong(why)) => {
+                    log::debug!("region at pc {pc} not compiled: {why}");
+                    return None;
+                }
+            };
+            match cache.install_region(&compiled, self.opts.chain) {
+                Ok(id) => {
+                    if let Some(ir) = &compiled.ir {
+                        observers.region_ir(pc, ir);
+                    }
+                    if observers.wants_code() {
+                        let addr = cache.code_address(id);
+                        observers.region_loaded(
+                            pc,
+                            &compiled.ranges,
+                            program,
+                            addr,
+                            &compiled.code,
+                        );
+                    }
+                    break id;
+                }
+                Err(Full) if flushed => return None,
+                Err(Full) => {
+                    cache.flush(program.len() as u32);
+                    flushed = true;
+                }
+            }
+        };
+        let took = t0.elapsed();
+        cache.stats.add_time(Counter::OptTime, took);
+        cache.stats.add_time(Counter::TranslateTime, took);
+        Some(id)
     }
 
     /// Translate `run` for the cache's next address. A run whose machine code does not
@@ -121,9 +228,11 @@ mod tests {
                 stats: false,
                 budget: false,
                 count_ops: false,
+                hot: false,
             },
             max_block: u32::MAX,
             check_ids: false,
+            regions: None,
         };
         let whole = discover(&program, 0, u32::MAX);
         assert_eq!(whole.ops.len(), n + 1);

@@ -33,6 +33,14 @@ impl Engine {
                 max_block: 1,
                 ..JitOptions::default()
             }));
+            v.push(Engine::Translator(JitOptions {
+                opt_threshold: None,
+                ..JitOptions::default()
+            }));
+            v.push(Engine::Translator(JitOptions {
+                opt_threshold: Some(0),
+                ..JitOptions::default()
+            }));
         }
         v
     }
@@ -50,6 +58,14 @@ impl Engine {
                     f.push("--max-block".to_string());
                     f.push(o.max_block.to_string());
                 }
+                match o.opt_threshold {
+                    None => f.push("--no-opt".to_string()),
+                    Some(jit::DEFAULT_OPT_THRESHOLD) => {}
+                    Some(t) => {
+                        f.push("--opt-threshold".to_string());
+                        f.push(t.to_string());
+                    }
+                }
                 f
             }
         }
@@ -60,9 +76,14 @@ impl Engine {
         match self {
             Engine::Interpreter => "interpreter".to_string(),
             Engine::Translator(o) => format!(
-                "translator (chaining {}, max block {})",
+                "translator (chaining {}, max block {}, {})",
                 if o.chain { "on" } else { "off" },
-                o.max_block
+                o.max_block,
+                match o.opt_threshold {
+                    None => "no regions".to_string(),
+                    Some(0) => "regions at once".to_string(),
+                    Some(t) => format!("regions after {t}"),
+                }
             ),
         }
     }

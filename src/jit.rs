@@ -4,15 +4,16 @@
 
 use crate::arch::Host;
 use crate::backend::{Backend, EnterFn};
-use crate::cache::Cache;
+use crate::cache::{Cache, Pc};
 use crate::code_memory;
-use crate::compiler::Compiler;
+use crate::compiler::{Compiler, RegionOptions};
 use crate::decoder::Instr;
 use crate::engine::RunOptions;
 use crate::fault::{Reason, Stop};
 use crate::interpreter::{self, Step};
 use crate::machine::Machine;
 use crate::observe::Observers;
+use crate::region::Passes;
 use crate::runtime::{ExitKind, JitCtx};
 use crate::signals;
 use crate::stats::{Counter, Stats};
@@ -25,6 +26,10 @@ pub struct JitOptions {
     pub chain: bool,
     /// Most UM operations per block (`--max-block`).
     pub max_block: u32,
+    /// The optimizing tier: jumps to a pc before a region is compiled there
+    /// (`--opt-threshold`; 0 compiles every block as a region at once); `None` turns the
+    /// tier off (`--no-opt`).
+    pub opt_threshold: Option<u32>,
 }
 
 impl Default for JitOptions {
@@ -32,11 +37,16 @@ impl Default for JitOptions {
         JitOptions {
             chain: true,
             max_block: DEFAULT_MAX_BLOCK,
+            opt_threshold: Some(DEFAULT_OPT_THRESHOLD),
         }
     }
 }
 
 pub const DEFAULT_MAX_BLOCK: u32 = 256;
+/// Default for `--opt-threshold`.
+pub const DEFAULT_OPT_THRESHOLD: u32 = 1000;
+/// Upper bound for `--opt-threshold` (hotness counters are 16 bits).
+pub const MAX_OPT_THRESHOLD: u32 = u16::MAX as u32 - 1;
 /// Upper bound for `--max-block`: the host backend's.
 pub const MAX_MAX_BLOCK: u32 = Host::MAX_BLOCK_OPS;
 
@@ -59,7 +69,10 @@ pub fn run(
         Some(_) => code_memory::Kind::Switching,
         None => code_memory::Kind::Dual,
     };
-    let mut cache = match Cache::<Host>::new(m.heap.program().1, kind) {
+    // The tier needs exact per-operator counts it does not keep: off with --stats=ops.
+    let threshold = opts.opt_threshold.filter(|_| !(stats && count_ops));
+    let counter_start = threshold.map_or(u16::MAX, |t| t.min(MAX_OPT_THRESHOLD) as u16);
+    let mut cache = match Cache::<Host>::with_threshold(m.heap.program().1, kind, counter_start) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("cannot map code memory ({e}); interpreting instead");
@@ -77,9 +90,14 @@ pub fn run(
             stats,
             budget: max_steps.is_some(),
             count_ops: stats && count_ops,
+            hot: threshold.is_some_and(|t| t > 0),
         },
         max_block: opts.max_block.clamp(1, MAX_MAX_BLOCK),
         check_ids: !m.heap.covers_whole_space(),
+        regions: threshold.map(|t| RegionOptions {
+            first_sight: t == 0,
+            passes: Passes::default(),
+        }),
     };
     let mut ctx = Box::new(JitCtx::new());
     ctx.regs = m.regs;
@@ -89,6 +107,9 @@ pub fn run(
     // `EnterFn` signature.
     let enter = unsafe { std::mem::transmute::<usize, EnterFn>(cache.routines().enter) };
     let mut pc = m.pc;
+    // Where to enter next when it is not the code entered at `pc` (baseline code after a
+    // region's side exit).
+    let mut code_override: Option<usize> = None;
     let result = loop {
         if let Some(signal) = signals::received() {
             break Err(Stop::Interrupted { pc, signal });
@@ -104,8 +125,13 @@ pub fn run(
                 Err(r) => break r,
             }
         }
-        let id = compiler.block_at(&mut cache, m.heap.array(0), pc, observers);
-        let code = cache.code_address(id);
+        let code = match code_override.take() {
+            Some(code) => code,
+            None => {
+                let id = compiler.block_at(&mut cache, m.heap.array(0), pc, observers);
+                cache.code_address(id)
+            }
+        };
         // The tables may have been reallocated by a flush; the heap and console pointers
         // are made afresh from `m` for every run, and `m` is not used until it returns.
         (ctx.dtable, ctx.dtable_len) = cache.dtable();
@@ -115,6 +141,8 @@ pub fn run(
             observers.exec(pc);
         }
         ctx.codemap = cache.codemap();
+        ctx.counters = cache.counters();
+        ctx.profile = cache.profiles();
         ctx.heap = &raw mut *m.heap;
         ctx.console = &raw mut m.console;
         ctx.stats[Counter::Exits] += 1;
@@ -142,10 +170,36 @@ pub fn run(
                 pc = epc;
                 if epc < m.heap.program().1 && signals::received().is_none() {
                     let src = cache.block_id(ea);
-                    let dst = compiler.block_at(&mut cache, m.heap.array(0), epc, observers);
+                    let program = m.heap.array(0);
+                    // A region's side exit goes on in baseline code.
+                    let dst = if cache.is_side_exit(src, eb) {
+                        ctx.stats[Counter::SideExits] += 1;
+                        let dst = compiler.baseline_block_at(&mut cache, program, epc, observers);
+                        code_override = Some(cache.code_address(dst));
+                        dst
+                    } else {
+                        compiler.block_at(&mut cache, program, epc, observers)
+                    };
                     // Rejected when compiling `dst` flushed the cache: `src` is stale then.
                     cache.link(src, eb, dst);
                 }
+            }
+            ExitKind::Side => {
+                pc = epc;
+                ctx.stats[Counter::SideExits] += 1;
+                if epc < m.heap.program().1 {
+                    let program = m.heap.array(0);
+                    let dst = compiler.baseline_block_at(&mut cache, program, epc, observers);
+                    code_override = Some(cache.code_address(dst));
+                }
+            }
+            ExitKind::Hot => {
+                pc = epc;
+                if epc < m.heap.program().1 && !cache.has_region(Pc(epc)) {
+                    compiler.region_at(&mut cache, m.heap.array(0), epc, observers);
+                }
+                // Counted down again from the top: not asked again soon.
+                cache.reset_counter(epc, u16::MAX);
             }
             ExitKind::Interp => {
                 give_back(&mut ctx, &compiler.opts, eb);

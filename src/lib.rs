@@ -34,6 +34,7 @@ pub mod machine;
 pub mod memory;
 pub mod observe;
 pub mod profile;
+pub mod region;
 pub mod runtime;
 pub mod signals;
 pub mod stats;

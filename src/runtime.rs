@@ -34,6 +34,10 @@ pub enum ExitKind {
     /// The block at `exit_pc` did not start: fewer than its `exit_b` operations are left
     /// in the step budget (which it took and gives back through `exit_b`).
     Budget = 7,
+    /// Code at `exit_pc` is hot: compile a region there, then go on at `exit_pc`.
+    Hot = 8,
+    /// A region's side exit without chaining: go on at `exit_pc` in baseline code.
+    Side = 9,
 }
 
 impl ExitKind {
@@ -46,6 +50,8 @@ impl ExitKind {
             5 => ExitKind::Fault,
             6 => ExitKind::Smc,
             7 => ExitKind::Budget,
+            8 => ExitKind::Hot,
+            9 => ExitKind::Side,
             _ => return None,
         })
     }
@@ -80,6 +86,10 @@ pub struct JitCtx {
     /// Instructions left in the step budget (`--max-steps`); blocks take theirs on entry
     /// when the budget is on.
     pub budget: u64,
+    /// Hotness counters, one per pc of array 0 (see `cache`).
+    pub counters: *mut u16,
+    /// Computed-jump profiles, one per block (see `cache`).
+    pub profile: *mut crate::cache::Profile,
     /// Counters bumped by generated code (only when statistics are on) and by the engine
     /// loop.
     pub stats: Stats,
@@ -106,6 +116,8 @@ impl JitCtx {
             code_base: 0,
             interrupt: &crate::signals::INTERRUPT,
             budget: u64::MAX,
+            counters: std::ptr::null_mut(),
+            profile: std::ptr::null_mut(),
             stats: Stats::default(),
             console: std::ptr::null_mut(),
             pending: None,
@@ -134,6 +146,8 @@ pub mod off {
     pub const CODE_BASE: i32 = offset_of!(JitCtx, code_base) as i32;
     pub const INTERRUPT: i32 = offset_of!(JitCtx, interrupt) as i32;
     pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
+    pub const COUNTERS: i32 = offset_of!(JitCtx, counters) as i32;
+    pub const PROFILE: i32 = offset_of!(JitCtx, profile) as i32;
 
     /// Offset of a statistics counter.
     pub const fn counter(c: Counter) -> i32 {
@@ -146,7 +160,7 @@ pub mod off {
         assert!(REGS + 32 <= 128 && EXIT_KIND < 128 && EXIT_PC < 128);
         assert!(EXIT_A < 128 && EXIT_B < 128 && HEAP < 128 && DTABLE < 128);
         assert!(DTABLE_LEN < 128 && CODEMAP < 128 && CODE_BASE < 128);
-        assert!(INTERRUPT < 128 && BUDGET < 128);
+        assert!(INTERRUPT < 128 && BUDGET < 128 && COUNTERS < 128 && PROFILE < 128);
     };
 }
 

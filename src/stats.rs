@@ -103,6 +103,16 @@ counters! {
     Interpreted: "instructions interpreted", Count, Translator;
     /// Time spent translating.
     TranslateTime: "time translating", Nanos, Translator;
+    /// Regions compiled by the optimizing tier.
+    RegionsCompiled: "regions compiled", Count, Translator;
+    /// UM operations in those regions.
+    RegionOps: "UM ops in regions", Count, Translator;
+    /// Side exits taken out of regions (a check or hoisted guard that failed, a signal).
+    SideExits: "side exits taken", Count, Translator;
+    /// Computed jumps in regions whose target no prediction matched.
+    GuardMisses: "guard misses", Count, Translator;
+    /// Time spent forming, optimizing and lowering regions (part of the time translating).
+    OptTime: "time in the optimizer", Nanos, Translator;
     /// Arrays allocated (op 8).
     Allocations: "arrays allocated", Count, All;
     /// Arrays abandoned (op 9).
@@ -248,7 +258,7 @@ impl Row {
         match self {
             Row::Counter(c) if c.scope() == Scope::Translator && !translator => None,
             Row::Counter(c) => Some(match (c.unit(), *c) {
-                (Unit::Nanos, Counter::TranslateTime) => format!(
+                (Unit::Nanos, Counter::TranslateTime | Counter::OptTime) => format!(
                     "{:.3} s ({})",
                     secs(s[*c]),
                     percent(s[*c], s[Counter::WallTime])
@@ -309,6 +319,11 @@ pub const TABLE: &[Row] = &[
     Row::Counter(Exits),
     Row::Counter(Interpreted),
     Row::Counter(TranslateTime),
+    Row::Counter(RegionsCompiled),
+    Row::Counter(RegionOps),
+    Row::Counter(SideExits),
+    Row::Counter(GuardMisses),
+    Row::Counter(OptTime),
     Row::Counter(Instructions),
     Row::Counter(Allocations),
     Row::Counter(Abandonments),

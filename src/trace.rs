@@ -19,12 +19,14 @@ pub struct TraceSet {
     pub in_asm: bool,
     pub out_asm: bool,
     pub exec: bool,
+    /// The optimizing tier's IR of each region, after optimization.
+    pub ir: bool,
 }
 
 impl TraceSet {
     /// Whether any trace is asked for.
     pub fn any(self) -> bool {
-        self.in_asm || self.out_asm || self.exec
+        self.in_asm || self.out_asm || self.exec || self.ir
     }
 }
 
@@ -39,9 +41,10 @@ impl FromStr for TraceSet {
                 "in_asm" => t.in_asm = true,
                 "out_asm" => t.out_asm = true,
                 "exec" => t.exec = true,
+                "ir" => t.ir = true,
                 _ => {
                     return Err(format!(
-                        "unknown trace '{item}' (known: in_asm, out_asm, exec)"
+                        "unknown trace '{item}' (known: in_asm, out_asm, exec, ir)"
                     ));
                 }
             }
@@ -95,6 +98,46 @@ impl Tracer {
         }
         if !s.is_empty() {
             self.write(&s);
+        }
+    }
+
+    /// A region entered at `seed`, made of the UM `blocks` (pc and words of each), was
+    /// translated into `code` at `addr`.
+    pub fn region(&mut self, seed: u32, blocks: &[(u32, &[u32])], addr: usize, code: &[u8]) {
+        let mut s = String::new();
+        if self.set.in_asm {
+            let _ = writeln!(s, "IN: region at pc {seed}, {} blocks", blocks.len());
+            for &(start, ops) in blocks {
+                for (i, &w) in ops.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "  {:>8}: {w:08x}  {}",
+                        start as usize + i,
+                        Instr::disassemble(w)
+                    );
+                }
+                let _ = writeln!(s, "  --");
+            }
+        }
+        if self.set.out_asm {
+            let _ = writeln!(
+                s,
+                "OUT: region at pc {seed}: {} bytes at {addr:#x}",
+                code.len()
+            );
+            for line in disassemble_host(addr as u64, code) {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+        if !s.is_empty() {
+            self.write(&s);
+        }
+    }
+
+    /// The IR of the region at `seed`, after optimization.
+    pub fn ir(&mut self, seed: u32, ir: &str) {
+        if self.set.ir {
+            self.write(&format!("IR: region at pc {seed}\n{ir}"));
         }
     }
 
@@ -177,7 +220,8 @@ mod tests {
             TraceSet {
                 in_asm: true,
                 out_asm: false,
-                exec: true
+                exec: true,
+                ir: false
             }
         );
         assert!("in_asm,bogus".parse::<TraceSet>().is_err());

@@ -31,6 +31,9 @@ pub struct Options {
     pub budget: bool,
     /// Count each operator executed (`--stats=ops`).
     pub count_ops: bool,
+    /// Feed the optimizing tier: count down the hotness of the targets of backward and
+    /// computed jumps, and record the targets computed jumps take.
+    pub hot: bool,
 }
 
 /// The result of translating a run.
@@ -306,6 +309,10 @@ impl<E: Backend> Translator<'_, E> {
         // before this one's): there a signal is noticed.
         if target <= self.start {
             self.e.branch_interrupted(label);
+            if self.opts.hot {
+                let hot = self.stub(ExitKind::Hot, target, 0, 0);
+                self.e.count_hot(target, hot);
+            }
         }
         let jump_at = self.e.jump_patchable(label);
         self.exits.push(ExitSite {
@@ -386,7 +393,7 @@ impl<E: Backend> Translator<'_, E> {
                 _ => {
                     let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                     let (vb, vc) = (self.val(b), self.val(c));
-                    self.e.div(a, vb, vc, fail);
+                    self.e.div(a, vb, vc, Some(fail));
                     self.forget_arrays();
                     self.written(a);
                 }
@@ -485,7 +492,11 @@ impl<E: Backend> Translator<'_, E> {
                     self.e.bind(taken);
                     self.exit_to(t);
                 } else {
-                    self.e.jump_dispatch(Val::Reg(c), self.opts.stats);
+                    if self.opts.hot {
+                        self.e.record_target(c, self.link_tag);
+                    }
+                    self.e
+                        .jump_dispatch(Val::Reg(c), self.opts.stats, self.opts.hot);
                 }
                 return true;
             }
@@ -516,7 +527,8 @@ impl<E: Backend> Translator<'_, E> {
                     if self.opts.stats {
                         self.e.count_event(off::counter(Counter::StubRuns));
                     }
-                    self.e.jump_dispatch(Val::Imm(target), self.opts.stats);
+                    self.e
+                        .jump_dispatch(Val::Imm(target), self.opts.stats, false);
                 }
             }
         }

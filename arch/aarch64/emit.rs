@@ -2,7 +2,7 @@
 
 use super::heap::alloc_inline;
 use super::regs::{PAIRS, h};
-use super::{A64, Ops, load_w};
+use super::{A64, Ops, load_w, load_x};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
@@ -239,13 +239,16 @@ impl Backend for A64 {
                 ; and W(ha), W(hb), W(hc)
                 ; mvn W(ha), W(ha)
             ),
+            BinOp::And => asm!(self.ops ; and W(ha), W(hb), W(hc)),
         }
     }
 
-    fn div(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<DynamicLabel>) {
         let hc = match c {
             Val::Reg(r) => {
-                asm!(self.ops ; cbz W(h(r)), =>fail);
+                if let Some(fail) = fail {
+                    asm!(self.ops ; cbz W(h(r)), =>fail);
+                }
                 h(r)
             }
             Val::Imm(k) => {
@@ -255,6 +258,15 @@ impl Backend for A64 {
         };
         let hb = self.reg_of(b, 9);
         asm!(self.ops ; udiv W(h(a)), W(hb), W(hc));
+    }
+
+    fn select(&mut self, a: u8, cond: u8, t: Val, f: Val) {
+        let ht = self.reg_of(t, 9);
+        let hf = self.reg_of(f, 10);
+        asm!(self.ops
+            ; cmp W(h(cond)), wzr
+            ; csel W(h(a)), W(ht), W(hf), ne
+        );
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
@@ -343,13 +355,25 @@ impl Backend for A64 {
         asm!(self.ops ; b.eq =>target);
     }
 
+    fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {
+        let hm = self.reg_of(mask, 9);
+        asm!(self.ops
+            ; tst W(h(r)), W(hm)
+            ; b.ne =>target
+        );
+    }
+
+    fn jump(&mut self, target: DynamicLabel) {
+        asm!(self.ops ; b =>target);
+    }
+
     fn jump_patchable(&mut self, stub: DynamicLabel) -> usize {
         let at = self.offset();
         asm!(self.ops ; b =>stub);
         at
     }
 
-    fn jump_dispatch(&mut self, target: Val, count: bool) {
+    fn jump_dispatch(&mut self, target: Val, count: bool, hot: bool) {
         if count {
             self.count_event(off::counter(Counter::Lookups));
         }
@@ -370,11 +394,57 @@ impl Backend for A64 {
             ; =>to_miss
             ; b extern miss
             ; =>found
+        );
+        if hot {
+            let routine = self.routines.hot;
+            let cool = self.ops.new_dynamic_label();
+            asm!(self.ops
+                ; ldr x10, [x27, off::COUNTERS as u32]
+                ; add x10, x10, w9, uxtw 1
+                ; ldrh w11, [x10]
+                ; subs w11, w11, 1
+                ; strh w11, [x10]
+                ; b.hs =>cool
+                ; b extern routine
+                ; =>cool
+            );
+        }
+        asm!(self.ops
             ; ldr x10, [x27, off::DTABLE as u32]
             ; ldr w10, [x10, w9, uxtw 2]
             ; ldr x11, [x27, off::CODE_BASE as u32]
             ; add x10, x11, x10
             ; br x10
+        );
+    }
+
+    fn count_hot(&mut self, target: u32, hot: DynamicLabel) {
+        asm!(self.ops ; ldr x10, [x27, off::COUNTERS as u32]);
+        load_x(&mut self.ops, 11, 2 * target as u64);
+        asm!(self.ops
+            ; add x10, x10, x11
+            ; ldrh w11, [x10]
+            ; subs w11, w11, 1
+            ; strh w11, [x10]
+            ; b.lo =>hot
+        );
+    }
+
+    fn record_target(&mut self, r: u8, slot: u32) {
+        let done = self.ops.new_dynamic_label();
+        let hr = h(r);
+        asm!(self.ops ; ldr x10, [x27, off::PROFILE as u32]);
+        load_x(&mut self.ops, 11, 16 * slot as u64);
+        asm!(self.ops
+            ; add x10, x10, x11
+            ; ldr w11, [x10]
+            ; cmp w11, W(hr)
+            ; b.eq =>done
+            ; ldur x14, [x10, 4]
+            ; stur x14, [x10, 8]
+            ; str w11, [x10, 4]
+            ; str W(hr), [x10]
+            ; =>done
         );
     }
 

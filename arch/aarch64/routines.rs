@@ -15,10 +15,17 @@ use dynasmrt::{DynasmApi, DynasmLabelApi};
 /// Assemble the routines for code memory at `base`.
 pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut ops = Ops::new(base);
+    // Both leave for pc w9, with their own exit kind.
     let miss = ops.offset().0;
     asm!(ops
-        ; str w9, [x27, off::EXIT_PC as u32]
         ; movz w10, ExitKind::Miss as u32
+        ; b >leave
+    );
+    let hot = ops.offset().0;
+    asm!(ops
+        ; movz w10, ExitKind::Hot as u32
+        ; leave:
+        ; str w9, [x27, off::EXIT_PC as u32]
         ; str w10, [x27, off::EXIT_KIND as u32]
         ; str wzr, [x27, off::EXIT_B as u32]
     );
@@ -89,6 +96,7 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         code,
         Routines {
             miss: base + miss,
+            hot: base + hot,
             exit: base + exit,
             enter: base + enter,
             exit_with: base + exit_with,

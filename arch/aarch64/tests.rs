@@ -57,7 +57,7 @@ fn constants_use_movz_movk() {
 fn division_checks_for_zero_then_udiv() {
     let mut e = emitter();
     let fail = e.new_label();
-    e.div(0, Val::Reg(1), Val::Reg(2), fail); // cbz w21, fail; udiv w19, w20, w21
+    e.div(0, Val::Reg(1), Val::Reg(2), Some(fail)); // cbz w21, fail; udiv w19, w20, w21
     e.bind(fail);
     assert_eq!(words(&finish(e)), [0x3400_0055, 0x1AD5_0A93]);
 }
@@ -145,6 +145,7 @@ fn whole_blocks_assemble() {
             stats,
             budget: stats,
             count_ops: stats,
+            hot: chain,
         };
         let t = translate(&mut e, &run, 7, opts, &|_| true);
         let code = finish(e);

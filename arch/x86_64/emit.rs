@@ -22,6 +22,8 @@ const DTABLE_LEN: i8 = d8(off::DTABLE_LEN);
 const CODE_BASE: i8 = d8(off::CODE_BASE);
 const INTERRUPT: i8 = d8(off::INTERRUPT);
 const BUDGET: i8 = d8(off::BUDGET);
+const COUNTERS: i8 = d8(off::COUNTERS);
+const PROFILE: i8 = d8(off::PROFILE);
 
 /// Where an element is, relative to its array's base register.
 #[derive(Clone, Copy)]
@@ -304,7 +306,7 @@ impl Backend for X64 {
                     }
                 }
             }
-            BinOp::Nand => {
+            BinOp::Nand | BinOp::And => {
                 let hb = self.reg_of(b, RAX);
                 if hb != RAX {
                     asm!(self.ops ; mov eax, Rd(hb));
@@ -313,21 +315,23 @@ impl Backend for X64 {
                     Val::Imm(k) => asm!(self.ops ; and eax, k as i32),
                     Val::Reg(r) => asm!(self.ops ; and eax, Rd(h(r))),
                 }
-                asm!(self.ops
-                    ; not eax
-                    ; mov Rd(ha), eax
-                );
+                if op == BinOp::Nand {
+                    asm!(self.ops ; not eax);
+                }
+                asm!(self.ops ; mov Rd(ha), eax);
             }
         }
     }
 
-    fn div(&mut self, a: u8, b: Val, c: Val, fail: DynamicLabel) {
+    fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<DynamicLabel>) {
         let hc = match c {
             Val::Reg(r) => {
-                asm!(self.ops
-                    ; test Rd(h(r)), Rd(h(r))
-                    ; jz =>fail
-                );
+                if let Some(fail) = fail {
+                    asm!(self.ops
+                        ; test Rd(h(r)), Rd(h(r))
+                        ; jz =>fail
+                    );
+                }
                 h(r)
             }
             Val::Imm(k) => {
@@ -344,6 +348,38 @@ impl Backend for X64 {
             ; div Rd(hc)
             ; mov Rd(h(a)), eax
         );
+    }
+
+    fn select(&mut self, a: u8, cond: u8, t: Val, f: Val) {
+        // Only eax is scratch here (the pairs' registers may hold arrays).
+        let hc = h(cond);
+        match (t, f) {
+            (Val::Reg(rt), _) => {
+                match f {
+                    Val::Reg(rf) => asm!(self.ops ; mov eax, Rd(h(rf))),
+                    Val::Imm(k) => asm!(self.ops ; mov eax, k as i32),
+                }
+                asm!(self.ops
+                    ; test Rd(hc), Rd(hc)
+                    ; cmovnz eax, Rd(h(rt))
+                );
+            }
+            (Val::Imm(kt), Val::Reg(rf)) => asm!(self.ops
+                ; mov eax, kt as i32
+                ; test Rd(hc), Rd(hc)
+                ; cmovz eax, Rd(h(rf))
+            ),
+            (Val::Imm(kt), Val::Imm(kf)) => asm!(self.ops
+                // eax = f ^ ((t ^ f) & -(cond != 0))
+                ; xor eax, eax
+                ; test Rd(hc), Rd(hc)
+                ; setnz al
+                ; neg eax
+                ; and eax, (kt ^ kf) as i32
+                ; xor eax, kf as i32
+            ),
+        }
+        asm!(self.ops ; mov Rd(h(a)), eax);
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
@@ -450,6 +486,18 @@ impl Backend for X64 {
         );
     }
 
+    fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {
+        match mask {
+            Val::Imm(k) => asm!(self.ops ; test Rd(h(r)), k as i32),
+            Val::Reg(m) => asm!(self.ops ; test Rd(h(r)), Rd(h(m))),
+        }
+        asm!(self.ops ; jnz =>target);
+    }
+
+    fn jump(&mut self, target: DynamicLabel) {
+        asm!(self.ops ; jmp =>target);
+    }
+
     fn jump_patchable(&mut self, stub: DynamicLabel) -> usize {
         // The 5-byte jump must lie within one aligned 8-byte word (blocks start 8-aligned).
         let misalign = self.offset() % 8;
@@ -462,7 +510,7 @@ impl Backend for X64 {
         at
     }
 
-    fn jump_dispatch(&mut self, target: Val, count: bool) {
+    fn jump_dispatch(&mut self, target: Val, count: bool, hot: bool) {
         if count {
             self.count_event(off::counter(Counter::Lookups));
         }
@@ -477,10 +525,45 @@ impl Backend for X64 {
             ; jne extern miss
             ; cmp ecx, [BYTE r15 + DTABLE_LEN]
             ; jae extern miss
+        );
+        if hot {
+            let routine = self.routines.hot;
+            asm!(self.ops
+                ; mov rax, [BYTE r15 + COUNTERS]
+                ; sub WORD [rax + rcx * 2], 1
+                ; jb extern routine
+            );
+        }
+        asm!(self.ops
             ; mov rax, [BYTE r15 + DTABLE]
             ; mov eax, [rax + rcx * 4]
             ; add rax, [BYTE r15 + CODE_BASE]
             ; jmp rax
+        );
+    }
+
+    fn count_hot(&mut self, target: u32, hot: DynamicLabel) {
+        asm!(self.ops
+            ; mov rax, [BYTE r15 + COUNTERS]
+            ; sub WORD [rax + 2 * target as i32], 1
+            ; jb =>hot
+        );
+    }
+
+    fn record_target(&mut self, r: u8, slot: u32) {
+        let done = self.ops.new_dynamic_label();
+        let hr = h(r);
+        asm!(self.ops
+            ; mov rax, [BYTE r15 + PROFILE]
+            ; add rax, (slot * 16) as i32
+            ; cmp [rax], Rd(hr)
+            ; je =>done
+            ; mov rdx, [rax + 4]
+            ; mov [rax + 8], rdx
+            ; mov edx, [rax]
+            ; mov [rax + 4], edx
+            ; mov [rax], Rd(hr)
+            ; =>done
         );
     }
 

@@ -26,10 +26,18 @@ fn reg_slot(r: usize) -> i8 {
 /// Assemble the routines for code memory at `base`.
 pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
     let mut ops = Ops::new(base);
+    // Both leave for pc ecx, with their own exit kind.
     let miss = ops.offset().0;
     asm!(ops
+        ; mov eax, ExitKind::Miss as i32
+        ; jmp >leave
+    );
+    let hot = ops.offset().0;
+    asm!(ops
+        ; mov eax, ExitKind::Hot as i32
+        ; leave:
         ; mov [BYTE r15 + EXIT_PC], ecx
-        ; mov DWORD [BYTE r15 + EXIT_KIND], ExitKind::Miss as i32
+        ; mov [BYTE r15 + EXIT_KIND], eax
         ; mov DWORD [BYTE r15 + EXIT_B], 0
     );
     let exit = ops.offset().0;
@@ -106,6 +114,7 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         code,
         Routines {
             miss: base + miss,
+            hot: base + hot,
             exit: base + exit,
             enter: base + enter,
             exit_with: base + exit_with,

@@ -44,7 +44,7 @@ fn arithmetic_encodings() {
 fn division_checks_for_zero_then_divides() {
     let mut e = emitter();
     let fail = e.new_label();
-    e.div(0, Val::Reg(1), Val::Reg(2), fail);
+    e.div(0, Val::Reg(1), Val::Reg(2), Some(fail));
     e.bind(fail);
     assert_eq!(
         finish(e),
@@ -164,6 +164,7 @@ fn whole_blocks_assemble() {
             stats,
             budget: stats,
             count_ops: stats,
+            hot: chain,
         };
         let t = translate(&mut e, &run, 7, opts, &|_| true);
         let code = finish(e);

@@ -1,0 +1,321 @@
+//! Region formation: from a hot pc, the blocks of UM code that run together.
+//!
+//! Starting at the seed, the former follows what a block's own code says about where it
+//! goes next: the next pc when the block was cut short, a constant jump, both sides of the
+//! two-way `literal T; literal F; cmov; loadprog` idiom, and for a computed jump the targets
+//! the baseline code saw (its profile), each to be guarded. A jump to a block already in
+//! the region (a loop) stays inside; everything else leaves it. A region stops growing at
+//! [`MAX_NODES`] blocks or [`MAX_OPS`] UM operations; it never follows a halt, an invalid
+//! opcode or a load program from another array.
+
+use crate::decoder::Op;
+use crate::discoverer::{End, Run, discover};
+use std::collections::HashMap;
+
+/// The most blocks in a region.
+pub const MAX_NODES: usize = 64;
+/// The most UM operations in a region.
+pub const MAX_OPS: usize = 4096;
+
+/// Where control goes from a block of the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    /// Block `i` of the region.
+    Node(usize),
+    /// Out of the region, to this pc.
+    Out(u32),
+}
+
+/// How a block of the region ends, as its own code says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The block was cut short (length cap): execution continues at the next pc.
+    Next(Edge),
+    /// A jump to a constant target.
+    Jump(Edge),
+    /// The two-way idiom on register `cond`: `nonzero` when it is not zero, else `zero`.
+    TwoWay { cond: u8, nonzero: Edge, zero: Edge },
+    /// A jump through register `reg` to a target known only at run time; `predicted` are
+    /// the targets seen, most recent first.
+    Computed { reg: u8, predicted: Vec<Edge> },
+    /// The block leaves through its last operation (halt, invalid opcode, load program
+    /// from another array, the end of array 0).
+    Stop,
+}
+
+/// A block of the region: its operations and where they go.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub run: Run,
+    pub ending: Ending,
+}
+
+/// A region: `nodes[0]` starts at the seed.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub nodes: Vec<Node>,
+}
+
+impl Plan {
+    /// UM operations in the region.
+    pub fn ops(&self) -> usize {
+        self.nodes.iter().map(|n| n.run.ops.len()).sum()
+    }
+
+    /// The pc of block `i`.
+    pub fn start(&self, i: usize) -> u32 {
+        self.nodes[i].run.start
+    }
+}
+
+/// What is known of a register's value in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum K {
+    Unknown,
+    Const(u32),
+    /// One of two constants (a cmov chose).
+    Either(u32, u32),
+}
+
+/// The registers after the run's operations (its last one, a jump, aside), from `regs` on
+/// entry.
+fn eval(run: &Run, mut regs: [K; 8]) -> [K; 8] {
+    let body = match run.end {
+        End::Terminator => &run.ops[..run.ops.len() - 1],
+        _ => &run.ops[..],
+    };
+    for ins in body {
+        let (a, b, c) = (ins.a as usize, ins.b as usize, ins.c as usize);
+        match ins.op {
+            Op::Literal => regs[a] = K::Const(ins.value),
+            Op::CMov => match (regs[a], regs[b], regs[c]) {
+                (_, _, K::Const(0)) => {}
+                (_, kb, K::Const(_)) => regs[a] = kb,
+                (K::Const(f), K::Const(t), _) if f != t => regs[a] = K::Either(t, f),
+                (K::Const(f), K::Const(t), _) if f == t => {}
+                _ => regs[a] = K::Unknown,
+            },
+            Op::Index | Op::Add | Op::Mul | Op::Div | Op::Nand => regs[a] = K::Unknown,
+            Op::Alloc => regs[b] = K::Unknown,
+            Op::Input => regs[c] = K::Unknown,
+            _ => {}
+        }
+    }
+    regs
+}
+
+/// What a run's last operation does, from the constants its own operations load (this is
+/// what the region's code relies on), and the targets a computed jump may take given what
+/// is known on entry (`entry`, from the block the run was reached from: a prediction,
+/// checked when the region runs).
+fn classify(run: &Run, entry: [K; 8]) -> (Ending, Vec<u32>) {
+    let regs = eval(run, [K::Unknown; 8]);
+    let last = run.ops[run.ops.len() - 1];
+    match (run.end, last.op) {
+        (End::Cap, _) => (Ending::Next(Edge::Out(run.next_pc())), vec![]),
+        (End::Terminator, Op::LoadProg) => {
+            // A jump only when register B is known to be 0, or not known (then guarded).
+            if matches!(regs[last.b as usize], K::Const(b) if b != 0) {
+                return (Ending::Stop, vec![]);
+            }
+            match regs[last.c as usize] {
+                K::Const(t) => (Ending::Jump(Edge::Out(t)), vec![]),
+                K::Either(t, f) => {
+                    // The cmov that chose between them names the condition register.
+                    let cond = run.ops[..run.ops.len() - 1]
+                        .iter()
+                        .rev()
+                        .find(|i| i.op == Op::CMov && i.a == last.c)
+                        .map(|i| i.c)
+                        .expect("an either value comes from a cmov");
+                    let ending = Ending::TwoWay {
+                        cond,
+                        nonzero: Edge::Out(t),
+                        zero: Edge::Out(f),
+                    };
+                    (ending, vec![])
+                }
+                K::Unknown => {
+                    let ending = Ending::Computed {
+                        reg: last.c,
+                        predicted: vec![],
+                    };
+                    let known = match eval(run, entry)[last.c as usize] {
+                        K::Const(t) => vec![t],
+                        K::Either(t, f) => vec![t, f],
+                        K::Unknown => vec![],
+                    };
+                    (ending, known)
+                }
+            }
+        }
+        _ => (Ending::Stop, vec![]),
+    }
+}
+
+/// Form the region that starts at `seed` (inside `program`, array 0), with blocks of at
+/// most `max_block` operations. Only blocks that `entered(pc)` says have run are taken in
+/// (paths not yet taken stay side exits, so a region is what is hot, not all that is
+/// reachable); `predicted(pc)` gives the targets seen for the computed jump at word `pc`,
+/// most recent first.
+pub fn form(
+    program: &[u32],
+    seed: u32,
+    max_block: u32,
+    entered: &dyn Fn(u32) -> bool,
+    predicted: &dyn Fn(u32) -> Vec<u32>,
+) -> Plan {
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut index: HashMap<u32, usize> = HashMap::new();
+    let mut ops = 0;
+    let mut queue = std::collections::VecDeque::from([seed]);
+    index.insert(seed, 0);
+    // Blocks are numbered as they are discovered; a pc is enqueued once.
+    // What is known of the registers on entry to each block, from the block it was first
+    // reached from (for predicting computed jumps only).
+    let mut entry: Vec<[K; 8]> = vec![[K::Unknown; 8]];
+    while let Some(pc) = queue.pop_front() {
+        let run = discover(program, pc, max_block);
+        ops += run.ops.len();
+        let node = nodes.len();
+        let (mut ending, known) = classify(&run, entry[node]);
+        if let Ending::Computed { predicted: p, .. } = &mut ending {
+            let mut targets = known;
+            for t in predicted(run.next_pc() - 1) {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            *p = targets.into_iter().take(4).map(Edge::Out).collect();
+        }
+        let out = eval(&run, entry[node]);
+        nodes.push(Node { run, ending });
+        // Resolve edges to blocks in (or now added to) the region.
+        let room = |n: usize, ops: usize| n < MAX_NODES && ops < MAX_OPS;
+        let mut edges = edges_mut(&mut nodes[node].ending);
+        for e in edges.iter_mut() {
+            let Edge::Out(t) = **e else { continue };
+            if (t as usize) >= program.len() {
+                continue;
+            }
+            if let Some(&i) = index.get(&t) {
+                **e = Edge::Node(i);
+            } else if room(index.len(), ops) && entered(t) {
+                let i = index.len();
+                index.insert(t, i);
+                queue.push_back(t);
+                entry.push(out);
+                **e = Edge::Node(i);
+            }
+        }
+    }
+    Plan { nodes }
+}
+
+/// The edges of an ending, to resolve.
+fn edges_mut(e: &mut Ending) -> Vec<&mut Edge> {
+    match e {
+        Ending::Next(x) | Ending::Jump(x) => vec![x],
+        Ending::TwoWay { nonzero, zero, .. } => vec![nonzero, zero],
+        Ending::Computed { predicted, .. } => predicted.iter_mut().collect(),
+        Ending::Stop => vec![],
+    }
+}
+
+/// The edges of an ending.
+pub fn edges(e: &Ending) -> Vec<Edge> {
+    match e {
+        Ending::Next(x) | Ending::Jump(x) => vec![*x],
+        Ending::TwoWay { nonzero, zero, .. } => vec![*nonzero, *zero],
+        Ending::Computed { predicted, .. } => predicted.clone(),
+        Ending::Stop => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assembler::assemble;
+
+    /// A loop of three rounds (the test at its head in r7), followed by `done`.
+    const LOOP: &str = "
+                literal r7, 3
+        loop:   literal r1, body
+                literal r2, done
+                cmov r2, r1, r7
+                loadprog r0, r2
+        body:   nand r6, r0, r0
+                add r7, r7, r6
+                literal r5, loop
+                loadprog r0, r5
+";
+
+    #[test]
+    fn a_loop_with_a_two_way_branch_and_a_computed_return() {
+        let p = assemble(&format!("{LOOP}        done:   loadprog r0, r3\n")).unwrap();
+        let plan = form(&p, 1, 256, &|_| true, &|pc| {
+            if pc == 9 { vec![1, 4] } else { vec![] }
+        });
+        let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
+        assert_eq!(starts, [1, 5, 9, 4]);
+        assert_eq!(
+            plan.nodes[0].ending,
+            Ending::TwoWay {
+                cond: 7,
+                nonzero: Edge::Node(1),
+                zero: Edge::Node(2)
+            }
+        );
+        assert_eq!(plan.nodes[1].ending, Ending::Jump(Edge::Node(0)));
+        // The computed jump's predicted targets: the loop head, and pc 4 (mid-block: a
+        // block of its own, appended).
+        match &plan.nodes[2].ending {
+            Ending::Computed { reg, predicted } => {
+                assert_eq!(*reg, 3);
+                assert_eq!(predicted, &[Edge::Node(0), Edge::Node(3)]);
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(plan.nodes[3].run.start, 4);
+    }
+
+    #[test]
+    fn limits_and_stops() {
+        // Load program from an array known not to be 0 ends the region.
+        let p = assemble("literal r1, 5\nliteral r2, 1\nloadprog r2, r1\nhalt\n").unwrap();
+        let plan = form(&p, 0, 256, &|_| true, &|_| vec![]);
+        assert_eq!(plan.nodes.len(), 1);
+        assert_eq!(plan.nodes[0].ending, Ending::Stop);
+        // From an array not known: a jump (guarded in the region's code that B is 0).
+        let p = assemble("literal r1, 3\nalloc r2, r1\nloadprog r2, r1\nhalt\n").unwrap();
+        let plan = form(&p, 0, 256, &|_| true, &|_| vec![]);
+        assert_eq!(plan.nodes.len(), 2);
+        assert_eq!(plan.nodes[0].ending, Ending::Jump(Edge::Node(1)));
+        // A long chain of blocks stops at MAX_NODES, the rest leaving the region.
+        let chain = "literal r1, 1\n".repeat(200);
+        let p = assemble(&(chain + "halt\n")).unwrap();
+        let plan = form(&p, 0, 2, &|_| true, &|_| vec![]);
+        assert_eq!(plan.nodes.len(), MAX_NODES);
+        assert!(matches!(
+            plan.nodes.last().unwrap().ending,
+            Ending::Next(Edge::Out(_))
+        ));
+    }
+
+    #[test]
+    fn paths_not_yet_taken_stay_outside() {
+        let p = assemble(&format!("{LOOP}        done:   halt\n")).unwrap();
+        // Only the loop has run: `done` (pc 9) is left as an exit.
+        let plan = form(&p, 1, 256, &|pc| pc != 9, &|_| vec![]);
+        let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
+        assert_eq!(starts, [1, 5]);
+        assert_eq!(
+            plan.nodes[0].ending,
+            Ending::TwoWay {
+                cond: 7,
+                nonzero: Edge::Node(1),
+                zero: Edge::Out(9)
+            }
+        );
+    }
+}

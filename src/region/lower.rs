@@ -1,0 +1,687 @@
+//! From an optimized region to machine code, through the [`Backend`] interface.
+//!
+//! Values of UM registers live in the registers' host registers (as in baseline code);
+//! constants stay unmaterialized until an exit or a join needs them. Array bases and
+//! lengths stay in the backend's register pairs from one access to the next, across blocks
+//! entered from one place, until an allocation, abandonment, call or division clobbers
+//! them; a bounds check with a constant offset no larger than one already passed on the same
+//! array value is not repeated. Blocks where paths join start with every register that is
+//! not a constant in its host register (edges bring them there); the jumps back to a loop's
+//! first block test for a signal. Exits write back exactly the UM registers the exit
+//! records, and leave as the baseline does.
+
+use super::ir::*;
+use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val};
+use crate::cache::ExitSite;
+use crate::memory::SMALL_MAX;
+use crate::runtime::{ExitKind, RtFn, off};
+use crate::stats::Counter;
+use crate::translator::Options;
+use std::collections::HashMap;
+
+/// What lowering a region produced, besides its code.
+pub struct Lowered {
+    /// Patchable exits to constant pcs, and whether each is a side exit (to be chained to
+    /// baseline code only).
+    pub exits: Vec<(ExitSite, bool)>,
+}
+
+/// A UM register's state: its value, and whether its host register holds it (else the
+/// value is a constant not yet written there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reg {
+    val: V,
+    in_home: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cached {
+    id: V,
+    checked: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct State {
+    regs: [Reg; 8],
+    arrays: [Option<Cached>; ARRAY_PAIRS],
+    victim: usize,
+}
+
+enum StubKind {
+    /// Leave through an exit.
+    Exit(X),
+    /// An edge into a block: write these constants, test for a signal (leaving through the
+    /// exit when there is one), then jump there.
+    Edge(Vec<(u8, u32)>, Option<X>, B),
+    /// The stub of a patchable jump (exit `idx`): ask Rust to chain it to `pc`.
+    Link(usize, u32),
+}
+
+struct Stub<L> {
+    label: L,
+    /// Constants to write first (the state where the stub is branched to).
+    pending: Vec<(u8, u32)>,
+    kind: StubKind,
+}
+
+struct Lower<'a, E: Backend> {
+    e: &'a mut E,
+    f: &'a Func,
+    opts: Options,
+    link_tag: u32,
+    labels: Vec<E::Label>,
+    state: State,
+    /// State at the end of each block lowered, for its successors.
+    ends: HashMap<B, State>,
+    stubs: Vec<Stub<E::Label>>,
+    exits: Vec<(ExitSite, bool)>,
+    /// Exits on the main path already emitted as stubs' targets: exit -> label.
+    idom: HashMap<B, B>,
+    seed: u32,
+    /// Exits made while lowering (numbered after the function's).
+    extra: Vec<Exit>,
+}
+
+/// Lower `f` (a region entered at pc `seed`) into `e`; its chain requests report
+/// `link_tag`.
+pub fn lower<E: Backend>(e: &mut E, f: &Func, seed: u32, link_tag: u32, opts: Options) -> Lowered {
+    let labels = (0..f.blocks.len()).map(|_| e.new_label()).collect();
+    let entry = State {
+        regs: std::array::from_fn(|r| Reg {
+            val: f.blocks[0].in_regs[r],
+            in_home: true,
+        }),
+        arrays: [None; ARRAY_PAIRS],
+        victim: 0,
+    };
+    let mut l = Lower {
+        e,
+        f,
+        opts,
+        link_tag,
+        labels,
+        state: entry,
+        ends: HashMap::new(),
+        stubs: Vec::new(),
+        exits: Vec::new(),
+        idom: super::opt::dominators(f),
+        seed,
+        extra: Vec::new(),
+    };
+    let order = f.rpo();
+    for (i, &b) in order.iter().enumerate() {
+        l.block(b, order.get(i + 1).copied());
+    }
+    l.emit_stubs();
+    Lowered { exits: l.exits }
+}
+
+impl<E: Backend> Lower<'_, E> {
+    fn konst(&self, v: V) -> Option<u32> {
+        self.f.konst(v)
+    }
+
+    /// An operand for value `v`: its constant, or a UM register whose host register holds it.
+    fn val(&self, v: V) -> Val {
+        if let Some(k) = self.konst(v) {
+            return Val::Imm(k);
+        }
+        match self.holder(v) {
+            Some(r) => Val::Reg(r),
+            None => panic!("value v{} is in no register:\n{}", v.0, self.f),
+        }
+    }
+
+    fn holder(&self, v: V) -> Option<u8> {
+        (0..8u8).find(|&r| {
+            let s = self.state.regs[r as usize];
+            s.val == v && s.in_home
+        })
+    }
+
+    /// A register holding `v` (a constant is first written to `scratch_reg`'s... no: a
+    /// value that must be in a register).
+    fn reg(&self, v: V) -> u8 {
+        match self.val(v) {
+            Val::Reg(r) => r,
+            Val::Imm(_) => panic!("constant v{} where a register is needed", v.0),
+        }
+    }
+
+    /// The constants not yet written to their host registers.
+    fn pending(&self) -> Vec<(u8, u32)> {
+        (0..8u8)
+            .filter_map(|r| {
+                let s = self.state.regs[r as usize];
+                (!s.in_home).then(|| (r, self.konst(s.val).expect("pending values are constant")))
+            })
+            .collect()
+    }
+
+    fn stub(&mut self, kind: StubKind) -> E::Label {
+        let label = self.e.new_label();
+        let pending = self.pending();
+        self.stubs.push(Stub {
+            label,
+            pending,
+            kind,
+        });
+        label
+    }
+
+    fn exit_stub(&mut self, x: X) -> E::Label {
+        self.stub(StubKind::Exit(x))
+    }
+
+    /// Register `r` now holds `v` in its host register.
+    fn placed(&mut self, r: u8, v: V) {
+        self.state.regs[r as usize] = Reg {
+            val: v,
+            in_home: true,
+        };
+    }
+
+    fn forget_arrays(&mut self) {
+        self.state.arrays = [None; ARRAY_PAIRS];
+    }
+
+    /// As the baseline's: the pair holding array `id`, or the least recently used one.
+    fn use_array(&mut self, id: V, offset: Val, speculate: bool) -> ArrayUse {
+        let k = match offset {
+            Val::Imm(k) => Some(k),
+            Val::Reg(_) => None,
+        };
+        let hit = self
+            .state
+            .arrays
+            .iter()
+            .position(|c| c.is_some_and(|c| c.id == id));
+        let (pair, cached, checked) = match hit {
+            Some(s) => {
+                let known = self.state.arrays[s].and_then(|c| c.checked);
+                (s, true, k.is_some() && known >= k)
+            }
+            None => {
+                let s = self.state.victim;
+                self.state.arrays[s] = Some(Cached { id, checked: None });
+                (s, false, false)
+            }
+        };
+        if let Some(c) = &mut self.state.arrays[pair] {
+            c.checked = c.checked.max(k);
+        }
+        self.state.victim = (pair + 1) % ARRAY_PAIRS;
+        ArrayUse {
+            pair: pair as u8,
+            cached,
+            checked,
+            speculate: speculate && !cached && matches!(self.val(id), Val::Reg(_)),
+        }
+    }
+
+    // ---- blocks ----
+
+    fn block(&mut self, b: B, next: Option<B>) {
+        let blk = &self.f.blocks[b.0 as usize];
+        self.state = if b == B(0) {
+            self.state.clone()
+        } else if blk.preds.len() == 1 && self.ends.contains_key(&blk.preds[0]) {
+            self.ends[&blk.preds[0]].clone()
+        } else {
+            self.join_state(b)
+        };
+        self.e.bind(self.labels[b.0 as usize]);
+        let insts = blk.insts.clone();
+        let mut i = 0;
+        while i < insts.len() {
+            i += self.inst(&insts, i);
+        }
+        self.ends.insert(b, self.state.clone());
+        let term = blk.term.clone().expect("a reached block has a terminator");
+        self.term(b, &term, next);
+    }
+
+    /// The state a block where paths join starts with: constants where every path agrees,
+    /// everything else in its register; no array at hand.
+    fn join_state(&self, b: B) -> State {
+        let blk = &self.f.blocks[b.0 as usize];
+        State {
+            regs: std::array::from_fn(|r| {
+                let v = blk.in_regs[r];
+                Reg {
+                    val: v,
+                    in_home: self.konst(v).is_none(),
+                }
+            }),
+            arrays: [None; ARRAY_PAIRS],
+            victim: 0,
+        }
+    }
+
+    /// What must be written on the edge from the current state into block `to` (constants
+    /// a join keeps in registers), or nothing when `to` has this one way in.
+    fn edge_writes(&self, to: B) -> Vec<(u8, u32)> {
+        let blk = &self.f.blocks[to.0 as usize];
+        if blk.preds.len() == 1 {
+            return vec![];
+        }
+        (0..8u8)
+            .filter_map(|r| {
+                let s = self.state.regs[r as usize];
+                let want = blk.in_regs[r as usize];
+                (self.konst(want).is_none() && !s.in_home)
+                    .then(|| (r, self.konst(s.val).expect("pending values are constant")))
+            })
+            .collect()
+    }
+
+    /// Whether the edge into `to` from `from` goes back to a loop's first block.
+    fn back_edge(&self, from: B, to: B) -> bool {
+        let mut b = from;
+        loop {
+            if b == to {
+                return true;
+            }
+            match self.idom.get(&b) {
+                Some(&p) if p != b => b = p,
+                _ => return false,
+            }
+        }
+    }
+
+    /// An exit made now, with the registers as they are.
+    fn exit_now(&mut self, to: ExitTo, not_run: u32, side: bool) -> X {
+        let regs: [V; 8] = std::array::from_fn(|r| self.state.regs[r].val);
+        self.extra.push(Exit {
+            to,
+            regs,
+            not_run,
+            side,
+        });
+        X((self.f.exits.len() + self.extra.len() - 1) as u32)
+    }
+
+    fn exit_of(&self, x: X) -> Exit {
+        let i = x.0 as usize;
+        match self.f.exits.get(i) {
+            Some(e) => e.clone(),
+            None => self.extra[i - self.f.exits.len()].clone(),
+        }
+    }
+
+    /// For the edge into `to`: the side exit taken there when a signal arrived, if the edge
+    /// goes back to a loop's first block.
+    fn signal_check(&mut self, from: B, to: B) -> Option<X> {
+        self.back_edge(from, to).then(|| {
+            let pc = self.f.blocks[to.0 as usize].pc;
+            self.exit_now(ExitTo::Pc(pc), 0, true)
+        })
+    }
+
+    /// Go along the edge to `to`: write what it needs, test for a signal when it goes
+    /// back, jump (or fall through when `to` is next).
+    fn go(&mut self, from: B, to: B, next: Option<B>) {
+        let writes = self.edge_writes(to);
+        for &(r, k) in &writes {
+            self.e.load_imm(r, k);
+        }
+        if let Some(x) = self.signal_check(from, to) {
+            let stub = self.exit_stub(x);
+            self.e.branch_interrupted(stub);
+        }
+        if next != Some(to) {
+            self.e.jump(self.labels[to.0 as usize]);
+        }
+    }
+
+    /// A label that takes the edge to `to` (through an edge stub when it must write or test
+    /// for a signal).
+    fn edge_label(&mut self, from: B, to: B) -> E::Label {
+        let writes = self.edge_writes(to);
+        let signal = self.signal_check(from, to);
+        if writes.is_empty() && signal.is_none() {
+            return self.labels[to.0 as usize];
+        }
+        self.stub(StubKind::Edge(writes, signal, to))
+    }
+
+    // ---- instructions ----
+
+    /// Lower instruction `i` of `insts`; returns how many it consumed.
+    fn inst(&mut self, insts: &[Inst], i: usize) -> usize {
+        match insts[i] {
+            Inst::Segment { pc, ops } => {
+                if self.opts.budget {
+                    let x = self.budget_exit(pc, ops);
+                    let stub = self.exit_stub(x);
+                    self.e.take_budget(ops, stub);
+                }
+                if self.opts.stats {
+                    self.e.count_instructions(ops);
+                }
+                1
+            }
+            Inst::Def(v) => {
+                // A value computed into the register the next instruction sets.
+                match insts.get(i + 1) {
+                    Some(&Inst::Set(r, w)) if w == v => {
+                        self.def(v, r, insts.get(i + 2));
+                        2
+                    }
+                    _ => {
+                        // A value without a register is part of what reads it (an and
+                        // under a not, a branch's condition).
+                        assert!(
+                            !self.f.op(v).has_effect(),
+                            "effect v{} without a register",
+                            v.0
+                        );
+                        1
+                    }
+                }
+            }
+            Inst::Set(r, v) => {
+                self.set(r, v);
+                1
+            }
+            Inst::Check(ref c, x) => {
+                let stub = self.exit_stub(x);
+                match *c {
+                    Check::NonZero(v) => match self.konst(v) {
+                        Some(0) => self.e.jump(stub),
+                        Some(_) => {}
+                        None => {
+                            let r = self.reg(v);
+                            self.e.branch_zero(r, stub);
+                        }
+                    },
+                    Check::Zero(v) => match self.konst(v) {
+                        Some(0) => {}
+                        Some(_) => self.e.jump(stub),
+                        None => {
+                            let r = self.reg(v);
+                            self.e.branch_nonzero(r, stub);
+                        }
+                    },
+                }
+                1
+            }
+            Inst::Amend {
+                arr,
+                off,
+                val,
+                exit,
+                smc,
+            } => {
+                let fail = self.exit_stub(exit);
+                let smc = smc.map(|x| self.exit_stub(x));
+                let (va, vb, vc) = (self.val(arr), self.val(off), self.val(val));
+                let use_ = self.use_array(arr, vb, false);
+                self.e.amend(va, vb, vc, use_, fail, smc);
+                1
+            }
+            Inst::Abandon { id, exit } => {
+                let fail = self.exit_stub(exit);
+                let v = self.val(id);
+                self.e.call(RtFn::Abandon, v, None, fail);
+                self.forget_arrays();
+                1
+            }
+            Inst::Output { v, exit } => {
+                let fail = self.exit_stub(exit);
+                let val = self.val(v);
+                self.e.call(RtFn::Output, val, None, fail);
+                self.forget_arrays();
+                1
+            }
+        }
+    }
+
+    /// Compute value `v` into UM register `r`'s host register.
+    fn def(&mut self, v: V, r: u8, after: Option<&Inst>) {
+        let _ = after;
+        match self.f.op(v).clone() {
+            Op::Bin(op, x, y) => {
+                let (vx, vy) = (self.val(x), self.val(y));
+                self.e.binop(op, r, vx, vy);
+            }
+            Op::And(x, y) => {
+                let (vx, vy) = self.pair_operands(x, y);
+                self.e.binop(BinOp::And, r, vx, vy);
+            }
+            Op::Not(x) => match self.f.op(x).clone() {
+                // not(and(a, b)) is a nand.
+                Op::And(a, b) if self.holder(x).is_none() && self.konst(x).is_none() => {
+                    let (va, vb) = self.pair_operands(a, b);
+                    self.e.binop(BinOp::Nand, r, va, vb);
+                }
+                _ => {
+                    let vx = self.val(x);
+                    self.e.binop(BinOp::Nand, r, vx, vx);
+                }
+            },
+            Op::Div(x, y) => {
+                let (vx, vy) = (self.val(x), self.val(y));
+                self.e.div(r, vx, vy, None);
+                self.forget_arrays();
+            }
+            Op::Select(c, t, e) => {
+                let (vt, ve) = (self.val(t), self.val(e));
+                let rc = self.reg(c);
+                self.e.select(r, rc, vt, ve);
+            }
+            Op::Index { arr, off, exit } => {
+                let fail = self.exit_stub(exit);
+                let (vb, vc) = (self.val(arr), self.val(off));
+                let use_ = self.use_array(arr, vc, true);
+                self.e.index(r, vb, vc, use_, fail);
+            }
+            Op::Alloc { size, exit } => {
+                let fail = self.exit_stub(exit);
+                match self.val(size) {
+                    Val::Imm(words) if (1..=SMALL_MAX as u32).contains(&words) => {
+                        self.e.alloc_small(r, words, fail)
+                    }
+                    arg => self.e.call(RtFn::Alloc, arg, Some(r), fail),
+                }
+                self.forget_arrays();
+            }
+            Op::Input { exit } => {
+                let fail = self.exit_stub(exit);
+                self.e.call(RtFn::Input, Val::Imm(0), Some(r), fail);
+                self.forget_arrays();
+            }
+            op @ (Op::Const(_) | Op::Entry(_) | Op::Phi(_)) => {
+                panic!("v{} = {op:?} has no instruction", v.0)
+            }
+        }
+        self.placed(r, v);
+    }
+
+    /// Two operands of a commutative operation, a register first when one is constant.
+    fn pair_operands(&self, a: V, b: V) -> (Val, Val) {
+        let (va, vb) = (self.val(a), self.val(b));
+        match (va, vb) {
+            (Val::Imm(_), Val::Reg(_)) => (vb, va),
+            _ => (va, vb),
+        }
+    }
+
+    /// Register `r` now holds value `v` (a constant, or a copy).
+    fn set(&mut self, r: u8, v: V) {
+        let s = self.state.regs[r as usize];
+        if s.val == v && (s.in_home || self.konst(v).is_some()) {
+            return;
+        }
+        if self.konst(v).is_some() {
+            self.state.regs[r as usize] = Reg {
+                val: v,
+                in_home: false,
+            };
+            return;
+        }
+        let from = self.reg(v);
+        if from != r {
+            self.e.mov(r, from);
+        }
+        self.placed(r, v);
+    }
+
+    // ---- terminators and exits ----
+
+    fn term(&mut self, b: B, term: &Term, next: Option<B>) {
+        match *term {
+            Term::Jump(to) => self.go(b, to, next),
+            Term::Branch {
+                cond,
+                nonzero,
+                zero,
+            } => {
+                let taken = self.edge_label(b, nonzero);
+                self.branch_if(cond, taken);
+                self.go(b, zero, next);
+            }
+            Term::Switch {
+                target,
+                ref cases,
+                default,
+            } => {
+                let r = self.reg(target);
+                for &(k, to) in cases {
+                    let l = self.edge_label(b, to);
+                    self.e.branch_eq(r, k, l);
+                }
+                self.exit(default);
+            }
+            Term::Exit(x) => self.exit(x),
+        }
+    }
+
+    /// Branch to `label` when value `cond` is not zero.
+    fn branch_if(&mut self, cond: V, label: E::Label) {
+        if let Some(r) = self.holder(cond) {
+            self.e.branch_nonzero(r, label);
+            return;
+        }
+        match self.f.op(cond).clone() {
+            Op::And(a, b) => {
+                let (va, vb) = self.pair_operands(a, b);
+                let Val::Reg(r) = va else {
+                    panic!("and of constants v{}", cond.0)
+                };
+                self.e.branch_and(r, vb, label);
+            }
+            op => panic!("branch on v{} = {op:?}, which is in no register", cond.0),
+        }
+    }
+
+    /// Leave through exit `x` from the main path.
+    fn exit(&mut self, x: X) {
+        let pending = self.pending();
+        self.leave(x, &pending);
+    }
+
+    /// Leave through exit `x`, writing `pending` constants first.
+    fn leave(&mut self, x: X, pending: &[(u8, u32)]) {
+        let ex = self.exit_of(x);
+        for &(r, k) in pending {
+            self.e.load_imm(r, k);
+        }
+        match ex.to {
+            ExitTo::Pc(t) => {
+                let stub = self.e.new_label();
+                // A jump back (to the seed or before it) tests for a signal: every loop
+                // through regions has one.
+                if t <= self.seed {
+                    self.e.branch_interrupted(stub);
+                }
+                if self.opts.stats {
+                    self.e.count_event(off::counter(Counter::ConstExits));
+                }
+                if self.opts.chain {
+                    let jump_at = self.e.jump_patchable(stub);
+                    let idx = self.exits.len();
+                    self.exits.push((
+                        ExitSite {
+                            target: t,
+                            jump_at,
+                            stub_at: None,
+                        },
+                        ex.side,
+                    ));
+                    self.stubs.push(Stub {
+                        label: stub,
+                        pending: vec![],
+                        kind: StubKind::Link(idx, t),
+                    });
+                } else if ex.side {
+                    // Baseline code is entered through Rust (the dispatch table would lead
+                    // back into a region).
+                    self.e.jump(stub);
+                    self.e.bind(stub);
+                    self.e.exit(ExitKind::Side, t, 0, 0);
+                } else {
+                    self.e.jump(stub);
+                    self.e.bind(stub);
+                    if self.opts.stats {
+                        self.e.count_event(off::counter(Counter::StubRuns));
+                    }
+                    self.e.jump_dispatch(Val::Imm(t), self.opts.stats, false);
+                }
+            }
+            ExitTo::Dispatch(v) => {
+                let target = self.val(v);
+                if ex.side && self.opts.stats {
+                    self.e.count_event(off::counter(Counter::GuardMisses));
+                }
+                self.e.jump_dispatch(target, self.opts.stats, self.opts.hot);
+            }
+            ExitTo::Halt(pc) => self.e.exit(ExitKind::Halt, pc, 0, 0),
+            ExitTo::Interp(pc) => self.e.exit(ExitKind::Interp, pc, 0, ex.not_run),
+            ExitTo::Fault(pc) => self.e.exit(ExitKind::Fault, pc, 0, ex.not_run),
+            ExitTo::Smc(pc, r) => self.e.exit(ExitKind::Smc, pc, r as u32, ex.not_run),
+            ExitTo::Budget(pc) => self.e.exit(ExitKind::Budget, pc, 0, ex.not_run),
+        }
+    }
+
+    fn budget_exit(&mut self, pc: u32, ops: u32) -> X {
+        self.exit_now(ExitTo::Budget(pc), ops, false)
+    }
+
+    fn emit_stubs(&mut self) {
+        let mut i = 0;
+        while i < self.stubs.len() {
+            let label = self.stubs[i].label;
+            let pending = std::mem::take(&mut self.stubs[i].pending);
+            let kind = std::mem::replace(&mut self.stubs[i].kind, StubKind::Link(0, 0));
+            self.e.bind(label);
+            match kind {
+                StubKind::Exit(x) => self.leave(x, &pending),
+                StubKind::Edge(writes, signal, to) => {
+                    for (r, k) in writes {
+                        self.e.load_imm(r, k);
+                    }
+                    if let Some(x) = signal {
+                        // The signal's exit writes the constants still pending here.
+                        let exit = self.e.new_label();
+                        self.stubs.push(Stub {
+                            label: exit,
+                            pending: pending.clone(),
+                            kind: StubKind::Exit(x),
+                        });
+                        self.e.branch_interrupted(exit);
+                    }
+                    self.e.jump(self.labels[to.0 as usize]);
+                }
+                StubKind::Link(idx, t) => {
+                    if self.opts.stats {
+                        self.e.count_event(off::counter(Counter::StubRuns));
+                    }
+                    self.exits[idx].0.stub_at = Some(self.e.offset());
+                    self.e.exit(ExitKind::Link, t, self.link_tag, idx as u32);
+                }
+            }
+            i += 1;
+        }
+    }
+}

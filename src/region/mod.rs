@@ -1,0 +1,101 @@
+//! The optimizing tier: hot code is compiled again as a *region*, several blocks that run
+//! together (loops included), through an SSA intermediate representation.
+//!
+//! 1. [`form`]: from a hot pc, the blocks the code goes through (constant jumps, both sides
+//!    of two-way branches, the targets computed jumps were seen to take);
+//! 2. [`build`]: SSA over the UM registers, with an exit holding the exact UM state at
+//!    every place the region may be left;
+//! 3. [`opt`]: constant propagation and folding, copy propagation, algebra, branch
+//!    simplification, check hoisting out of loops, facts that checks prove, dead code;
+//! 4. [`lower`]: machine code through the backend, keeping constants unmaterialized and
+//!    array bases and lengths in registers across blocks.
+//!
+//! A region is entered at its seed pc instead of the baseline block there. Everything it
+//! cannot handle leaves through an exit to baseline code, with the registers written back
+//! as the baseline expects them; stores into any of its words invalidate it like a block.
+
+pub mod build;
+pub mod form;
+pub mod ir;
+pub mod lower;
+pub mod opt;
+
+use crate::backend::{Backend, Routines, TooLong};
+use crate::cache::ExitSite;
+use crate::translator::Options;
+pub use opt::Passes;
+
+/// A region compiled to machine code.
+pub struct Compiled {
+    /// The pc it is entered at.
+    pub seed: u32,
+    /// The UM code it covers: (start, end) pc ranges, one per block.
+    pub ranges: Vec<(u32, u32)>,
+    pub code: Vec<u8>,
+    /// Patchable exits, each with whether it is a side exit.
+    pub exits: Vec<(ExitSite, bool)>,
+    /// Words it stores into unchecked (see the cache's watches).
+    pub watches: Vec<u32>,
+    /// UM operations and blocks in it.
+    pub ops: u32,
+    pub blocks: usize,
+    /// The optimized IR, printed (only when asked for).
+    pub ir: Option<String>,
+}
+
+/// Form the region at `seed` of `program` (array 0): its blocks, before anything is
+/// compiled (so that the cache can make room for the words it covers).
+pub fn plan(
+    program: &[u32],
+    seed: u32,
+    max_block: u32,
+    entered: &dyn Fn(u32) -> bool,
+    predicted: &dyn Fn(u32) -> Vec<u32>,
+) -> form::Plan {
+    form::form(program, seed, max_block, entered, predicted)
+}
+
+/// Build, optimize and lower `plan` for placement at `base`; its chain requests report
+/// `link_tag`. `is_code` says whether a word of array 0 is covered by another translation.
+#[allow(clippy::too_many_arguments)]
+pub fn compile<B: Backend>(
+    plan: &form::Plan,
+    is_code: &dyn Fn(u32) -> bool,
+    passes: Passes,
+    base: usize,
+    routines: &Routines,
+    check_ids: bool,
+    link_tag: u32,
+    opts: Options,
+    want_ir: bool,
+) -> Result<Compiled, TooLong> {
+    let seed = plan.start(0);
+    let built = build::build(plan, is_code);
+    let mut func = built.func;
+    opt::optimize(&mut func, passes);
+    let ir = want_ir.then(|| func.to_string());
+    let mut e = B::new(base, routines, check_ids);
+    let lowered = lower::lower(&mut e, &func, seed, link_tag, opts);
+    let code = e.finish()?;
+    let ranges = plan
+        .nodes
+        .iter()
+        .map(|n| (n.run.start, n.run.next_pc()))
+        .collect();
+    log::debug!(
+        "region at pc {seed}: {} blocks, {} UM ops -> {} bytes",
+        plan.nodes.len(),
+        plan.ops(),
+        code.len()
+    );
+    Ok(Compiled {
+        seed,
+        ranges,
+        code,
+        exits: lowered.exits,
+        watches: built.watches,
+        ops: plan.ops() as u32,
+        blocks: plan.nodes.len(),
+        ir,
+    })
+}

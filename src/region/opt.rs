@@ -1,0 +1,679 @@
+//! Optimization of a region in SSA form. Each pass can be turned off (for measuring what it
+//! buys, `Passes`).
+//!
+//! - [`simplify`]: constant folding and propagation across the whole region, algebra
+//!   (`nand` becomes `not (and ..)`, double negations vanish), copies forwarded (a select
+//!   whose condition is known), branches and switches on known or two-valued targets, checks
+//!   that cannot fail removed, edges that can no longer be taken pruned.
+//! - [`hoist`]: checks on values defined before a loop move out of it, to where the loop
+//!   is entered (failing there leaves for the baseline at the loop's first pc).
+//! - [`facts`]: what a check, a branch or an abandonment proves holds where it dominates: a
+//!   value checked zero is the constant 0, a divisor checked non-zero (and an abandoned
+//!   identifier) is not zero, so repeated checks and selects on it fold.
+//! - [`dce`]: pure values nothing uses, and the register writes of them, are removed.
+
+use super::ir::*;
+use crate::backend::BinOp;
+use std::collections::{HashMap, HashSet};
+
+/// Which passes run (all by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Passes {
+    pub simplify: bool,
+    pub hoist: bool,
+    pub facts: bool,
+    pub dce: bool,
+}
+
+impl Default for Passes {
+    fn default() -> Passes {
+        Passes {
+            simplify: true,
+            hoist: true,
+            facts: true,
+            dce: true,
+        }
+    }
+}
+
+/// Run the passes on `f`.
+pub fn optimize(f: &mut Func, passes: Passes) {
+    if passes.simplify {
+        simplify(f);
+    }
+    if passes.hoist {
+        hoist(f);
+    }
+    if passes.facts {
+        facts(f);
+        if passes.simplify {
+            simplify(f);
+        }
+    }
+    if passes.dce {
+        dce(f);
+    }
+}
+
+/// Replace every use of a value by another, everywhere.
+fn replace_all(f: &mut Func, map: &HashMap<V, V>) {
+    if map.is_empty() {
+        return;
+    }
+    let resolve = |mut v: V| {
+        let mut n = 0;
+        while let Some(&w) = map.get(&v) {
+            v = w;
+            n += 1;
+            assert!(n < 1 << 20, "a cycle of replacements");
+        }
+        v
+    };
+    for val in &mut f.values {
+        val.op = rewrite_op(&val.op, &resolve);
+    }
+    for b in &mut f.blocks {
+        for r in b.in_regs.iter_mut().chain(b.out_regs.iter_mut()) {
+            *r = resolve(*r);
+        }
+        for inst in &mut b.insts {
+            *inst = rewrite_inst(inst, &resolve);
+        }
+        if let Some(t) = &mut b.term {
+            *t = rewrite_term(t, &resolve);
+        }
+    }
+    for x in &mut f.exits {
+        rewrite_exit(x, &resolve);
+    }
+}
+
+fn konst(f: &mut Func, consts: &mut HashMap<u32, V>, k: u32) -> V {
+    if let Some(&v) = consts.get(&k) {
+        return v;
+    }
+    f.values.push(Value {
+        op: Op::Const(k),
+        block: B(0),
+    });
+    let v = V(f.values.len() as u32 - 1);
+    consts.insert(k, v);
+    v
+}
+
+fn const_table(f: &Func) -> HashMap<u32, V> {
+    let mut t = HashMap::new();
+    for (i, v) in f.values.iter().enumerate() {
+        if let Op::Const(k) = v.op {
+            t.entry(k).or_insert(V(i as u32));
+        }
+    }
+    t
+}
+
+/// What a value folds to: another value, a new operation for it, or nothing.
+enum Fold {
+    Same,
+    To(V),
+    Const(u32),
+    Op(Op),
+}
+
+/// The values the registers hold where each value is defined (just before its `Def`):
+/// what its operands, or what it folds to, may name (lowering keeps values only in the
+/// registers that hold them).
+fn regs_at_defs(f: &Func) -> HashMap<V, [V; 8]> {
+    let mut at = HashMap::new();
+    for b in &f.blocks {
+        let mut regs = b.in_regs;
+        for inst in &b.insts {
+            match *inst {
+                Inst::Def(v) => {
+                    at.insert(v, regs);
+                }
+                Inst::Set(r, v) => regs[r as usize] = v,
+                _ => {}
+            }
+        }
+    }
+    at
+}
+
+fn fold(f: &Func, v: V, regs: Option<&[V; 8]>) -> Fold {
+    let k = |x: V| f.konst(x);
+    // Whether `x` can be read where `v` is defined.
+    let readable = |x: V| k(x).is_some() || regs.is_some_and(|r| r.contains(&x));
+    match *f.op(v) {
+        Op::Bin(bin, x, y) => match (bin, k(x), k(y)) {
+            (_, Some(a), Some(c)) => Fold::Const(bin.eval(a, c)),
+            (BinOp::Add, Some(0), _) | (BinOp::Mul, Some(1), _) => Fold::To(y),
+            (BinOp::Add, _, Some(0)) | (BinOp::Mul, _, Some(1)) => Fold::To(x),
+            (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0)) => Fold::Const(0),
+            // nand becomes not(and): double negations then cancel.
+            (BinOp::Nand, _, _) if x == y => Fold::Op(Op::Not(x)),
+            _ => Fold::Same,
+        },
+        Op::Not(x) => match *f.op(x) {
+            Op::Const(a) => Fold::Const(!a),
+            Op::Not(y) if readable(y) => Fold::To(y),
+            // not(nand(a, b)) = and(a, b)
+            Op::Bin(BinOp::Nand, a, b) if readable(a) && readable(b) => Fold::Op(Op::And(a, b)),
+            _ => Fold::Same,
+        },
+        Op::And(x, y) => match (k(x), k(y)) {
+            (Some(a), Some(c)) => Fold::Const(a & c),
+            (Some(0), _) | (_, Some(0)) => Fold::Const(0),
+            (Some(u32::MAX), _) => Fold::To(y),
+            (_, Some(u32::MAX)) => Fold::To(x),
+            _ if x == y => Fold::To(x),
+            _ => Fold::Same,
+        },
+        Op::Div(x, y) => match (k(x), k(y)) {
+            (Some(a), Some(c)) if c != 0 => Fold::Const(a / c),
+            (_, Some(1)) => Fold::To(x),
+            _ if x == y => Fold::Const(1),
+            _ => Fold::Same,
+        },
+        Op::Select(c, t, e) => match k(c) {
+            Some(0) => Fold::To(e),
+            Some(_) => Fold::To(t),
+            None if t == e => Fold::To(t),
+            None => Fold::Same,
+        },
+        Op::Phi(ref ops) => {
+            let mut same = None;
+            for &o in ops {
+                if o == v || Some(o) == same {
+                    continue;
+                }
+                if same.is_some() {
+                    return Fold::Same;
+                }
+                same = Some(o);
+            }
+            same.map_or(Fold::Same, Fold::To)
+        }
+        _ => Fold::Same,
+    }
+}
+
+/// Constant folding, algebra, copies, branches and checks, to a fixed point. Values are
+/// visited in the order they were made (operands first, but for phis), each with its
+/// operands already replaced, so that a chain of folds takes one round.
+pub fn simplify(f: &mut Func) {
+    let mut consts = const_table(f);
+    loop {
+        let mut changed = false;
+        let mut map: HashMap<V, V> = HashMap::new();
+        let regs = regs_at_defs(f);
+        for i in 0..f.values.len() {
+            let v = V(i as u32);
+            let resolve = |mut w: V| {
+                while let Some(&x) = map.get(&w) {
+                    w = x;
+                }
+                w
+            };
+            let op = rewrite_op(f.op(v), &resolve);
+            f.values[i].op = op;
+            let here = regs.get(&v).map(|r| r.map(resolve));
+            match fold(f, v, here.as_ref()) {
+                Fold::Same => {}
+                Fold::To(w) if w != v => {
+                    map.insert(v, w);
+                }
+                Fold::To(_) => {}
+                Fold::Const(c) => {
+                    let w = konst(f, &mut consts, c);
+                    if w != v {
+                        map.insert(v, w);
+                    }
+                }
+                Fold::Op(op) => {
+                    f.values[i].op = op;
+                    changed = true;
+                }
+            }
+        }
+        // Values folded to others: their definitions go, their uses follow.
+        if !map.is_empty() {
+            changed = true;
+            for b in &mut f.blocks {
+                b.insts
+                    .retain(|inst| !matches!(inst, Inst::Def(v) if map.contains_key(v)));
+            }
+            replace_all(f, &map);
+            for (v, _) in map {
+                f.values[v.0 as usize].op = Op::Const(0xDEAD_DEAD);
+            }
+        }
+        changed |= simplify_control(f, &mut consts);
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// Whether value `v` can be read where block `b` ends: a constant, the value of a register
+/// then, or an and of such (a branch can test it).
+fn available_at_end(f: &Func, b: usize, v: V) -> bool {
+    let blk = &f.blocks[b];
+    f.konst(v).is_some()
+        || blk.out_regs.contains(&v)
+        || matches!(*f.op(v), Op::And(x, y)
+            if [x, y].iter().all(|&w| f.konst(w).is_some() || blk.out_regs.contains(&w)))
+}
+
+/// Checks that cannot fail go; branches and switches on what is known become jumps or
+/// branches; then edges no longer taken are pruned.
+fn simplify_control(f: &mut Func, consts: &mut HashMap<u32, V>) -> bool {
+    let mut changed = false;
+    for bi in 0..f.blocks.len() {
+        let before = f.blocks[bi].insts.len();
+        let values = &f.values;
+        f.blocks[bi].insts.retain(|inst| match inst {
+            Inst::Check(Check::NonZero(v), _) => {
+                !matches!(values[v.0 as usize].op, Op::Const(k) if k != 0)
+            }
+            Inst::Check(Check::Zero(v), _) => !matches!(values[v.0 as usize].op, Op::Const(0)),
+            _ => true,
+        });
+        changed |= f.blocks[bi].insts.len() != before;
+        let term = f.blocks[bi].term.clone();
+        let new = match term {
+            Some(Term::Branch {
+                cond,
+                nonzero,
+                zero,
+            }) => match f.konst(cond) {
+                Some(0) => Some(Term::Jump(zero)),
+                Some(_) => Some(Term::Jump(nonzero)),
+                None => None,
+            },
+            Some(Term::Switch {
+                target,
+                ref cases,
+                default,
+            }) => match f.konst(target) {
+                Some(k) => Some(match cases.iter().find(|c| c.0 == k) {
+                    Some(&(_, b)) => Term::Jump(b),
+                    // A jump to a known pc outside the region: an exit Rust can chain.
+                    None => {
+                        let regs = f.exits[default.0 as usize].regs;
+                        f.exits.push(Exit {
+                            to: ExitTo::Pc(k),
+                            regs,
+                            not_run: 0,
+                            side: false,
+                        });
+                        Term::Exit(X(f.exits.len() as u32 - 1))
+                    }
+                }),
+                None => match *f.op(target) {
+                    // The two-way idiom: a select between two constants, each a case.
+                    Op::Select(c, t, e) => {
+                        let (kt, ke) = (f.konst(t), f.konst(e));
+                        let case = |k: Option<u32>| {
+                            k.and_then(|k| cases.iter().find(|c| c.0 == k).map(|c| c.1))
+                        };
+                        match (case(kt), case(ke)) {
+                            (Some(bt), Some(be)) if available_at_end(f, bi, c) => {
+                                Some(Term::Branch {
+                                    cond: c,
+                                    nonzero: bt,
+                                    zero: be,
+                                })
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                },
+            },
+            _ => None,
+        };
+        if let Some(t) = new {
+            f.blocks[bi].term = Some(t);
+            changed = true;
+        }
+    }
+    if changed {
+        prune_edges(f);
+    }
+    let _ = consts;
+    changed
+}
+
+/// Make every block's predecessors those that still jump to it (in the old order, phi
+/// operands following), and empty the blocks no longer reached.
+fn prune_edges(f: &mut Func) {
+    let reachable: HashSet<B> = f.rpo().into_iter().collect();
+    let mut jumps_to: HashMap<B, Vec<B>> = HashMap::new();
+    for bi in 0..f.blocks.len() {
+        let b = B(bi as u32);
+        if !reachable.contains(&b) {
+            continue;
+        }
+        for s in f.succs(b) {
+            let e = jumps_to.entry(s).or_default();
+            if !e.contains(&b) {
+                e.push(b);
+            }
+        }
+    }
+    let mut phis: HashMap<B, Vec<usize>> = HashMap::new();
+    for (vi, v) in f.values.iter().enumerate() {
+        if matches!(v.op, Op::Phi(_)) {
+            phis.entry(v.block).or_default().push(vi);
+        }
+    }
+    for bi in 0..f.blocks.len() {
+        let b = B(bi as u32);
+        let now = jumps_to.get(&b).cloned().unwrap_or_default();
+        let old = f.blocks[bi].preds.clone();
+        if old == now {
+            continue;
+        }
+        let keep: Vec<usize> = old
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| now.contains(p))
+            .map(|(i, _)| i)
+            .collect();
+        // Phis of this block lose the operands of predecessors gone.
+        for &vi in phis.get(&b).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Op::Phi(ops) = &f.values[vi].op {
+                let kept: Vec<V> = keep.iter().map(|&i| ops[i]).collect();
+                f.values[vi].op = Op::Phi(kept);
+            }
+        }
+        f.blocks[bi].preds = keep.iter().map(|&i| old[i]).collect();
+        if b != B(0) && f.blocks[bi].preds.is_empty() {
+            f.blocks[bi].insts.clear();
+            f.blocks[bi].term = None;
+        }
+    }
+}
+
+/// Immediate dominators of the reachable blocks (Cooper, Harvey and Kennedy's iteration).
+pub fn dominators(f: &Func) -> HashMap<B, B> {
+    let rpo = f.rpo();
+    let order: HashMap<B, usize> = rpo.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+    let mut idom: HashMap<B, B> = HashMap::new();
+    idom.insert(B(0), B(0));
+    let intersect = |idom: &HashMap<B, B>, mut a: B, mut b: B| {
+        while a != b {
+            while order[&a] > order[&b] {
+                a = idom[&a];
+            }
+            while order[&b] > order[&a] {
+                b = idom[&b];
+            }
+        }
+        a
+    };
+    loop {
+        let mut changed = false;
+        for &b in &rpo[1..] {
+            let preds: Vec<B> = f.blocks[b.0 as usize]
+                .preds
+                .iter()
+                .copied()
+                .filter(|p| idom.contains_key(p))
+                .collect();
+            let Some(&first) = preds.first() else {
+                continue;
+            };
+            let mut new = first;
+            for &p in &preds[1..] {
+                new = intersect(&idom, p, new);
+            }
+            if idom.get(&b) != Some(&new) {
+                idom.insert(b, new);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    idom
+}
+
+/// Whether `a` dominates `b`.
+fn dominates(idom: &HashMap<B, B>, a: B, mut b: B) -> bool {
+    loop {
+        if a == b {
+            return true;
+        }
+        match idom.get(&b) {
+            Some(&p) if p != b => b = p,
+            _ => return false,
+        }
+    }
+}
+
+/// A loop: its header, the blocks in it, and the one block it is entered from (which
+/// jumps only to the header), if there is one.
+pub struct Loop {
+    pub header: B,
+    pub body: HashSet<B>,
+    pub entered_from: Option<B>,
+}
+
+/// The natural loops of the region (back edges to a dominating header).
+pub fn loops(f: &Func) -> Vec<Loop> {
+    let idom = dominators(f);
+    let mut by_header: HashMap<B, HashSet<B>> = HashMap::new();
+    for &b in idom.keys() {
+        for s in f.succs(b) {
+            if dominates(&idom, s, b) {
+                // Back edge b -> s: the body is s plus what reaches b without s.
+                let body = by_header.entry(s).or_insert_with(|| HashSet::from([s]));
+                let mut work = vec![b];
+                while let Some(x) = work.pop() {
+                    if body.insert(x) {
+                        work.extend(f.blocks[x.0 as usize].preds.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    by_header
+        .into_iter()
+        .map(|(header, body)| {
+            let outside: Vec<B> = f.blocks[header.0 as usize]
+                .preds
+                .iter()
+                .copied()
+                .filter(|p| !body.contains(p))
+                .collect();
+            let entered_from = match outside.as_slice() {
+                [p] if f.blocks[p.0 as usize].term == Some(Term::Jump(header)) => Some(*p),
+                _ => None,
+            };
+            Loop {
+                header,
+                body,
+                entered_from,
+            }
+        })
+        .collect()
+}
+
+/// Move checks on values defined outside a loop to the end of the block the loop is
+/// entered from. Failing there leaves, as a side exit, for the loop's first pc with the
+/// registers as they were on entering the loop: the baseline then runs the loop as written.
+pub fn hoist(f: &mut Func) {
+    for l in loops(f) {
+        let Some(pre) = l.entered_from else { continue };
+        let inside = |v: V| l.body.contains(&f.values[v.0 as usize].block);
+        let mut moved: Vec<Check> = Vec::new();
+        let mut blocks: Vec<B> = l.body.iter().copied().collect();
+        blocks.sort();
+        for b in blocks {
+            let insts = std::mem::take(&mut f.blocks[b.0 as usize].insts);
+            let mut kept = Vec::with_capacity(insts.len());
+            for inst in insts {
+                match &inst {
+                    Inst::Check(c @ (Check::Zero(v) | Check::NonZero(v)), _) if !inside(*v) => {
+                        if !moved.contains(c) {
+                            moved.push(c.clone());
+                        }
+                    }
+                    _ => kept.push(inst),
+                }
+            }
+            f.blocks[b.0 as usize].insts = kept;
+        }
+        for c in moved {
+            let regs = f.blocks[pre.0 as usize].out_regs;
+            f.exits.push(Exit {
+                to: ExitTo::Pc(f.blocks[l.header.0 as usize].pc),
+                regs,
+                not_run: 0,
+                side: true,
+            });
+            let x = X(f.exits.len() as u32 - 1);
+            f.blocks[pre.0 as usize].insts.push(Inst::Check(c, x));
+        }
+    }
+}
+
+/// What checks, branches and abandonments prove, applied where they dominate: a value
+/// checked zero becomes the constant 0; a divisor checked non-zero, an abandoned identifier
+/// and a branch condition on its non-zero side are not zero (so repeated checks and selects
+/// on them fold).
+pub fn facts(f: &mut Func) {
+    let idom = dominators(f);
+    let mut consts = const_table(f);
+    let zero = konst(f, &mut consts, 0);
+    // The dominator tree's children of each block.
+    let mut children: HashMap<B, Vec<B>> = HashMap::new();
+    for (&b, &p) in &idom {
+        if b != p {
+            children.entry(p).or_default().push(b);
+        }
+    }
+    for c in children.values_mut() {
+        c.sort();
+    }
+    // Facts in force: value -> is zero (else not zero). Walk the tree, each block seeing
+    // the facts of the blocks that dominate it.
+    let mut known: HashMap<V, bool> = HashMap::new();
+    let mut stack: Vec<(B, Vec<V>)> = vec![(B(0), Vec::new())];
+    // (block, facts it added: undone after its subtree) — iterative preorder.
+    let mut order: Vec<(B, bool)> = vec![(B(0), true)];
+    while let Some((b, enter)) = order.pop() {
+        if !enter {
+            let (_, added) = stack.pop().expect("a block entered");
+            for v in added {
+                known.remove(&v);
+            }
+            continue;
+        }
+        let mut added = Vec::new();
+        // The non-zero side of a branch, entered only from its block.
+        let preds = &f.blocks[b.0 as usize].preds;
+        if let [p] = preds.as_slice()
+            && let Some(Term::Branch { cond, nonzero, .. }) = f.blocks[p.0 as usize].term
+            && nonzero == b
+            && f.konst(cond).is_none()
+            && known.insert(cond, false).is_none()
+        {
+            added.push(cond);
+        }
+        let mut insts = std::mem::take(&mut f.blocks[b.0 as usize].insts);
+        insts.retain_mut(|inst| {
+            let to_zero = |w: V| match known.get(&w) {
+                Some(true) => zero,
+                _ => w,
+            };
+            // A repeated non-zero check of a value known not zero goes.
+            if let Inst::Check(Check::NonZero(w), _) = *inst
+                && known.get(&w) == Some(&false)
+            {
+                return false;
+            }
+            if let Inst::Def(d) = *inst {
+                let op = rewrite_op(f.op(d), &to_zero);
+                // A select on a value known not zero picks its first operand.
+                let op = match op {
+                    Op::Select(c, t, _) if known.get(&c) == Some(&false) => Op::Select(c, t, t),
+                    op => op,
+                };
+                f.values[d.0 as usize].op = op;
+            }
+            *inst = rewrite_inst(inst, &to_zero);
+            let fact = match *inst {
+                Inst::Check(Check::Zero(v), _) => Some((v, true)),
+                Inst::Check(Check::NonZero(v), _) | Inst::Abandon { id: v, .. } => Some((v, false)),
+                _ => None,
+            };
+            if let Some((v, z)) = fact
+                && f.konst(v).is_none()
+                && !known.contains_key(&v)
+            {
+                known.insert(v, z);
+                added.push(v);
+            }
+            true
+        });
+        f.blocks[b.0 as usize].insts = insts;
+        if let Some(t) = &mut f.blocks[b.0 as usize].term {
+            let to_zero = |w: V| match known.get(&w) {
+                Some(true) => zero,
+                _ => w,
+            };
+            *t = rewrite_term(t, &to_zero);
+        }
+        stack.push((b, added));
+        order.push((b, false));
+        for &c in children
+            .get(&b)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+        {
+            order.push((c, true));
+        }
+    }
+}
+
+/// Remove pure values nothing uses (counting exits and the register writes that stay), and
+/// the register writes of them that their UM block overwrites.
+pub fn dce(f: &mut Func) {
+    loop {
+        let (main, exits) = f.use_counts();
+        let dead_values: Vec<bool> = (0..f.values.len())
+            .map(|i| main[i] == 0 && exits[i] == 0 && !f.values[i].op.has_effect())
+            .collect();
+        let dead = |v: V| dead_values[v.0 as usize];
+        let mut removed = false;
+        for b in &mut f.blocks {
+            let before = b.insts.len();
+            let overwritten = b.overwritten_sets();
+            let mut k = 0;
+            b.insts.retain(|inst| {
+                let keep = match *inst {
+                    Inst::Def(v) => !dead(v),
+                    Inst::Set(_, v) => !(dead(v) && overwritten[k]),
+                    _ => true,
+                };
+                k += 1;
+                keep
+            });
+            removed |= b.insts.len() != before;
+        }
+        if !removed {
+            break;
+        }
+        // Uses by the values removed are gone too: count again.
+        for i in 0..f.values.len() {
+            if dead(V(i as u32)) && !matches!(f.values[i].op, Op::Const(_) | Op::Entry(_)) {
+                f.values[i].op = Op::Const(0xDEAD_DEAD);
+            }
+        }
+    }
+}
