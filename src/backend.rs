@@ -170,6 +170,8 @@ pub trait Backend: Sized {
     fn branch_nonzero(&mut self, r: u8, target: Self::Label);
     /// Branch to `target` when register `r` equals `value`.
     fn branch_eq(&mut self, r: u8, value: u32, target: Self::Label);
+    /// Branch to `target` when register `r` does not equal `value`.
+    fn branch_ne(&mut self, r: u8, value: u32, target: Self::Label);
     /// Branch to `target` when `r & mask` is not zero.
     fn branch_and(&mut self, r: u8, mask: Val, target: Self::Label);
     /// Jump to `target`.

@@ -18,6 +18,16 @@ const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 
 impl A64 {
+    /// Compare UM register `r` with `value` (flags for a conditional branch).
+    fn compare(&mut self, r: u8, value: u32) {
+        if value < 4096 {
+            asm!(self.ops ; cmp WSP(h(r)), value);
+        } else {
+            load_w(&mut self.ops, 9, value);
+            asm!(self.ops ; cmp W(h(r)), w9);
+        }
+    }
+
     /// The host register that holds `v`: its own, or `scratch` loaded with the constant.
     fn reg_of(&mut self, v: Val, scratch: u8) -> u8 {
         match v {
@@ -346,13 +356,13 @@ impl Backend for A64 {
     }
 
     fn branch_eq(&mut self, r: u8, value: u32, target: DynamicLabel) {
-        if value < 4096 {
-            asm!(self.ops ; cmp WSP(h(r)), value);
-        } else {
-            load_w(&mut self.ops, 9, value);
-            asm!(self.ops ; cmp W(h(r)), w9);
-        }
+        self.compare(r, value);
         asm!(self.ops ; b.eq =>target);
+    }
+
+    fn branch_ne(&mut self, r: u8, value: u32, target: DynamicLabel) {
+        self.compare(r, value);
+        asm!(self.ops ; b.ne =>target);
     }
 
     fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {

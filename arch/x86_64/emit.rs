@@ -486,6 +486,13 @@ impl Backend for X64 {
         );
     }
 
+    fn branch_ne(&mut self, r: u8, value: u32, target: DynamicLabel) {
+        asm!(self.ops
+            ; cmp Rd(h(r)), value as i32
+            ; jne =>target
+        );
+    }
+
     fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {
         match mask {
             Val::Imm(k) => asm!(self.ops ; test Rd(h(r)), k as i32),

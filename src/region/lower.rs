@@ -48,8 +48,8 @@ struct State {
 }
 
 enum StubKind {
-    /// Leave through an exit.
-    Exit(X),
+    /// Leave through an exit (with the computed jump's target, if it is one).
+    Exit(X, Option<Val>),
     /// An edge into a block: write these constants, test for a signal (leaving through the
     /// exit when there is one), then jump there.
     Edge(Vec<(u8, u32)>, Option<X>, B),
@@ -170,7 +170,13 @@ impl<E: Backend> Lower<'_, E> {
     }
 
     fn exit_stub(&mut self, x: X) -> E::Label {
-        self.stub(StubKind::Exit(x))
+        // A computed jump's target is read where the stub is made: stubs are emitted after
+        // the region, when the register holding it may hold something else.
+        let target = match self.exit_of(x).to {
+            ExitTo::Dispatch(v) => Some(self.val(v)),
+            _ => None,
+        };
+        self.stub(StubKind::Exit(x, target))
     }
 
     /// Register `r` now holds `v` in its host register.
@@ -547,10 +553,26 @@ impl<E: Backend> Lower<'_, E> {
                 default,
             } => {
                 let r = self.reg(target);
-                for &(k, to) in cases {
+                let Some((&(k_last, to_last), rest)) = cases.split_last() else {
+                    self.exit(default);
+                    return;
+                };
+                for &(k, to) in rest {
                     let l = self.edge_label(b, to);
                     self.e.branch_eq(r, k, l);
                 }
+                // The last case usually leads to the next block: fall into it, and keep
+                // the way out (the dispatch table) in a stub, out of the hot path.
+                if next == Some(to_last)
+                    && self.edge_writes(to_last).is_empty()
+                    && !self.back_edge(b, to_last)
+                {
+                    let stub = self.exit_stub(default);
+                    self.e.branch_ne(r, k_last, stub);
+                    return;
+                }
+                let l = self.edge_label(b, to_last);
+                self.e.branch_eq(r, k_last, l);
                 self.exit(default);
             }
             Term::Exit(x) => self.exit(x),
@@ -578,11 +600,12 @@ impl<E: Backend> Lower<'_, E> {
     /// Leave through exit `x` from the main path.
     fn exit(&mut self, x: X) {
         let pending = self.pending();
-        self.leave(x, &pending);
+        self.leave(x, &pending, None);
     }
 
-    /// Leave through exit `x`, writing `pending` constants first.
-    fn leave(&mut self, x: X, pending: &[(u8, u32)]) {
+    /// Leave through exit `x`, writing `pending` constants first (`target`: where a computed
+    /// jump's target is, when not where the current state says).
+    fn leave(&mut self, x: X, pending: &[(u8, u32)], target: Option<Val>) {
         let ex = self.exit_of(x);
         for &(r, k) in pending {
             self.e.load_imm(r, k);
@@ -630,7 +653,7 @@ impl<E: Backend> Lower<'_, E> {
                 }
             }
             ExitTo::Dispatch(v) => {
-                let target = self.val(v);
+                let target = target.unwrap_or_else(|| self.val(v));
                 if ex.side && self.opts.stats {
                     self.e.count_event(off::counter(Counter::GuardMisses));
                 }
@@ -656,7 +679,7 @@ impl<E: Backend> Lower<'_, E> {
             let kind = std::mem::replace(&mut self.stubs[i].kind, StubKind::Link(0, 0));
             self.e.bind(label);
             match kind {
-                StubKind::Exit(x) => self.leave(x, &pending),
+                StubKind::Exit(x, target) => self.leave(x, &pending, target),
                 StubKind::Edge(writes, signal, to) => {
                     for (r, k) in writes {
                         self.e.load_imm(r, k);
@@ -667,7 +690,7 @@ impl<E: Backend> Lower<'_, E> {
                         self.stubs.push(Stub {
                             label: exit,
                             pending: pending.clone(),
-                            kind: StubKind::Exit(x),
+                            kind: StubKind::Exit(x, None),
                         });
                         self.e.branch_interrupted(exit);
                     }

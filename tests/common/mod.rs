@@ -156,20 +156,16 @@ pub fn emulated() -> bool {
 }
 
 /// The configurations to run a long program on: all of them natively. Under an emulator
-/// (some 20 times slower), only the default, the baseline tier alone (`--no-opt`) and
-/// regions at first sight (`--opt-threshold 0`): the interpreter, `--no-chain` and
-/// `--max-block 1` exercise no backend code that the short differential tests do not, and
-/// the native run checks them on the same programs (what the emulated run is for is the
-/// host's backend).
+/// (some 20 times slower), only the default and the baseline tier alone (`--no-opt`): the
+/// interpreter, `--no-chain`, `--max-block 1` and regions at first sight
+/// (`--opt-threshold 0`, which the short differential tests run under the emulator too)
+/// are checked on the same programs by the native run, and what the emulated run is for is
+/// the host's backend.
 pub fn engine_flags_for_long_runs() -> Vec<(String, Vec<String>)> {
     let mut flags = engine_flags();
     if emulated() {
-        flags.retain(|(_, f)| f.is_empty() || f == &["--no-opt"] || f == &["--opt-threshold", "0"]);
-        assert_eq!(
-            flags.len(),
-            3,
-            "the three emulated configurations: {flags:?}"
-        );
+        flags.retain(|(_, f)| f.is_empty() || f == &["--no-opt"]);
+        assert_eq!(flags.len(), 2, "the two emulated configurations: {flags:?}");
     }
     flags
 }
