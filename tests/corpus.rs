@@ -8,8 +8,7 @@
 mod common;
 
 use common::{
-    CliOutcome, ECHO_BANG, asm, corpus, emulated, engine_flags_for_long_runs, run_cli, run_cli_all,
-    temp_path,
+    CliOutcome, ECHO_BANG, asm, corpus, engine_flags_for_long_runs, run_cli, run_cli_all, temp_path,
 };
 use std::path::Path;
 
@@ -24,26 +23,16 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Run `umdbt run FLAGS FILE` with `input` under every engine configuration (but the
-/// interpreter under an emulator, see `engine_flags_for_long_runs`); return (engine name,
+/// Run `umdbt run FLAGS FILE` with `input` under every engine configuration (only the
+/// default one under an emulator, see `engine_flags_for_long_runs`); return (engine name,
 /// outcome) pairs.
 fn run_file_everywhere(file: &Path, input: &[u8], extra: &[&str]) -> Vec<(String, CliOutcome)> {
-    run_file_with(&engine_flags_for_long_runs(), file, input, extra)
-}
-
-/// As [`run_file_everywhere`], on the configurations `configs` (name, flags).
-fn run_file_with(
-    configs: &[(String, Vec<String>)],
-    file: &Path,
-    input: &[u8],
-    extra: &[&str],
-) -> Vec<(String, CliOutcome)> {
-    configs
-        .iter()
+    engine_flags_for_long_runs()
+        .into_iter()
         .map(|(name, flags)| {
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let args = [&["run"], extra, &flags[..], &[path_str(file)]].concat();
-            (name.clone(), run_cli(&args, input))
+            (name, run_cli(&args, input))
         })
         .collect()
 }
@@ -285,13 +274,7 @@ fn micro_benchmarks_halt() {
             "micro-loadprog0" => (200_000_000, 200_000_000 * 1002 / 1000),
             _ => (100_000_000, 100_000_000 * 1002 / 1000),
         };
-        let mut configs = engine_flags_for_long_runs();
-        // Under an emulator, only the first of them (the default configuration) but for
-        // loadprog0, whose code the optimizing tier compiles differently (CI's time).
-        if emulated() && stem != "micro-loadprog0" {
-            configs.truncate(1);
-        }
-        for (name, out) in run_file_with(&configs, &file, b"", &["--stats"]) {
+        for (name, out) in run_file_everywhere(&file, b"", &["--stats"]) {
             assert_eq!(out.status, Some(0), "{stem} on {name}: {out:?}");
             assert_eq!(out.stdout, b"", "{stem} on {name}");
             let n = total_instructions(&out.stderr);
