@@ -159,6 +159,9 @@ pub struct Cache<B: Backend> {
     /// Where counters start.
     threshold: u16,
     codemap: Vec<u8>,
+    /// Per pc of array 0: how often code there was interpreted, not yet translated (code
+    /// that runs once is cheaper to interpret than to translate).
+    visits: Vec<u8>,
     pages: HashMap<u32, Vec<u32>>,
     /// Word of array 0 -> blocks that store there unchecked (see the module notes).
     watches: HashMap<u32, Vec<u32>>,
@@ -198,6 +201,7 @@ impl<B: Backend> Cache<B> {
             jump_sites: HashMap::new(),
             threshold,
             codemap: vec![0; program_len as usize],
+            visits: vec![0; program_len as usize],
             pages: HashMap::new(),
             watches: HashMap::new(),
             stats: Stats::default(),
@@ -268,6 +272,18 @@ impl<B: Backend> Cache<B> {
         seen
     }
 
+    /// Whether code entered at `pc`, which has no translation, is still to be interpreted:
+    /// true the first `runs` times it is asked (counting this one).
+    pub fn still_cold(&mut self, pc: u32, runs: u8) -> bool {
+        match self.visits.get_mut(pc as usize) {
+            Some(v) if *v < runs => {
+                *v += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether some valid block covers word `w` of array 0.
     pub fn covers(&self, w: u32) -> bool {
         self.codemap.get(w as usize).is_some_and(|&c| c != 0)
@@ -300,6 +316,7 @@ impl<B: Backend> Cache<B> {
         self.watches.clear();
         self.dtable = vec![CodeOffset(0); program_len as usize];
         self.codemap = vec![0; program_len as usize];
+        self.visits = vec![0; program_len as usize];
         self.mem.truncate(self.routines_len);
         self.stats[Counter::Flushes] += 1;
         log::debug!("flushed all translations");

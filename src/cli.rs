@@ -115,6 +115,12 @@ pub struct RunArgs {
     /// Translator: no optimizing tier (baseline blocks only).
     #[arg(long, conflicts_with = "interp")]
     pub no_opt: bool,
+    /// Translator: interpret code the first N times it is reached, and translate it only
+    /// then, 0 to 255 (0: translate everything at first sight). Code that runs once costs
+    /// far less to interpret than to translate.
+    #[arg(long, value_name = "N", conflicts_with = "interp",
+          default_value_t = jit::DEFAULT_TRANSLATE_AFTER)]
+    pub translate_after: u8,
     /// Print statistics to stderr when the run ends (also after a fault, a step limit or an
     /// interruption); `--stats=ops` also counts each operator under the translator.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, require_equals = true,
@@ -347,6 +353,7 @@ fn run(args: &RunArgs) -> ExitCode {
             chain: !args.no_chain,
             max_block: args.max_block,
             opt_threshold: (!args.no_opt).then_some(args.opt_threshold),
+            translate_after: args.translate_after,
         })
     };
     let opts = RunOptions {

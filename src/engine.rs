@@ -27,18 +27,22 @@ impl Engine {
             v.push(Engine::Translator(JitOptions::default()));
             v.push(Engine::Translator(JitOptions {
                 chain: false,
+                translate_after: 0,
                 ..JitOptions::default()
             }));
             v.push(Engine::Translator(JitOptions {
                 max_block: 1,
+                translate_after: 0,
                 ..JitOptions::default()
             }));
             v.push(Engine::Translator(JitOptions {
                 opt_threshold: None,
+                translate_after: 0,
                 ..JitOptions::default()
             }));
             v.push(Engine::Translator(JitOptions {
                 opt_threshold: Some(0),
+                translate_after: 0,
                 ..JitOptions::default()
             }));
         }
@@ -58,6 +62,10 @@ impl Engine {
                     f.push("--max-block".to_string());
                     f.push(o.max_block.to_string());
                 }
+                if o.translate_after != jit::DEFAULT_TRANSLATE_AFTER {
+                    f.push("--translate-after".to_string());
+                    f.push(o.translate_after.to_string());
+                }
                 match o.opt_threshold {
                     None => f.push("--no-opt".to_string()),
                     Some(jit::DEFAULT_OPT_THRESHOLD) => {}
@@ -76,9 +84,10 @@ impl Engine {
         match self {
             Engine::Interpreter => "interpreter".to_string(),
             Engine::Translator(o) => format!(
-                "translator (chaining {}, max block {}, {})",
+                "translator (chaining {}, max block {}, translated after {} run(s), {})",
                 if o.chain { "on" } else { "off" },
                 o.max_block,
+                o.translate_after,
                 match o.opt_threshold {
                     None => "no regions".to_string(),
                     Some(0) => "regions at once".to_string(),

@@ -12,10 +12,10 @@ use crate::signals;
 /// `m.op_counts` is kept up to date.
 pub fn run(m: &mut Machine, count: bool, max_steps: Option<u64>) -> Result<(), Stop> {
     let (step, _) = match (count, max_steps) {
-        (true, None) => run_loop::<true, false>(m, 0),
-        (false, None) => run_loop::<false, false>(m, 0),
-        (true, Some(n)) => run_loop::<true, true>(m, n),
-        (false, Some(n)) => run_loop::<false, true>(m, n),
+        (true, None) => run_loop::<true, false, false>(m, 0),
+        (false, None) => run_loop::<false, false, false>(m, 0),
+        (true, Some(n)) => run_loop::<true, true, false>(m, n),
+        (false, Some(n)) => run_loop::<false, true, false>(m, n),
     };
     match step {
         Step::Halted => Ok(()),
@@ -24,6 +24,7 @@ pub fn run(m: &mut Machine, count: bool, max_steps: Option<u64>) -> Result<(), S
             pc: m.pc,
             limit: max_steps.expect("only a bounded run runs out"),
         }),
+        Step::Jumped | Step::Stored(_) => unreachable!("only run_to_jump stops there"),
     }
 }
 
@@ -35,22 +36,40 @@ pub enum Step {
     Stopped(Stop),
     /// The instruction budget ran out; `m.pc` is the next instruction.
     Budget,
+    /// (Only from [`run_to_jump`].) A jump (op 12) ran; `m.pc` is its target.
+    Jumped,
+    /// (Only from [`run_to_jump`].) A store into array 0 ran, at this word; `m.pc` is the
+    /// next instruction.
+    Stored(u32),
 }
 
 /// Run at most `budget` instructions (for engines that fall back to interpretation); also
 /// returns how many ran (an instruction that faults counts, as it does for the step limit).
 pub fn run_for(m: &mut Machine, count: bool, budget: u64) -> (Step, u64) {
     let (step, left) = if count {
-        run_loop::<true, true>(m, budget)
+        run_loop::<true, true, false>(m, budget)
     } else {
-        run_loop::<false, true>(m, budget)
+        run_loop::<false, true, false>(m, budget)
+    };
+    (step, budget - left)
+}
+
+/// Run at most `budget` instructions, and stop after the first jump or store into array 0
+/// (for the translator, which interprets code before it is worth translating, and must
+/// hear of stores that hit its translations); also returns how many ran.
+pub fn run_to_jump(m: &mut Machine, count: bool, budget: u64) -> (Step, u64) {
+    let (step, left) = if count {
+        run_loop::<true, true, true>(m, budget)
+    } else {
+        run_loop::<false, true, true>(m, budget)
     };
     (step, budget - left)
 }
 
 /// The loop; returns how it ended and, when `BOUNDED`, how much of the budget is left.
+/// `TO_JUMP` stops it after a jump or a store into array 0.
 #[inline(always)]
-fn run_loop<const COUNT: bool, const BOUNDED: bool>(
+fn run_loop<const COUNT: bool, const BOUNDED: bool, const TO_JUMP: bool>(
     m: &mut Machine,
     mut budget: u64,
 ) -> (Step, u64) {
@@ -90,6 +109,10 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(
                 if let Err(e) = m.heap.store(r[a], r[b], r[c]) {
                     break stop(e);
                 }
+                if TO_JUMP && r[a] == 0 {
+                    pc += 1;
+                    break Step::Stored(r[b]);
+                }
             }
             3 => r[a] = r[b].wrapping_add(r[c]),
             4 => r[a] = r[b].wrapping_mul(r[c]),
@@ -127,6 +150,9 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool>(
                     (prog, prog_len) = m.heap.program();
                 }
                 pc = r[c];
+                if TO_JUMP {
+                    break Step::Jumped;
+                }
                 // Every loop jumps: a signal is noticed here.
                 if let Some(signal) = signals::received() {
                     break Step::Stopped(Stop::Interrupted { pc, signal });

@@ -30,6 +30,9 @@ pub struct JitOptions {
     /// (`--opt-threshold`; 0 compiles every block as a region at once); `None` turns the
     /// tier off (`--no-opt`).
     pub opt_threshold: Option<u32>,
+    /// Code is interpreted the first this many times it is reached before it is
+    /// translated (`--translate-after`; 0 translates at first sight).
+    pub translate_after: u8,
 }
 
 impl Default for JitOptions {
@@ -38,11 +41,14 @@ impl Default for JitOptions {
             chain: true,
             max_block: DEFAULT_MAX_BLOCK,
             opt_threshold: Some(DEFAULT_OPT_THRESHOLD),
+            translate_after: DEFAULT_TRANSLATE_AFTER,
         }
     }
 }
 
 pub const DEFAULT_MAX_BLOCK: u32 = 256;
+/// Default for `--translate-after`: code that has run once is translated the next time.
+pub const DEFAULT_TRANSLATE_AFTER: u8 = 1;
 /// Default for `--opt-threshold`.
 pub const DEFAULT_OPT_THRESHOLD: u32 = 1000;
 /// Upper bound for `--opt-threshold` (hotness counters are 16 bits).
@@ -106,6 +112,8 @@ pub fn run(
     // SAFETY: `enter` is the routine `Backend::routines` assembled with exactly the
     // `EnterFn` signature.
     let enter = unsafe { std::mem::transmute::<usize, EnterFn>(cache.routines().enter) };
+    // Tracing every block entry wants every entry translated.
+    let cold_runs = if exec_trace { 0 } else { opts.translate_after };
     let mut pc = m.pc;
     // Where to enter next when it is not the code entered at `pc` (baseline code after a
     // region's side exit).
@@ -127,6 +135,18 @@ pub fn run(
         }
         let code = match code_override.take() {
             Some(code) => code,
+            None if cold_runs > 0
+                && cache.lookup(Pc(pc)).is_none()
+                && cache.still_cold(pc, cold_runs) =>
+            {
+                match run_cold(m, &mut ctx, &mut cache, pc, stats, max_steps) {
+                    Ok(next) => {
+                        pc = next;
+                        continue;
+                    }
+                    Err(r) => break r,
+                }
+            }
             None => {
                 let id = compiler.block_at(&mut cache, m.heap.array(0), pc, observers);
                 cache.code_address(id)
@@ -277,6 +297,48 @@ fn give_back(ctx: &mut JitCtx, opts: &Options, n: u32) {
     }
 }
 
+/// Interpret code that is not worth translating yet, from `pc` to the first jump (or the
+/// end of the step budget): the jump's target when it ran, else how the run ended. Stores
+/// into array 0 invalidate the translations they hit, and replacing array 0 flushes them.
+fn run_cold<B: Backend>(
+    m: &mut Machine,
+    ctx: &mut JitCtx,
+    cache: &mut Cache<B>,
+    pc: u32,
+    stats: bool,
+    max_steps: Option<u64>,
+) -> Result<u32, Result<(), Stop>> {
+    m.regs = ctx.regs;
+    m.pc = pc;
+    let generation = m.heap.generation();
+    let end = loop {
+        let (step, ran) = interpreter::run_to_jump(m, stats, ctx.budget);
+        ctx.budget -= ran;
+        ctx.stats[Counter::Interpreted] += ran;
+        match step {
+            Step::Stored(word) => {
+                if cache.covers(word) {
+                    cache.invalidate_word(word);
+                }
+            }
+            Step::Jumped => break Ok(m.pc),
+            Step::Budget => match max_steps {
+                Some(limit) if ctx.budget == 0 => {
+                    break Err(Err(Stop::StepLimit { pc: m.pc, limit }));
+                }
+                _ => break Ok(m.pc),
+            },
+            Step::Halted => break Err(Ok(())),
+            Step::Stopped(s) => break Err(Err(s)),
+        }
+    };
+    ctx.regs = m.regs;
+    if m.heap.generation() != generation {
+        cache.flush(m.heap.program().1);
+    }
+    end
+}
+
 /// Interpret at most `n` instructions from `pc`, and fewer when the step budget runs out
 /// first: the next pc when they ran, else how the run ended (`max_steps` reached
 /// included).
@@ -301,5 +363,6 @@ fn interpret(
         },
         Step::Halted => Err(Ok(())),
         Step::Stopped(s) => Err(Err(s)),
+        Step::Jumped | Step::Stored(_) => unreachable!("only run_to_jump stops there"),
     }
 }

@@ -363,3 +363,56 @@ fn store_at_a_word_before_and_after_it_becomes_code() {
         expect_output(&src, b"", b"123").hit_translated_code();
     }
 }
+
+/// Code that is interpreted before it is translated (the default) stores into code that has
+/// been translated: the translation is invalidated before it runs again. Here the code
+/// after the second call runs once, so it is interpreted, and the subroutine it patches was
+/// translated on its second call.
+#[test]
+fn interpreted_store_into_translated_code() {
+    let out = expect_output(
+        "
+            literal r1, 'A'
+            literal r2, 'B'
+            literal r6, target
+            literal r5, ret1
+            loadprog r0, r6       ; first call: interpreted
+        ret1:
+            literal r5, ret2
+            loadprog r0, r6       ; second call: translated
+        ret2:
+            literal r3, target
+            literal r4, new
+            index r4, r0, r4
+            amend r0, r3, r4      ; interpreted, into the translation
+            literal r5, ret3
+            loadprog r0, r6
+        ret3:
+            halt
+        target:
+            output r1             ; becomes 'output r2'
+            loadprog r0, r5
+        new:
+            output r2
+        ",
+        b"",
+        b"AAB",
+    );
+    let waits = out
+        .stats
+        .iter()
+        .filter_map(|(e, s)| match e {
+            umdbt::engine::Engine::Translator(o) if o.translate_after > 0 => Some(s),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        !waits.is_empty(),
+        "no configuration interprets before translating"
+    );
+    for s in waits {
+        assert!(s[Counter::Interpreted] > 0, "{s:?}");
+        assert_eq!(s[Counter::SmcStores], 1, "{s:?}");
+        assert_eq!(s[Counter::BlocksInvalidated], 1, "{s:?}");
+    }
+}
