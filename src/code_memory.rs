@@ -147,9 +147,12 @@ impl CodeMemory {
             let (lo, hi) = match *dirty {
                 // Already writable.
                 Some((a, b)) if a <= lo && hi <= b => return,
+                // One writable range is tracked: the pages between the two ranges become
+                // writable too (they were not before: a later write there would fault).
                 Some((a, b)) => {
+                    let (lo, hi) = (a.min(lo), b.max(hi));
                     protect(base, lo, hi, libc::PROT_READ | libc::PROT_WRITE);
-                    (a.min(lo), b.max(hi))
+                    (lo, hi)
                 }
                 None => {
                     protect(base, lo, hi, libc::PROT_READ | libc::PROT_WRITE);
@@ -315,5 +318,24 @@ mod tests {
         assert_eq!(perms_at(m.base() + 2 * page), "rw-");
         m.make_executable();
         assert_eq!(perms_at(m.base() + 2 * page), "r-x");
+    }
+
+    /// Writes to two distant pages, then to one between them, before the code runs again
+    /// (a region installed far from the blocks whose links it takes over): every write
+    /// lands, and all of it becomes executable again.
+    #[test]
+    fn switching_writes_between_two_writable_pages() {
+        let page = page_size();
+        let mut m = CodeMemory::switching(1 << 20).unwrap();
+        m.append(&vec![0u8; 6 * page]).unwrap();
+        m.make_executable();
+        m.patch_word(0, |old| old ^ 1);
+        m.patch_word(5 * page, |old| old ^ 1);
+        m.patch_word(2 * page, |old| old ^ 1);
+        assert_eq!(m.bytes(2 * page, 1), &[1]);
+        m.make_executable();
+        for p in 0..6 {
+            assert_eq!(perms_at(m.base() + p * page), "r-x", "page {p}");
+        }
     }
 }

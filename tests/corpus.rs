@@ -79,6 +79,39 @@ fn sandmark_output_is_exact() {
     }
 }
 
+/// Profiling switches code memory to one mapping whose pages turn writable and back
+/// (perf names code only in anonymous memory). Sandmark installs regions that take over links
+/// from blocks pages away: every write must land (a crash here once).
+#[test]
+fn sandmark_under_the_profiler() {
+    let Some(dir) = corpus() else { return };
+    if common::emulated() {
+        eprintln!("SKIPPED under an emulator: the native run covers it");
+        return;
+    }
+    let expected = std::fs::read(dir.join("sandmark-output.txt")).unwrap();
+    let child = common::umdbt()
+        .args(["run", "--profile", "perfmap"])
+        .arg(dir.join("sandmark.umz"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let map = format!("/tmp/perf-{}.map", child.id());
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(map);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == expected,
+        "sandmark output differs under the profiler"
+    );
+}
+
 #[test]
 fn codex_decrypts_the_umix_image() {
     let Some(dir) = corpus() else { return };

@@ -9,7 +9,8 @@ use std::process::Output;
 use umdbt::decoder::Instr;
 use umdbt::profile::parse;
 
-/// Prints "ABCDE" through a loop of two blocks (a counted loop and its exit).
+/// Prints "ABCDE" through a loop of two blocks (a counted loop and its exit). The tests that
+/// list every block translate at first sight (`--translate-after 0`).
 const LOOP: &str = "
         literal r1, 'A'
         literal r7, 5
@@ -47,7 +48,14 @@ fn perf_map_names_every_block_by_its_pc_range() {
     }
     let path = write_program(&asm(LOOP));
     let child = umdbt()
-        .args(["run", "--profile", "perfmap", "--stats"])
+        .args([
+            "run",
+            "--profile",
+            "perfmap",
+            "--stats",
+            "--translate-after",
+            "0",
+        ])
         .arg(&path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -85,7 +93,14 @@ fn jitdump_holds_the_code_of_every_block() {
     }
     let path = write_program(&asm(LOOP));
     let child = umdbt()
-        .args(["run", "--profile", "jitdump", "--stats"])
+        .args([
+            "run",
+            "--profile",
+            "jitdump",
+            "--stats",
+            "--translate-after",
+            "0",
+        ])
         .arg(&path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -154,7 +169,8 @@ fn traces_show_um_code_host_code_and_block_entries() {
 
 #[test]
 fn traces_go_to_standard_error_by_default() {
-    let out = run(&["-d", "in_asm"], &asm(LOOP));
+    // (Translating at first sight: code that runs once is otherwise only interpreted.)
+    let out = run(&["-d", "in_asm", "--translate-after", "0"], &asm(LOOP));
     assert!(out.status.success());
     assert_eq!(out.stdout, b"ABCDE");
     let err = String::from_utf8_lossy(&out.stderr);
