@@ -32,7 +32,7 @@
 use crate::backend::{Backend, Routines};
 use crate::code_memory::{self, CodeMemory};
 use crate::stats::{Counter, Stats};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::marker::PhantomData;
 
 const PAGE_SHIFT: u32 = 6;

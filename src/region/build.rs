@@ -9,7 +9,7 @@ use super::ir::*;
 use crate::backend::BinOp;
 use crate::decoder::Op as UmOp;
 use crate::discoverer::End;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// The result: the function, and the words of array 0 it stores into unchecked (see
 /// `cache`'s watches).

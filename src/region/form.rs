@@ -10,14 +10,14 @@
 
 use crate::decoder::Op;
 use crate::discoverer::{End, Run, discover};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// The most blocks in a region.
 pub const MAX_NODES: usize = 64;
 /// The most UM operations in a region (4096 compiled a third more code on a UMIX session,
 /// for no gain elsewhere: the tier costs about five times what baseline translation does
 /// per operation).
-pub const MAX_OPS: usize = 1024;
+pub const MAX_OPS: usize = 384;
 
 /// Where control goes from a block of the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

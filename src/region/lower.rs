@@ -17,7 +17,7 @@ use crate::memory::SMALL_MAX;
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
 use crate::translator::Options;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// What lowering a region produced, besides its code.
 pub struct Lowered {

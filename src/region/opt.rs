@@ -14,7 +14,7 @@
 
 use super::ir::*;
 use crate::backend::BinOp;
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 /// Which passes run (all by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -469,7 +469,9 @@ pub fn loops(f: &Func) -> Vec<Loop> {
         for s in f.succs(b) {
             if dominates(&idom, s, b) {
                 // Back edge b -> s: the body is s plus what reaches b without s.
-                let body = by_header.entry(s).or_insert_with(|| HashSet::from([s]));
+                let body = by_header
+                    .entry(s)
+                    .or_insert_with(|| HashSet::from_iter([s]));
                 let mut work = vec![b];
                 while let Some(x) = work.pop() {
                     if body.insert(x) {
