@@ -927,3 +927,29 @@ repl:   output r3
     // target now is 'output r3' followed by 'halt'.
     expect_output(&src, b"", b"q");
 }
+
+/// Division of a value the translator cannot know (it comes from an array) by a constant
+/// power of two, which generated code does with a shift; into another register and into
+/// the dividend's own.
+#[test]
+fn div_by_a_constant_power_of_two() {
+    for (b, c) in [
+        (0xFFFF_FFFF, 1),
+        (0xFFFF_FFFF, 2),
+        (0xFFFF_FFFF, 8),
+        (0xDEAD_BEEF, 1 << 31),
+        (0x7FFF_FFFF, 1 << 31),
+        (12345, 1 << 16),
+        (0x8000_0000, 1 << 4),
+    ] {
+        let unknown = format!(
+            "{}literal r6, 1\nalloc r5, r6\nliteral r6, 0\namend r5, r6, r2\nindex r2, r5, r6\n{}",
+            set(2, 7, b),
+            set(3, 7, c)
+        );
+        let r = regs(&format!("{unknown}div r1, r2, r3\nhalt\n"));
+        assert_eq!(r[1], b / c, "{b:#x} / {c:#x}");
+        let r = regs(&format!("{unknown}div r2, r2, r3\nhalt\n"));
+        assert_eq!(r[2], b / c, "{b:#x} / {c:#x} in place");
+    }
+}

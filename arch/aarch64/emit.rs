@@ -254,6 +254,15 @@ impl Backend for A64 {
     }
 
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<DynamicLabel>) {
+        // By a power of two: a shift.
+        if let Val::Imm(k) = c
+            && k.is_power_of_two()
+        {
+            let hb = self.reg_of(b, 9);
+            let s = k.trailing_zeros();
+            asm!(self.ops ; lsr W(h(a)), W(hb), s);
+            return;
+        }
         let hc = match c {
             Val::Reg(r) => {
                 if let Some(fail) = fail {

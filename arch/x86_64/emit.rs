@@ -324,6 +324,21 @@ impl Backend for X64 {
     }
 
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<DynamicLabel>) {
+        // By a power of two: a shift (a division takes tens of cycles).
+        if let Val::Imm(k) = c
+            && k.is_power_of_two()
+        {
+            let s = k.trailing_zeros() as i8;
+            match b {
+                Val::Reg(r) if r == a => {}
+                Val::Reg(r) => asm!(self.ops ; mov Rd(h(a)), Rd(h(r))),
+                Val::Imm(x) => asm!(self.ops ; mov Rd(h(a)), x as i32),
+            }
+            if s > 0 {
+                asm!(self.ops ; shr Rd(h(a)), s);
+            }
+            return;
+        }
         let hc = match c {
             Val::Reg(r) => {
                 if let Some(fail) = fail {
