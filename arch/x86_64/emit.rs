@@ -273,21 +273,21 @@ impl Backend for X64 {
                     unreachable!("constant operands are folded")
                 };
                 match (op, y) {
+                    // (A 32-bit lea keeps the low half of the 64-bit sum: the sum mod
+                    // 2^32 whatever the upper halves hold.)
                     (BinOp::Add, Val::Imm(k)) => {
-                        if x != a {
-                            asm!(self.ops ; mov Rd(ha), Rd(h(x)));
+                        if x == a {
+                            asm!(self.ops ; add Rd(ha), k as i32);
+                        } else {
+                            asm!(self.ops ; lea Rd(ha), [Rq(h(x)) + k as i32]);
                         }
-                        asm!(self.ops ; add Rd(ha), k as i32);
                     }
+                    // Here `y` is `a` only if `x` is too (the order above).
                     (BinOp::Add, Val::Reg(y)) => {
                         if x == a {
                             asm!(self.ops ; add Rd(ha), Rd(h(y)));
                         } else {
-                            asm!(self.ops
-                                ; mov eax, Rd(h(x))
-                                ; add eax, Rd(h(y))
-                                ; mov Rd(ha), eax
-                            );
+                            asm!(self.ops ; lea Rd(ha), [Rq(h(x)) + Rq(h(y))]);
                         }
                     }
                     (_, Val::Imm(k)) => {
@@ -298,12 +298,33 @@ impl Backend for X64 {
                             asm!(self.ops ; imul Rd(ha), Rd(h(y)));
                         } else {
                             asm!(self.ops
-                                ; mov eax, Rd(h(x))
-                                ; imul eax, Rd(h(y))
-                                ; mov Rd(ha), eax
+                                ; mov Rd(ha), Rd(h(x))
+                                ; imul Rd(ha), Rd(h(y))
                             );
                         }
                     }
+                }
+            }
+            BinOp::Nand | BinOp::And if matches!((b, c), (Val::Reg(_), Val::Reg(_))) => {
+                let (Val::Reg(x), Val::Reg(y)) = (b, c) else {
+                    unreachable!("matched above")
+                };
+                let (hx, hy) = (h(x), h(y));
+                // Commutative: into `a` directly (`x & x` is `x`).
+                if hx == ha {
+                    if hy != ha {
+                        asm!(self.ops ; and Rd(ha), Rd(hy));
+                    }
+                } else if hy == ha {
+                    asm!(self.ops ; and Rd(ha), Rd(hx));
+                } else {
+                    asm!(self.ops ; mov Rd(ha), Rd(hx));
+                    if hy != hx {
+                        asm!(self.ops ; and Rd(ha), Rd(hy));
+                    }
+                }
+                if op == BinOp::Nand {
+                    asm!(self.ops ; not Rd(ha));
                 }
             }
             BinOp::Nand | BinOp::And => {

@@ -25,16 +25,30 @@ fn contains(code: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn arithmetic_encodings() {
     let mut e = emitter();
-    // r0 := r1 + r2 (ebx := ebp + r12d) through eax.
+    // r0 := r1 + r2 (ebx := ebp + r12d): one lea.
     e.binop(BinOp::Add, 0, Val::Reg(1), Val::Reg(2));
+    // r0 := r1 + 5: one lea.
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Imm(5));
+    // r0 := r1 nand r1: a move and a not.
+    e.binop(BinOp::Nand, 0, Val::Reg(1), Val::Reg(1));
+    // r0 := r2 nand r0: into r0 directly.
+    e.binop(BinOp::Nand, 0, Val::Reg(2), Val::Reg(0));
+    // r0 := r1 * r2: a move and a multiplication.
+    e.binop(BinOp::Mul, 0, Val::Reg(1), Val::Reg(2));
     // r0 := 0x12345678.
     e.load_imm(0, 0x1234_5678);
     assert_eq!(
         finish(e),
         [
-            0x40, 0x89, 0xE8, // mov eax, ebp
-            0x44, 0x01, 0xE0, // add eax, r12d
-            0x40, 0x89, 0xC3, // mov ebx, eax
+            0x42, 0x8D, 0x5C, 0x25, 0x00, // lea ebx, [rbp + r12]
+            0x40, 0x8D, 0x9C, 0x25, 0x05, 0x00, 0x00,
+            0x00, // lea ebx, [rbp + 5] (dynasm's SIB form)
+            0x40, 0x89, 0xEB, // mov ebx, ebp
+            0x40, 0xF7, 0xD3, // not ebx
+            0x44, 0x21, 0xE3, // and ebx, r12d
+            0x40, 0xF7, 0xD3, // not ebx
+            0x40, 0x89, 0xEB, // mov ebx, ebp
+            0x41, 0x0F, 0xAF, 0xDC, // imul ebx, r12d
             0x40, 0xBB, 0x78, 0x56, 0x34, 0x12, // mov ebx, 0x12345678
         ]
     );
