@@ -36,6 +36,12 @@ impl BinOp {
     }
 }
 
+/// Whether [`Backend::div`] by `c` leaves the arrays kept in registers in place (a
+/// division by a constant power of two is a shift).
+pub fn div_keeps_arrays(c: Val) -> bool {
+    matches!(c, Val::Imm(k) if k.is_power_of_two())
+}
+
 /// How many arrays a backend keeps at hand (see [`ArrayUse`]).
 pub const ARRAY_PAIRS: usize = 2;
 
@@ -138,7 +144,9 @@ pub trait Backend: Sized {
     /// Op 3, 4 or 6 (or an and), with at most one constant operand.
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val);
     /// Op 5; `c` is a register (checked for zero, `fail` if so; with no `fail` it is known
-    /// not to be zero) or a non-zero constant.
+    /// not to be zero) or a non-zero constant. A division by a constant power of two is a
+    /// shift into `a` that leaves the array registers alone ([`div_keeps_arrays`]); any
+    /// other may use them as scratch.
     fn div(&mut self, a: u8, b: Val, c: Val, fail: Option<Self::Label>);
     /// Register `a` := `t` when register `cond` is not zero, else `f` (any of `t`, `f`,
     /// `cond` may be `a` itself).

@@ -12,7 +12,7 @@
 //! to chain it); the `literal T; literal F; cmov; loadprog` idiom becomes a compare and two
 //! patchable exits; any other jump goes through the dispatch table.
 
-use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val};
+use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
 use crate::cache::ExitSite;
 use crate::decoder::{Instr, Op};
 use crate::discoverer::{End, Run};
@@ -394,7 +394,9 @@ impl<E: Backend> Translator<'_, E> {
                     let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                     let (vb, vc) = (self.val(b), self.val(c));
                     self.e.div(a, vb, vc, Some(fail));
-                    self.forget_arrays();
+                    if !div_keeps_arrays(vc) {
+                        self.forget_arrays();
+                    }
                     self.written(a);
                 }
             },

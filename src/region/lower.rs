@@ -11,7 +11,7 @@
 //! records, and leave as the baseline does.
 
 use super::ir::*;
-use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val};
+use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
 use crate::cache::ExitSite;
 use crate::memory::SMALL_MAX;
 use crate::runtime::{ExitKind, RtFn, off};
@@ -469,7 +469,9 @@ impl<E: Backend> Lower<'_, E> {
             Op::Div(x, y) => {
                 let (vx, vy) = (self.val(x), self.val(y));
                 self.e.div(r, vx, vy, None);
-                self.forget_arrays();
+                if !div_keeps_arrays(vy) {
+                    self.forget_arrays();
+                }
             }
             Op::Select(c, t, e) => {
                 let (vt, ve) = (self.val(t), self.val(e));

@@ -52,7 +52,45 @@ pub fn optimize(f: &mut Func, passes: Passes) {
     }
     if passes.dce {
         dce(f);
+        if fuse_not_nand(f) {
+            dce(f);
+        }
     }
+}
+
+/// `not(nand(a, b))` where nothing else reads the nand (no other operation, register at an
+/// exit or register write that is read): the nand becomes `and(a, b)`, computed where its
+/// operands are at hand, and the not is that value. (Simplification does this only when
+/// `a` and `b` can still be read at the not, which a UM program overwriting its register
+/// in place prevents.) Returns whether anything changed.
+fn fuse_not_nand(f: &mut Func) -> bool {
+    let (main, exits) = f.use_counts();
+    let mut map: HashMap<V, V> = HashMap::new();
+    for i in 0..f.values.len() {
+        if let Op::Not(x) = f.values[i].op
+            && let Op::Bin(BinOp::Nand, a, b) = f.values[x.0 as usize].op
+            && main[x.0 as usize] == 1
+            && exits[x.0 as usize] == 0
+            && f.blocks[f.values[i].block.0 as usize]
+                .insts
+                .contains(&Inst::Def(V(i as u32)))
+        {
+            f.values[x.0 as usize].op = Op::And(a, b);
+            map.insert(V(i as u32), x);
+        }
+    }
+    if map.is_empty() {
+        return false;
+    }
+    for b in &mut f.blocks {
+        b.insts
+            .retain(|inst| !matches!(inst, Inst::Def(v) if map.contains_key(v)));
+    }
+    replace_all(f, &map);
+    for v in map.into_keys() {
+        f.values[v.0 as usize].op = Op::Const(0xDEAD_DEAD);
+    }
+    true
 }
 
 /// Replace every use of a value by another, everywhere.
@@ -677,5 +715,76 @@ pub fn dce(f: &mut Func) {
                 f.values[i].op = Op::Const(0xDEAD_DEAD);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assembler::assemble;
+    use crate::region::{build, form};
+
+    /// The optimized IR of the region at pc 0 of `src` (every block counts as run).
+    fn optimized(src: &str) -> Func {
+        let program = assemble(src).unwrap();
+        let plan = form::form(&program, 0, 256, &|_| true, &|_| vec![]);
+        let mut f = build::build(&plan, &|_| false).func;
+        optimize(&mut f, Passes::default());
+        f
+    }
+
+    fn defined_ops(f: &Func) -> Vec<Op> {
+        f.blocks
+            .iter()
+            .flat_map(|b| &b.insts)
+            .filter_map(|i| match i {
+                Inst::Def(v) => Some(f.op(*v).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `nand r4, r4, r2` then `nand r4, r4, r4` (how UM code ands, in place): one and.
+    #[test]
+    fn a_nand_then_its_not_become_one_and() {
+        let f = optimized(
+            "
+                input r4
+                input r2
+                nand r4, r4, r2
+                nand r4, r4, r4
+                output r4
+                halt
+            ",
+        );
+        let ops = defined_ops(&f);
+        assert!(ops.iter().any(|o| matches!(o, Op::And(..))), "{f}");
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::Not(_) | Op::Bin(BinOp::Nand, ..))),
+            "{f}"
+        );
+    }
+
+    /// The same, but the nand is output before the not: both stay.
+    #[test]
+    fn a_nand_read_elsewhere_stays() {
+        let f = optimized(
+            "
+                input r4
+                input r2
+                nand r4, r4, r2
+                output r4
+                nand r4, r4, r4
+                output r4
+                halt
+            ",
+        );
+        let ops = defined_ops(&f);
+        assert!(
+            ops.iter().any(|o| matches!(o, Op::Bin(BinOp::Nand, ..))),
+            "{f}"
+        );
+        assert!(ops.iter().any(|o| matches!(o, Op::Not(_))), "{f}");
     }
 }
