@@ -167,7 +167,7 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool, const TO_JUMP: bool>(
                 }
                 continue;
             }
-            13 => r[lit_reg(w)] = lit_value(w),
+            13 => unreachable!("literals are handled before the match"),
             _ => break stop(Reason::InvalidOpcode(op)),
         }
         pc += 1;

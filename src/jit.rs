@@ -321,15 +321,7 @@ fn run_cold<B: Backend>(
                     cache.invalidate_word(word);
                 }
             }
-            Step::Jumped => break Ok(m.pc),
-            Step::Budget => match max_steps {
-                Some(limit) if ctx.budget == 0 => {
-                    break Err(Err(Stop::StepLimit { pc: m.pc, limit }));
-                }
-                _ => break Ok(m.pc),
-            },
-            Step::Halted => break Err(Ok(())),
-            Step::Stopped(s) => break Err(Err(s)),
+            step => break ended(step, m.pc, ctx.budget, max_steps),
         }
     };
     ctx.regs = m.regs;
@@ -356,13 +348,25 @@ fn interpret(
     ctx.regs = m.regs;
     ctx.budget -= ran;
     ctx.stats[Counter::Interpreted] += ran;
+    ended(step, m.pc, ctx.budget, max_steps)
+}
+
+/// Where an interpreted stretch left off (`pc`, with `budget` steps left): the pc to go on
+/// from, else how the run ended (`max_steps` reached included).
+fn ended(
+    step: Step,
+    pc: u32,
+    budget: u64,
+    max_steps: Option<u64>,
+) -> Result<u32, Result<(), Stop>> {
     match step {
         Step::Budget => match max_steps {
-            Some(limit) if ctx.budget == 0 => Err(Err(Stop::StepLimit { pc: m.pc, limit })),
-            _ => Ok(m.pc),
+            Some(limit) if budget == 0 => Err(Err(Stop::StepLimit { pc, limit })),
+            _ => Ok(pc),
         },
+        Step::Jumped => Ok(pc),
         Step::Halted => Err(Ok(())),
         Step::Stopped(s) => Err(Err(s)),
-        Step::Jumped | Step::Stored(_) => unreachable!("only run_to_jump stops there"),
+        Step::Stored(_) => unreachable!("the caller goes on after a store"),
     }
 }

@@ -82,6 +82,12 @@ fn fuse_not_nand(f: &mut Func) -> bool {
     if map.is_empty() {
         return false;
     }
+    fold_away(f, map);
+    true
+}
+
+/// Values folded to others (`map`): their definitions go, their uses follow.
+fn fold_away(f: &mut Func, map: HashMap<V, V>) {
     for b in &mut f.blocks {
         b.insts
             .retain(|inst| !matches!(inst, Inst::Def(v) if map.contains_key(v)));
@@ -90,7 +96,6 @@ fn fuse_not_nand(f: &mut Func) -> bool {
     for v in map.into_keys() {
         f.values[v.0 as usize].op = Op::Const(0xDEAD_DEAD);
     }
-    true
 }
 
 /// Replace every use of a value by another, everywhere.
@@ -273,17 +278,9 @@ pub fn simplify(f: &mut Func) {
                 }
             }
         }
-        // Values folded to others: their definitions go, their uses follow.
         if !map.is_empty() {
             changed = true;
-            for b in &mut f.blocks {
-                b.insts
-                    .retain(|inst| !matches!(inst, Inst::Def(v) if map.contains_key(v)));
-            }
-            replace_all(f, &map);
-            for (v, _) in map {
-                f.values[v.0 as usize].op = Op::Const(0xDEAD_DEAD);
-            }
+            fold_away(f, map);
         }
         changed |= simplify_control(f, &mut consts);
         if !changed {
