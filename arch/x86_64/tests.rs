@@ -74,7 +74,7 @@ fn division_checks_for_zero_then_divides() {
 }
 
 #[test]
-fn speculative_index_through_a_slot() {
+fn index_goes_through_the_slot_first() {
     // index r0, r1, 3 through register pair 0 (rdi/esi), uncached.
     let mut e = emitter();
     let fail = e.new_label();
@@ -82,7 +82,6 @@ fn speculative_index_through_a_slot() {
         pair: 0,
         cached: false,
         checked: false,
-        speculate: true,
     };
     e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
     e.bind(fail);
