@@ -57,6 +57,11 @@ pub struct ArrayUse {
     /// The constant offset is known to be in bounds (a larger one passed the check before),
     /// so no check is needed.
     pub checked: bool,
+    /// When the pair is loaded for an identifier in a register: assume the array lives in
+    /// the identifier's slot, compute the base from the identifier alone and compare it
+    /// with the entry's base only afterwards, so the element's load need not wait for the
+    /// entry's (walking a linked structure then costs one cache miss per node, not two).
+    pub speculate: bool,
 }
 
 /// Addresses of the shared routines a backend assembles at the start of code memory (their

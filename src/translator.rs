@@ -244,8 +244,10 @@ impl<E: Backend> Translator<'_, E> {
     }
 
     /// Where array `id` is to be accessed at `offset`: the pair already holding it, or the
-    /// least recently used one, which from now on holds it.
-    fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
+    /// least recently used one, which from now on holds it. Loads (`speculate`) guess that
+    /// an identifier in a register names an array in its slot; stores do not (a wrong
+    /// guess there would cost a store to undo).
+    fn use_array(&mut self, id: Val, offset: Val, speculate: bool) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -274,6 +276,7 @@ impl<E: Backend> Translator<'_, E> {
             pair: pair as u8,
             cached,
             checked,
+            speculate: speculate && !cached && matches!(id, Val::Reg(_)),
         }
     }
 
@@ -400,7 +403,7 @@ impl<E: Backend> Translator<'_, E> {
             Op::Index => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                 let (vb, vc) = (self.val(b), self.val(c));
-                let arr = self.use_array(vb, vc);
+                let arr = self.use_array(vb, vc, true);
                 self.e.index(a, vb, vc, arr, fail);
                 self.written(a);
             }
@@ -422,7 +425,7 @@ impl<E: Backend> Translator<'_, E> {
                 let smc = check.then(|| {
                     self.stub_after(Op::Amend, ExitKind::Smc, pc + 1, b as u32, not_run - 1)
                 });
-                let arr = self.use_array(va, vb);
+                let arr = self.use_array(va, vb, false);
                 self.e.amend(va, vb, vc, arr, fail, smc);
             }
             Op::Alloc if matches!(self.val(c), Val::Imm(n) if (1..=SMALL_MAX as u32).contains(&n)) =>

@@ -67,19 +67,11 @@ impl A64 {
         fail: DynamicLabel,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
-        if arr.cached {
-        } else if id == Val::Imm(0) {
-            // Array 0 never lives in a slot.
-            asm!(self.ops
-                ; ldr x9, [x28, ENTRIES]
-                ; ldr W(len), [x9, LEN]
-                ; ldr X(base), [x9, BASE]
-            );
-        } else {
-            // A small array lives in its slot (one cache line), and then only there: a
-            // non-zero header is its length. Otherwise (no slot, a buffer of its own,
-            // inactive) the identifier table.
-            let hid = self.reg_of(id, 10);
+        if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
+            // A small array through its slot alone (one cache line): a non-zero header is
+            // its length. Otherwise (no slot, a buffer of its own, inactive) the identifier
+            // table.
+            let hid = h(r);
             let table = self.ops.new_dynamic_label();
             let found = self.ops.new_dynamic_label();
             asm!(self.ops
@@ -101,6 +93,15 @@ impl A64 {
                 ; ldr W(len), [x9, LEN]
                 ; ldr X(base), [x9, BASE]
                 ; =>found
+            );
+        } else if !arr.cached {
+            let hid = self.reg_of(id, 10);
+            self.check_id(hid, fail);
+            asm!(self.ops
+                ; ldr x9, [x28, ENTRIES]
+                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
+                ; ldr W(len), [x9, LEN]
+                ; ldr X(base), [x9, BASE]
             );
         }
         let elem = match offset {

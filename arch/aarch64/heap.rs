@@ -24,6 +24,9 @@ const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 const ACTIVE: u32 = ENTRY_ACTIVE as u32;
 const HEADER: u32 = SLOT_HEADER as u32;
+const DATA: u32 = SLOT_DATA as u32;
+/// The slot's header from the address of its words.
+const HEADER_FROM_DATA: i32 = SLOT_HEADER - SLOT_DATA;
 // The extended-register forms used below shift by at most 4.
 const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 
@@ -35,7 +38,6 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let buffers = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
-    let count = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
         ; sub w9, w1, 1
@@ -52,7 +54,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w10, [x28, FREE_LEN]
         ; ldr x15, [x28, SLAB]
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
-        // A4. Zero the slot; its header is the length (and no table entry).
+        // A4. Zero the slot; its header is the length.
         ; mov w9, w1
         ; str x9, [x15, HEADER]               // the header and word 0
     );
@@ -60,7 +62,8 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         asm!(ops ; str xzr, [x15, 8 * unit]);
     }
     asm!(ops
-        ; b =>count
+        ; add x15, x15, DATA                  // x15 = the words
+        ; b =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -95,7 +98,6 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w1, [x16, LEN]
         ; movz w17, 1
         ; str w17, [x16, ACTIVE]
-        ; =>count
     );
     // A6. Count it.
     count_alloc(ops);
@@ -136,27 +138,9 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
     let abandonments = HEAP_ABANDONMENTS as u32;
     let live = HEAP_LIVE as u32;
     asm!(ops
-        // B1. Never array 0, and `free_ids` must have room for the identifier.
+        // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
+        //     below the table's length.
         ; cbz w1, =>slow
-        ; ldr w14, [x28, FREE_LEN]            // (w14 = free_ids.len from here on)
-        ; ldr w15, [x28, FREE_CAP]
-        ; cmp w14, w15
-        ; b.hs =>slow
-        // B2. An array living in its slot (a non-zero header): the header becomes 0.
-        ; ldr w15, [x28, SLAB_IDS]
-        ; cmp w1, w15
-        ; b.hs =>buffer
-        ; ubfiz x10, x1, SLOT_SHIFT, 32
-        ; ldr x15, [x28, SLAB]
-        ; add x10, x10, x15                   // x10 = the slot
-        ; ldr w15, [x10, HEADER]
-        ; cbz w15, =>buffer
-        ; str wzr, [x10, HEADER]
-        ; b =>free
-        // B3. Else an active array of 1..=SMALL_MAX words with a buffer, its identifier
-        //     below the table's length: push the buffer on `small[n]`, unless that stack is
-        //     full, and the entry becomes inactive.
-        ; =>buffer
         ; ldr w9, [x28, IDS]
         ; cmp w1, w9
         ; b.hs =>slow
@@ -168,6 +152,23 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; sub w9, w11, 1
         ; cmp w9, SMALL_MAX as u32 - 1
         ; b.hi =>slow
+        // B2. In its slot: push the identifier, unless `free_ids` is full; the slot's
+        //     header becomes 0.
+        ; ldr w14, [x28, FREE_LEN]
+        ; ldr w15, [x28, FREE_CAP]
+        ; cmp w14, w15
+        ; b.hs =>slow
+        ; cmp w9, SLOT_WORDS - 1
+        ; b.hi =>buffer
+        ; ldr w15, [x28, SLAB_IDS]
+        ; cmp w1, w15
+        ; b.hs =>buffer
+        ; ldr x9, [x10, BASE]
+        ; stur wzr, [x9, HEADER_FROM_DATA]
+        ; b =>free
+        // B3. Else push the identifier and the buffer on `small[n]`, unless that stack is
+        //     full too.
+        ; =>buffer
         ; add x16, x28, w11, uxtw SMALL_SHIFT // x16 + SMALL_* = small[n]
         ; ldr w15, [x16, SMALL_LEN]
         ; ldr w17, [x16, SMALL_CAP]
@@ -178,17 +179,17 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; str x9, [x17, x15, lsl 3]
         ; add w15, w15, 1
         ; str w15, [x16, SMALL_LEN]
-    );
-    load_x(ops, 9, ENTRY_FREE_BASE);
-    asm!(ops
-        ; str x9, [x10, BASE]
-        ; str xzr, [x10, LEN]
-        // B4. Push the identifier on `free_ids`.
-        ; =>free
+        ; =>free                              // (w14 = free_ids.len)
         ; ldr x16, [x28, FREE_PTR]
         ; str w1, [x16, x14, lsl 2]
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
+    );
+    // B4. The entry becomes inactive.
+    load_x(ops, 9, ENTRY_FREE_BASE);
+    asm!(ops
+        ; str x9, [x10, BASE]
+        ; str xzr, [x10, LEN]
         // B5. Count it.
         ; ldr x9, [x28, abandonments]
         ; add x9, x9, 1
@@ -222,14 +223,14 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; str w9, [x28, FREE_LEN]
             ; ldr x11, [x28, SLAB]
             ; add x11, x11, x10, lsl SLOT_SHIFT // x11 = its slot
-            // A4. Zero the slot as far as the words go; its header is the length (and no
-            //     table entry).
+            // A4. Zero the slot as far as the words go; its header is the length.
             ; movz x15, words
             ; str x15, [x11, HEADER]            // the header and word 0
         );
         for unit in 1..(words + 1).div_ceil(2) {
             asm!(ops ; str xzr, [x11, 8 * unit]);
         }
+        asm!(ops ; add x11, x11, DATA);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = (heap_small(words) + STACK_LEN) as u32;
@@ -256,15 +257,15 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
         if units % 2 == 1 {
             asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
         }
-        // A5. The entry: base, then length and active in one store.
-        asm!(ops
-            ; ldr x14, [x28, ENTRIES]
-            ; add x14, x14, x10, lsl ENTRY_SHIFT
-            ; str x11, [x14, BASE]
-        );
-        load_x(ops, 15, entry_len_active(words));
-        asm!(ops ; str x15, [x14, LEN]);
     }
+    // A5. The entry: base, then length and active in one store.
+    asm!(ops
+        ; ldr x14, [x28, ENTRIES]
+        ; add x14, x14, x10, lsl ENTRY_SHIFT
+        ; str x11, [x14, BASE]
+    );
+    load_x(ops, 15, entry_len_active(words));
+    asm!(ops ; str x15, [x14, LEN]);
     // A6. Count it.
     count_alloc(ops);
 }

@@ -63,7 +63,7 @@ fn division_checks_for_zero_then_udiv() {
 }
 
 #[test]
-fn index_goes_through_the_slot_first() {
+fn speculative_index_through_a_slot() {
     // index r0, r1, 3 through register pair 1 (x6/w7), uncached.
     let mut e = emitter();
     let fail = e.new_label();
@@ -71,6 +71,7 @@ fn index_goes_through_the_slot_first() {
         pair: 1,
         cached: false,
         checked: false,
+        speculate: true,
     };
     e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
     e.bind(fail);

@@ -105,25 +105,14 @@ impl X64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
-            Val::Imm(0) => {
-                // Array 0 never lives in a slot.
-                self.entry(id, fail);
-                asm!(self.ops
-                    ; mov Rd(len), [BYTE rax + LEN]
-                    ; mov Rq(base), [BYTE rax + BASE]
-                );
-            }
-            _ => {
-                // A small array lives in its slot (one cache line), and then only there: a
-                // non-zero header is its length. Otherwise (no slot, a buffer of its own,
-                // inactive) the identifier table.
+            Val::Reg(r) if arr.speculate => {
+                // A small array through its slot alone (one cache line): a non-zero header
+                // is its length. Otherwise (no slot, a buffer of its own, inactive) the
+                // identifier table.
                 let table = self.ops.new_dynamic_label();
                 let found = self.ops.new_dynamic_label();
-                match id {
-                    Val::Reg(r) => asm!(self.ops ; mov Rd(base), Rd(h(r))),
-                    Val::Imm(x) => asm!(self.ops ; mov Rd(base), x as i32),
-                }
                 asm!(self.ops
+                    ; mov Rd(base), Rd(h(r))
                     ; cmp Rd(base), [BYTE r14 + SLAB_IDS]
                     ; jae =>table
                     ; shl Rq(base), SLOT_SHIFT as i8
@@ -139,6 +128,13 @@ impl X64 {
                     ; mov Rd(len), [BYTE rax + LEN]
                     ; mov Rq(base), [BYTE rax + BASE]
                     ; =>found
+                );
+            }
+            _ => {
+                self.entry(id, fail);
+                asm!(self.ops
+                    ; mov Rd(len), [BYTE rax + LEN]
+                    ; mov Rq(base), [BYTE rax + BASE]
                 );
             }
         }

@@ -24,6 +24,7 @@ const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const ACTIVE: i8 = d8(ENTRY_ACTIVE);
 const HEADER: i8 = d8(SLOT_HEADER);
+const DATA: i8 = d8(SLOT_DATA);
 /// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
 const SMALL_SHIFT: i8 = STACK_SIZE.trailing_zeros() as i8;
 const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT);
@@ -39,7 +40,6 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let buffers = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
-    let count = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
@@ -58,7 +58,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; shl rax, SLOT_SHIFT as i8
         ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
-        // A4. Zero the slot; its header is the length (and no table entry).
+        // A4. Zero the slot; its header is the length.
         ; mov eax, esi
         ; mov [BYTE rdi + HEADER], rax           // the header and word 0
     );
@@ -66,7 +66,8 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         asm!(ops ; mov QWORD [BYTE rdi + 8 * unit], 0);
     }
     asm!(ops
-        ; jmp =>count
+        ; add rdi, BYTE DATA                      // rdi = the words
+        ; jmp =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -104,7 +105,6 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; mov [BYTE rax + BASE], rdi
         ; mov [BYTE rax + LEN], esi
         ; mov DWORD [BYTE rax + ACTIVE], 1
-        ; =>count
     );
     // A6. Count it.
     count_alloc(ops);
@@ -140,38 +140,40 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
     let buffer = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
     asm!(ops
-        // B1. Never array 0, and `free_ids` must have room for the identifier.
+        // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
+        //     below the table's length.
         ; test esi, esi
         ; jz =>slow
-        ; mov edx, [BYTE r14 + FREE_LEN]
-        ; cmp edx, [BYTE r14 + FREE_CAP]
-        ; jae =>slow                              // (edx = free_ids.len from here on)
-        // B2. An array living in its slot (a non-zero header): the header becomes 0.
-        ; cmp esi, [BYTE r14 + SLAB_IDS]
-        ; jae =>buffer
-        ; mov eax, esi
-        ; shl rax, SLOT_SHIFT as i8
-        ; add rax, [BYTE r14 + SLAB]              // rax = the slot
-        ; cmp DWORD [BYTE rax + HEADER], 0
-        ; je =>buffer
-        ; mov DWORD [BYTE rax + HEADER], 0
-        ; jmp =>free
-        // B3. Else an active array of 1..=SMALL_MAX words with a buffer, its identifier
-        //     below the table's length: push the buffer on `small[n]`, unless that stack is
-        //     full, and the entry becomes inactive.
-        ; =>buffer
         ; cmp esi, [BYTE r14 + IDS]
         ; jae =>slow
         ; mov eax, esi
         ; shl rax, ENTRY_SHIFT as i8
-        ; add rax, [BYTE r14 + ENTRIES]           // rax = the entry
+        ; add rax, [BYTE r14 + ENTRIES]      // rax = the entry
         ; cmp DWORD [BYTE rax + ACTIVE], 0
         ; je =>slow
         ; mov ecx, [BYTE rax + LEN]
-        ; lea edi, [rcx - 1]
-        ; cmp edi, BYTE (SMALL_MAX - 1) as i32
+        ; lea edx, [rcx - 1]
+        ; cmp edx, BYTE (SMALL_MAX - 1) as i32
         ; ja =>slow
+        // B2. In its slot: push the identifier, unless `free_ids` is full; the slot's
+        //     header becomes 0.
+        ; cmp edx, BYTE (SLOT_WORDS - 1) as i32
+        ; ja =>buffer
+        ; cmp esi, [BYTE r14 + SLAB_IDS]
+        ; jae =>buffer
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; cmp edx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
+        ; mov rdi, [BYTE rax + BASE]
+        ; mov DWORD [BYTE rdi + HEADER - DATA], 0   // the slot's header
+        ; jmp =>free
+        // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
+        //     is full.
+        ; =>buffer
         ; shl ecx, SMALL_SHIFT                    // rcx = offset of small[n] from small[0]
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; cmp edx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
         ; mov edi, [r14 + rcx + SMALL_LEN]
         ; cmp edi, [r14 + rcx + SMALL_CAP]
         ; jae =>slow
@@ -181,14 +183,14 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; lea rcx, [rcx + rdi * 8 - 8]            // rcx = the buffer stack's new top
         ; mov rdi, [BYTE rax + BASE]
         ; mov [rcx], rdi
-        ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
-        ; mov QWORD [BYTE rax + LEN], 0
-        // B4. Push the identifier on `free_ids`.
-        ; =>free
+        ; =>free                                  // (edx = free_ids.len)
         ; mov rcx, [BYTE r14 + FREE_PTR]
         ; mov [rcx + rdx * 4], esi
         ; inc edx
         ; mov [BYTE r14 + FREE_LEN], edx
+        // B4. The entry becomes inactive.
+        ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
+        ; mov QWORD [BYTE rax + LEN], 0
         // B5. Count it.
         ; add QWORD [BYTE r14 + ABANDONMENTS], 1
         ; sub QWORD [BYTE r14 + LIVE], 1
@@ -220,13 +222,13 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; shl rcx, SLOT_SHIFT as i8
             ; mov rax, [BYTE r14 + SLAB]
             ; add rax, rcx                        // rax = its slot
-            // A4. Zero the slot as far as the words go; its header is the length (and no
-            //     table entry).
+            // A4. Zero the slot as far as the words go; its header is the length.
             ; mov QWORD [BYTE rax + HEADER], words as i32  // the header and word 0
         );
-        for unit in 1..(words + 1).div_ceil(2) as i8 {
-            asm!(ops ; mov QWORD [BYTE rax + 8 * unit], 0);
+        for unit in 1..(words + 1).div_ceil(2) as i32 {
+            asm!(ops ; mov QWORD [rax + 8 * unit], 0);
         }
+        asm!(ops ; add rax, BYTE DATA);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = heap_small(words) + STACK_LEN;
@@ -251,16 +253,16 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
         for unit in 0..words.div_ceil(2) as i32 {
             asm!(ops ; mov QWORD [rax + 8 * unit], 0);
         }
-        // A5. The entry: base, then length and active in one store.
-        asm!(ops
-            ; mov ecx, edx
-            ; shl rcx, ENTRY_SHIFT as i8
-            ; add rcx, [BYTE r14 + ENTRIES]
-            ; mov [BYTE rcx + BASE], rax
-            ; mov rax, QWORD entry_len_active(words) as i64
-            ; mov [BYTE rcx + LEN], rax
-        );
     }
+    // A5. The entry: base, then length and active in one store.
+    asm!(ops
+        ; mov ecx, edx
+        ; shl rcx, ENTRY_SHIFT as i8
+        ; add rcx, [BYTE r14 + ENTRIES]
+        ; mov [BYTE rcx + BASE], rax
+        ; mov rax, QWORD entry_len_active(words) as i64
+        ; mov [BYTE rcx + LEN], rax
+    );
     // A6. Count it.
     count_alloc(ops);
 }

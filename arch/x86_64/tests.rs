@@ -74,7 +74,7 @@ fn division_checks_for_zero_then_divides() {
 }
 
 #[test]
-fn index_goes_through_the_slot_first() {
+fn speculative_index_through_a_slot() {
     // index r0, r1, 3 through register pair 0 (rdi/esi), uncached.
     let mut e = emitter();
     let fail = e.new_label();
@@ -82,6 +82,7 @@ fn index_goes_through_the_slot_first() {
         pair: 0,
         cached: false,
         checked: false,
+        speculate: true,
     };
     e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
     e.bind(fail);

@@ -7,10 +7,9 @@
 //!   their own, and arrays with neighbouring identifiers (a list allocated in a row) sit
 //!   next to each other in memory, which keeps walks over them in cache. A slot is 32
 //!   bytes: a header word holding the array's length while the array lives there (0
-//!   otherwise), then the words. The header is the only record of such an array: its
-//!   table entry stays inactive, so allocating, reading, amending and abandoning it touch
-//!   one cache line, and generated code needs the identifier table only when the header
-//!   is 0.
+//!   otherwise), then the words. Generated code reads a small array through its slot alone
+//!   (header and words share a cache line) and needs the identifier table only when the
+//!   header is 0.
 //! - Other arrays of up to [`SMALL_MAX`] words get buffers that are recycled through one
 //!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
 //!   allocator and go back to it.
@@ -131,7 +130,6 @@ impl Slab {
     }
 
     /// The header of `id`'s slot, or `None` when `id` has no slot.
-    #[inline(always)]
     pub fn header_of(&self, id: u32) -> Option<u32> {
         // SAFETY: the identifier has a slot, whose header is initialised (zero or written).
         (id < self.ids).then(|| unsafe { self.header(id).read() })
@@ -205,25 +203,23 @@ impl Heap {
         // A2. Else, at most SMALL_MAX words, a cached buffer of exactly that size and a
         //     recycled identifier: pop both.
         // A3. Else give up.
-        let id = match self.free_ids.top() {
+        let (id, base) = match self.free_ids.top() {
             Some(id) if self.slab.holds(id, words) => {
                 self.free_ids.pop();
-                // A4. Zero the slot; its header is the length. (The table is not written:
-                //     the header alone says that the array lives there.)
-                self.slab.occupy(id, words);
-                id
+                // A4. Zero the slot; its header is the length.
+                (id, self.slab.occupy(id, words))
             }
             Some(_) if (words as usize) <= SMALL_MAX && !self.small[words as usize].is_empty() => {
                 let base = self.small[words as usize].pop()?;
                 let id = self.free_ids.pop()?;
                 // A4. Zero the words, in whole 8-byte units (buffers are rounded up).
                 zero_small(base, words);
-                // A5. The identifier's entry: base, length, active.
-                self.table.set(id, Entry::active(base, words));
-                id
+                (id, base)
             }
             _ => return None,
         };
+        // A5. The identifier's entry: base, length, active.
+        self.table.set(id, Entry::active(base, words));
         // A6. Count it.
         self.counts.allocations += 1;
         self.count_live();
@@ -234,33 +230,34 @@ impl Heap {
     /// when the slow path must do it (faults included).
     #[inline(always)]
     pub fn abandon_fast(&mut self, id: u32) -> Option<()> {
-        // B1. Never array 0, and `free_ids` must have room for the identifier.
-        if id == 0 || self.free_ids.is_full() {
+        // B1. Only an active array of 1..=SMALL_MAX words other than array 0, with an
+        //     identifier below the table's length.
+        if id == 0 || id >= self.table.len {
             return None;
         }
-        if self.slab.header_of(id).is_some_and(|len| len != 0) {
-            // B2. An array living in its slot (a non-zero header): the header becomes 0.
+        let e = self.table.get(id);
+        if e.active == 0 || e.len.wrapping_sub(1) >= SMALL_MAX as u32 {
+            return None;
+        }
+        let n = e.len as usize;
+        // B2. In its slot: push the identifier on `free_ids`, unless that stack is full,
+        //     and the slot's header becomes 0.
+        // B3. Else: push the identifier on `free_ids` and the buffer on `small[n]`, unless
+        //     either stack is full.
+        if self.slab.holds(id, e.len) {
+            if self.free_ids.is_full() {
+                return None;
+            }
             self.slab.vacate(id);
         } else {
-            // B3. Else an active array of 1..=SMALL_MAX words with a buffer, its identifier
-            //     below the table's length: push the buffer on `small[n]`, unless that stack
-            //     is full, and the entry becomes inactive.
-            if id >= self.table.len {
-                return None;
-            }
-            let e = self.table.get(id);
-            if e.active == 0 || e.len.wrapping_sub(1) >= SMALL_MAX as u32 {
-                return None;
-            }
-            let n = e.len as usize;
-            if self.small[n].is_full() {
+            if self.free_ids.is_full() || self.small[n].is_full() {
                 return None;
             }
             self.small[n].push_within(e.base);
-            self.table.set(id, Entry::FREE);
         }
-        // B4. Push the identifier on `free_ids`.
         self.free_ids.push_within(id);
+        // B4. The entry becomes inactive.
+        self.table.set(id, Entry::FREE);
         // B5. Count it.
         self.counts.abandonments += 1;
         self.counts.live -= 1;
@@ -286,11 +283,7 @@ impl Heap {
                 None => self.fresh_id().map_err(oom)?,
             };
             if self.slab.holds(id, words) {
-                // In its slot: no table entry.
-                self.slab.occupy(id, words);
-                self.counts.allocations += 1;
-                self.count_live();
-                return Ok(id);
+                (id, self.slab.occupy(id, words))
             } else {
                 match self.new_buffer(words) {
                     Ok(b) => (id, b.as_ptr()),
@@ -318,17 +311,17 @@ impl Heap {
 
     #[inline(never)]
     fn abandon_slow(&mut self, id: u32) -> Result<(), Reason> {
-        let e = self.entry(id);
+        let e = self.table.get(id);
         if id == 0 {
             return Err(Reason::AbandonZero);
         }
         if e.active == 0 {
             return Err(Reason::InactiveArray(id));
         }
+        self.table.set(id, Entry::FREE);
         if self.slab.holds(id, e.len) {
             self.slab.vacate(id);
         } else {
-            self.table.set(id, Entry::FREE);
             self.drop_buffer(e.base, e.len);
         }
         self.free_ids.push(id);

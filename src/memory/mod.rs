@@ -1,14 +1,12 @@
 //! The array heap: the arrays of a Universal Machine and the operations on them.
 //!
-//! A small array (1 to [`SLOT_WORDS`] words, nearly every array of real programs) lives in
-//! its identifier's slot ([`Slab`]), whose header word is its length: generated code
-//! reaches it through that one cache line, from the identifier alone. Every other array is
-//! described by an [`Entry`] (base pointer, length, active flag) in one table indexed by
-//! identifier ([`table`]). A slot header of 0 sends an access to the table, where an
-//! identifier that is not active (never allocated, or abandoned) has length 0, so the
-//! single check `offset < len` guards every index and amend. [`Heap::entry`] combines the
-//! two. Where arrays live and how they are recycled is the allocator's business
-//! ([`alloc`]); what generated code may assume about all this is in [`layout`].
+//! Every array is described by an [`Entry`] (base pointer, length, active flag) in one
+//! table indexed by identifier ([`table`]), so that generated machine code reaches an
+//! array with two loads: the table pointer from the [`Heap`] header, then the entry. An
+//! identifier that is not active (never allocated, or abandoned) has length 0, so the single
+//! check `offset < len` guards every index and amend. Where arrays live and how they are
+//! recycled is the allocator's business ([`alloc`]); what generated code may assume about
+//! all this is in [`layout`].
 //!
 //! - [`stack`]: the raw stacks of free identifiers and buffers.
 //! - [`reserve`]: zero-filled reservations of address space from the system.
@@ -131,14 +129,10 @@ impl Heap {
         self.generation
     }
 
-    /// The entry of `id` (inactive for identifiers never handed out). An array living in
-    /// its slot has no table entry: its slot's header describes it.
+    /// The entry of `id` (inactive for identifiers never handed out).
     #[inline(always)]
     pub fn entry(&self, id: u32) -> Entry {
-        match self.slab.header_of(id) {
-            Some(len) if len != 0 => Entry::active(self.slab.slot(id), len),
-            _ => self.table.get(id),
-        }
+        self.table.get(id)
     }
 
     /// Array 0: base pointer and length.
@@ -382,18 +376,6 @@ mod tests {
         assert_eq!(h.slab.header_of(a), Some(3));
         assert_eq!(h.slab.header_of(b), Some(SLOT_WORDS));
         assert_eq!(h.slab.header_of(big), Some(0));
-        // The header is their only record: their table entries stay inactive.
-        assert_eq!(h.table().get(a).active, 0);
-        assert_eq!(h.table().get(big).active, 1);
-        assert_eq!(h.entry(a), Entry::active(h.slab.slot(a), 3));
-        assert_eq!(
-            h.load(a, 3),
-            Err(Reason::OutOfBounds {
-                id: a,
-                offset: 3,
-                len: 3
-            })
-        );
         h.store(a, 2, 7).unwrap();
         h.abandon(a).unwrap();
         assert_eq!(
@@ -401,8 +383,6 @@ mod tests {
             Some(0),
             "an abandoned slot's header is 0"
         );
-        assert_eq!(h.load(a, 0), Err(Reason::InactiveArray(a)));
-        assert_eq!(h.abandon(a), Err(Reason::InactiveArray(a)));
         // The same identifier comes back with another small size, zeroed.
         assert_eq!(h.alloc(5).unwrap(), a);
         assert_eq!(h.array(a), &[0; 5]);

@@ -1,6 +1,5 @@
 //! The identifier table: one [`Entry`] per array identifier, in one `#[repr(C)]` array that
-//! generated code indexes directly (`entries + id * size_of::<Entry>()`). Arrays living in
-//! their slots are not in it (their entries stay inactive); see `alloc`.
+//! generated code indexes directly (`entries + id * size_of::<Entry>()`).
 //!
 //! The table normally covers the whole identifier space: 2^32 entries reserved at once
 //! ([`Reservation`]), all zero (inactive) until used, so only the pages of identifiers

@@ -192,7 +192,7 @@ impl<E: Backend> Lower<'_, E> {
     }
 
     /// As the baseline's: the pair holding array `id`, or the least recently used one.
-    fn use_array(&mut self, id: V, offset: Val) -> ArrayUse {
+    fn use_array(&mut self, id: V, offset: Val, speculate: bool) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -221,6 +221,7 @@ impl<E: Backend> Lower<'_, E> {
             pair: pair as u8,
             cached,
             checked,
+            speculate: speculate && !cached && matches!(self.val(id), Val::Reg(_)),
         }
     }
 
@@ -421,7 +422,7 @@ impl<E: Backend> Lower<'_, E> {
                 let fail = self.exit_stub(exit);
                 let smc = smc.map(|x| self.exit_stub(x));
                 let (va, vb, vc) = (self.val(arr), self.val(off), self.val(val));
-                let use_ = self.use_array(arr, vb);
+                let use_ = self.use_array(arr, vb, false);
                 self.e.amend(va, vb, vc, use_, fail, smc);
                 1
             }
@@ -480,7 +481,7 @@ impl<E: Backend> Lower<'_, E> {
             Op::Index { arr, off, exit } => {
                 let fail = self.exit_stub(exit);
                 let (vb, vc) = (self.val(arr), self.val(off));
-                let use_ = self.use_array(arr, vc);
+                let use_ = self.use_array(arr, vc, true);
                 self.e.index(r, vb, vc, use_, fail);
             }
             Op::Alloc { size, exit } => {
