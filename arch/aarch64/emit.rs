@@ -5,8 +5,7 @@ use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS,
-    SLOT_DATA, SLOT_HEADER, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -15,9 +14,6 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
 const SLAB: u32 = HEAP_SLAB as u32;
-const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
-const HEADER: u32 = SLOT_HEADER as u32;
-const DATA: u32 = SLOT_DATA as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 
@@ -68,31 +64,23 @@ impl A64 {
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
         if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
-            // A small array through its slot alone (one cache line): a non-zero header is
-            // its length. Otherwise (no slot, a buffer of its own, inactive) the identifier
-            // table.
+            // The slot's address from the identifier alone; the entry's base replaces it
+            // only when they differ (an array with a buffer of its own).
             let hid = h(r);
-            let table = self.ops.new_dynamic_label();
-            let found = self.ops.new_dynamic_label();
-            asm!(self.ops
-                ; ldr w9, [x28, SLAB_IDS]
-                ; cmp W(hid), w9
-                ; b.hs =>table
-                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
-                ; ldr x9, [x28, SLAB]
-                ; add X(base), X(base), x9
-                ; ldr W(len), [XSP(base), HEADER]
-                ; add XSP(base), XSP(base), DATA
-                ; cbnz W(len), =>found
-                ; =>table
-            );
             self.check_id(hid, fail);
+            let in_slot = self.ops.new_dynamic_label();
             asm!(self.ops
                 ; ldr x9, [x28, ENTRIES]
                 ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
                 ; ldr W(len), [x9, LEN]
-                ; ldr X(base), [x9, BASE]
-                ; =>found
+                ; ldr x9, [x9, BASE]
+                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
+                ; ldr x10, [x28, SLAB]
+                ; add X(base), X(base), x10
+                ; cmp x9, X(base)
+                ; b.eq =>in_slot
+                ; mov X(base), x9
+                ; =>in_slot
             );
         } else if !arr.cached {
             let hid = self.reg_of(id, 10);

@@ -4,7 +4,7 @@
 
 use super::{Ops, load_x};
 use crate::memory::layout::*;
-use crate::memory::{SLOT_BYTES, SLOT_WORDS, SMALL_MAX};
+use crate::memory::{SLOT_WORDS, SMALL_MAX};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -23,10 +23,6 @@ const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 const ACTIVE: u32 = ENTRY_ACTIVE as u32;
-const HEADER: u32 = SLOT_HEADER as u32;
-const DATA: u32 = SLOT_DATA as u32;
-/// The slot's header from the address of its words.
-const HEADER_FROM_DATA: i32 = SLOT_HEADER - SLOT_DATA;
 // The extended-register forms used below shift by at most 4.
 const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 
@@ -36,6 +32,7 @@ const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
+    let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
     asm!(ops
@@ -54,16 +51,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w10, [x28, FREE_LEN]
         ; ldr x15, [x28, SLAB]
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
-        // A4. Zero the slot; its header is the length.
-        ; mov w9, w1
-        ; str x9, [x15, HEADER]               // the header and word 0
-    );
-    for unit in 1..SLOT_BYTES / 8 {
-        asm!(ops ; str xzr, [x15, 8 * unit]);
-    }
-    asm!(ops
-        ; add x15, x15, DATA                  // x15 = the words
-        ; b =>zeroed
+        ; b =>fill
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -83,6 +71,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; ldr x16, [x28, FREE_PTR]
         ; ldr w14, [x16, x11, lsl 2]          // w14 = the identifier
         // A4. Zero the words in whole 8-byte units.
+        ; =>fill
         ; add w9, w1, 1
         ; lsr w9, w9, 1
         ; cbz w9, =>zeroed
@@ -152,8 +141,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; sub w9, w11, 1
         ; cmp w9, SMALL_MAX as u32 - 1
         ; b.hi =>slow
-        // B2. In its slot: push the identifier, unless `free_ids` is full; the slot's
-        //     header becomes 0.
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
         ; ldr w14, [x28, FREE_LEN]
         ; ldr w15, [x28, FREE_CAP]
         ; cmp w14, w15
@@ -162,10 +150,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; b.hi =>buffer
         ; ldr w15, [x28, SLAB_IDS]
         ; cmp w1, w15
-        ; b.hs =>buffer
-        ; ldr x9, [x10, BASE]
-        ; stur wzr, [x9, HEADER_FROM_DATA]
-        ; b =>free
+        ; b.lo =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless that stack is
         //     full too.
         ; =>buffer
@@ -223,14 +208,7 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; str w9, [x28, FREE_LEN]
             ; ldr x11, [x28, SLAB]
             ; add x11, x11, x10, lsl SLOT_SHIFT // x11 = its slot
-            // A4. Zero the slot as far as the words go; its header is the length.
-            ; movz x15, words
-            ; str x15, [x11, HEADER]            // the header and word 0
         );
-        for unit in 1..(words + 1).div_ceil(2) {
-            asm!(ops ; str xzr, [x11, 8 * unit]);
-        }
-        asm!(ops ; add x11, x11, DATA);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = (heap_small(words) + STACK_LEN) as u32;
@@ -249,14 +227,14 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; ldr x14, [x28, FREE_PTR]
             ; ldr w10, [x14, x10, lsl 2]      // w10 = the identifier
         );
-        // A4. Zero the words in whole 8-byte units.
-        let units = words.div_ceil(2);
-        for pair in 0..units / 2 {
-            asm!(ops ; stp xzr, xzr, [x11, 16 * pair as i32]);
-        }
-        if units % 2 == 1 {
-            asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
-        }
+    }
+    // A4. Zero the words in whole 8-byte units.
+    let units = words.div_ceil(2);
+    for pair in 0..units / 2 {
+        asm!(ops ; stp xzr, xzr, [x11, 16 * pair as i32]);
+    }
+    if units % 2 == 1 {
+        asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
     }
     // A5. The entry: base, then length and active in one store.
     asm!(ops

@@ -5,8 +5,7 @@ use super::regs::{PAIRS, RAX, RCX, h};
 use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS,
-    SLOT_DATA, SLOT_HEADER, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -15,9 +14,6 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 const ENTRIES: i8 = d8(HEAP_ENTRIES);
 const IDS: i8 = d8(HEAP_IDS);
 const SLAB: i8 = d8(HEAP_SLAB);
-const SLAB_IDS: i8 = d8(HEAP_SLAB_IDS);
-const HEADER: i8 = d8(SLOT_HEADER);
-const DATA: i8 = d8(SLOT_DATA);
 const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const CODEMAP: i8 = d8(off::CODEMAP);
@@ -106,28 +102,20 @@ impl X64 {
         match id {
             _ if arr.cached => {}
             Val::Reg(r) if arr.speculate => {
-                // A small array through its slot alone (one cache line): a non-zero header
-                // is its length. Otherwise (no slot, a buffer of its own, inactive) the
-                // identifier table.
-                let table = self.ops.new_dynamic_label();
-                let found = self.ops.new_dynamic_label();
-                asm!(self.ops
-                    ; mov Rd(base), Rd(h(r))
-                    ; cmp Rd(base), [BYTE r14 + SLAB_IDS]
-                    ; jae =>table
-                    ; shl Rq(base), SLOT_SHIFT as i8
-                    ; add Rq(base), [BYTE r14 + SLAB]
-                    ; mov Rd(len), [BYTE Rq(base) + HEADER]
-                    ; add Rq(base), BYTE DATA
-                    ; test Rd(len), Rd(len)
-                    ; jnz =>found
-                    ; =>table
-                );
+                // The slot's address from the identifier alone; the entry's base replaces
+                // it only when they differ (an array with a buffer of its own).
+                let in_slot = self.ops.new_dynamic_label();
                 self.entry(id, fail);
                 asm!(self.ops
                     ; mov Rd(len), [BYTE rax + LEN]
-                    ; mov Rq(base), [BYTE rax + BASE]
-                    ; =>found
+                    ; mov rax, [BYTE rax + BASE]
+                    ; mov Rd(base), Rd(h(r))
+                    ; shl Rq(base), SLOT_SHIFT as i8
+                    ; add Rq(base), [BYTE r14 + SLAB]
+                    ; cmp rax, Rq(base)
+                    ; je =>in_slot
+                    ; mov Rq(base), rax
+                    ; =>in_slot
                 );
             }
             _ => {

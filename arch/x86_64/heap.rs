@@ -5,7 +5,7 @@
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
-use crate::memory::{SLOT_BYTES, SLOT_WORDS, Stack};
+use crate::memory::{SLOT_WORDS, Stack};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -23,8 +23,6 @@ const PEAK_LIVE: i8 = d8(HEAP_PEAK_LIVE);
 const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const ACTIVE: i8 = d8(ENTRY_ACTIVE);
-const HEADER: i8 = d8(SLOT_HEADER);
-const DATA: i8 = d8(SLOT_DATA);
 /// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
 const SMALL_SHIFT: i8 = STACK_SIZE.trailing_zeros() as i8;
 const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT);
@@ -38,6 +36,7 @@ const SMALL_CAP: i32 = HEAP_SMALL + STACK_CAP;
 pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
+    let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
     asm!(ops
@@ -58,16 +57,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; shl rax, SLOT_SHIFT as i8
         ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
-        // A4. Zero the slot; its header is the length.
-        ; mov eax, esi
-        ; mov [BYTE rdi + HEADER], rax           // the header and word 0
-    );
-    for unit in 1..SLOT_BYTES as i8 / 8 {
-        asm!(ops ; mov QWORD [BYTE rdi + 8 * unit], 0);
-    }
-    asm!(ops
-        ; add rdi, BYTE DATA                      // rdi = the words
-        ; jmp =>zeroed
+        ; jmp =>fill
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -90,6 +80,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; mov rax, [BYTE r14 + FREE_PTR]
         ; mov edx, [rax + rdx * 4]                // edx = the identifier
         // A4. Zero the words in whole 8-byte units.
+        ; =>fill
         ; lea ecx, [rsi + 1]
         ; shr ecx, 1
         ; jz =>zeroed
@@ -155,8 +146,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; lea edx, [rcx - 1]
         ; cmp edx, BYTE (SMALL_MAX - 1) as i32
         ; ja =>slow
-        // B2. In its slot: push the identifier, unless `free_ids` is full; the slot's
-        //     header becomes 0.
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
         ; cmp edx, BYTE (SLOT_WORDS - 1) as i32
         ; ja =>buffer
         ; cmp esi, [BYTE r14 + SLAB_IDS]
@@ -164,8 +154,6 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; mov edx, [BYTE r14 + FREE_LEN]
         ; cmp edx, [BYTE r14 + FREE_CAP]
         ; jae =>slow
-        ; mov rdi, [BYTE rax + BASE]
-        ; mov DWORD [BYTE rdi + HEADER - DATA], 0   // the slot's header
         ; jmp =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
         //     is full.
@@ -222,13 +210,7 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; shl rcx, SLOT_SHIFT as i8
             ; mov rax, [BYTE r14 + SLAB]
             ; add rax, rcx                        // rax = its slot
-            // A4. Zero the slot as far as the words go; its header is the length.
-            ; mov QWORD [BYTE rax + HEADER], words as i32  // the header and word 0
         );
-        for unit in 1..(words + 1).div_ceil(2) as i32 {
-            asm!(ops ; mov QWORD [rax + 8 * unit], 0);
-        }
-        asm!(ops ; add rax, BYTE DATA);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = heap_small(words) + STACK_LEN;
@@ -249,10 +231,10 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; mov rcx, [BYTE r14 + FREE_PTR]
             ; mov edx, [rcx + rdx * 4]            // edx = the identifier
         );
-        // A4. Zero the words in whole 8-byte units.
-        for unit in 0..words.div_ceil(2) as i32 {
-            asm!(ops ; mov QWORD [rax + 8 * unit], 0);
-        }
+    }
+    // A4. Zero the words in whole 8-byte units.
+    for unit in 0..words.div_ceil(2) as i32 {
+        asm!(ops ; mov QWORD [rax + 8 * unit], 0);
     }
     // A5. The entry: base, then length and active in one store.
     asm!(ops

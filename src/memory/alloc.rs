@@ -2,14 +2,10 @@
 //! the memory limit.
 //!
 //! - Identifiers are recycled through a stack (`free_ids`), so the ones in use stay dense.
-//! - Arrays of 1 to [`SLOT_WORDS`] words (99 % of sandmark's 92 M allocations) live in
+//! - Arrays of 1 to [`SLOT_WORDS`] words (95 % of sandmark's 92 M allocations) live in
 //!   their identifier's own slot of a reserved region ([`Slab`]): they need no buffer of
 //!   their own, and arrays with neighbouring identifiers (a list allocated in a row) sit
-//!   next to each other in memory, which keeps walks over them in cache. A slot is 32
-//!   bytes: a header word holding the array's length while the array lives there (0
-//!   otherwise), then the words. Generated code reads a small array through its slot alone
-//!   (header and words share a cache line) and needs the identifier table only when the
-//!   header is 0.
+//!   next to each other in memory, which keeps walks over them in cache.
 //! - Other arrays of up to [`SMALL_MAX`] words get buffers that are recycled through one
 //!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
 //!   allocator and go back to it.
@@ -35,9 +31,7 @@ use std::alloc::{self, Layout};
 use std::ptr::{self, NonNull};
 
 /// Arrays of 1 to this many words live in their identifier's slot.
-pub const SLOT_WORDS: u32 = 7;
-/// A slot: its header word, then `SLOT_WORDS` words.
-pub const SLOT_BYTES: u32 = (SLOT_WORDS + 1) * 4;
+pub const SLOT_WORDS: u32 = 8;
 /// Identifiers with a slot when the identifier table covers the whole space (8 GiB
 /// reserved), and with a bounded table (32 MiB).
 pub(super) const SLAB_IDS_WHOLE: u32 = 1 << 28;
@@ -45,9 +39,8 @@ pub(super) const SLAB_IDS_BOUNDED: u32 = 1 << 20;
 /// Bytes charged to the memory limit for each identifier handed out.
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 
-/// The slots: [`SLOT_BYTES`] bytes for each identifier below `ids`, at `base + id *
-/// SLOT_BYTES`: a header word (the length of the array living in the slot, or 0), then
-/// the array's words. `base` and `ids` are read by generated code.
+/// The slots: [`SLOT_WORDS`] words for each identifier below `ids`, at `base + id *
+/// SLOT_WORDS`. `base` and `ids` are read by generated code.
 #[repr(C)]
 pub struct Slab {
     pub(super) base: *mut u32,
@@ -59,7 +52,7 @@ pub struct Slab {
 impl Slab {
     /// Slots for the identifiers below `ids` (none if the host refuses the reservation).
     pub(super) fn new(ids: u32) -> Slab {
-        let bytes = ids as usize * SLOT_BYTES as usize;
+        let bytes = ids as usize * SLOT_WORDS as usize * 4;
         match Reservation::new(bytes) {
             Ok(mut r) => Slab {
                 base: r.as_mut_ptr().cast(),
@@ -84,55 +77,12 @@ impl Slab {
         id != 0 && id < self.ids && words.wrapping_sub(1) < SLOT_WORDS
     }
 
-    /// The header word of identifier `id`'s slot (`id` must be below `ids`).
-    #[inline(always)]
-    pub fn header(&self, id: u32) -> *mut u32 {
-        assert!(id < self.ids, "identifier {id} has no slot");
-        // SAFETY: the reservation holds `SLOT_BYTES` bytes for each identifier below `ids`.
-        unsafe { self.base.byte_add(id as usize * SLOT_BYTES as usize) }
-    }
-
-    /// Where the words of an array living in identifier `id`'s slot are: after the header.
+    /// The slot of identifier `id`, which must be below `ids`.
     #[inline(always)]
     pub fn slot(&self, id: u32) -> *mut u32 {
-        self.header(id).wrapping_add(1)
-    }
-
-    /// Make `id`'s slot hold a zeroed array of `words` (1..=SLOT_WORDS) words: zero the
-    /// whole slot, then write the header. Returns where the words are.
-    #[inline(always)]
-    fn occupy(&mut self, id: u32, words: u32) -> *mut u32 {
-        let header = self.header(id);
-        zero_small(header, SLOT_WORDS + 1);
-        // SAFETY: `header` is the first word of `id`'s slot.
-        unsafe { header.write(words) };
-        header.wrapping_add(1)
-    }
-
-    /// The array living in `id`'s slot was abandoned: its header becomes 0.
-    #[inline(always)]
-    fn vacate(&mut self, id: u32) {
-        // SAFETY: `header` is the first word of `id`'s slot.
-        unsafe { self.header(id).write(0) };
-    }
-
-    /// The words of the array living in `id`'s slot when `offset` is inside it (one cache
-    /// line: the header is its length); `None` otherwise (no slot, no array living there, or
-    /// out of bounds), when the identifier table decides.
-    #[inline(always)]
-    pub fn in_slot(&self, id: u32, offset: u32) -> Option<*mut u32> {
-        if id >= self.ids {
-            return None;
-        }
-        let header = self.header(id);
-        // SAFETY: `id` has a slot, whose header is initialised (zero or a length).
-        (offset < unsafe { header.read() }).then(|| header.wrapping_add(1))
-    }
-
-    /// The header of `id`'s slot, or `None` when `id` has no slot.
-    pub fn header_of(&self, id: u32) -> Option<u32> {
-        // SAFETY: the identifier has a slot, whose header is initialised (zero or written).
-        (id < self.ids).then(|| unsafe { self.header(id).read() })
+        assert!(id < self.ids, "identifier {id} has no slot");
+        // SAFETY: the reservation holds `SLOT_WORDS` words for each identifier below `ids`.
+        unsafe { self.base.add(id as usize * SLOT_WORDS as usize) }
     }
 }
 
@@ -163,7 +113,7 @@ fn charge_of(words: u32) -> u64 {
 }
 
 /// Zero a cached buffer or a slot of `n <= SMALL_MAX` words (whole 8-byte units, see
-/// `layout`; slots are 8-aligned and `SLOT_BYTES` a multiple of 8).
+/// `layout`; slots are 8-aligned and `SLOT_WORDS` is even).
 /// Volatile stores keep the compiler from turning a handful of stores into `memset`.
 #[inline(always)]
 fn zero_small(p: *mut u32, n: u32) {
@@ -206,18 +156,17 @@ impl Heap {
         let (id, base) = match self.free_ids.top() {
             Some(id) if self.slab.holds(id, words) => {
                 self.free_ids.pop();
-                // A4. Zero the slot; its header is the length.
-                (id, self.slab.occupy(id, words))
+                (id, self.slab.slot(id))
             }
             Some(_) if (words as usize) <= SMALL_MAX && !self.small[words as usize].is_empty() => {
                 let base = self.small[words as usize].pop()?;
                 let id = self.free_ids.pop()?;
-                // A4. Zero the words, in whole 8-byte units (buffers are rounded up).
-                zero_small(base, words);
                 (id, base)
             }
             _ => return None,
         };
+        // A4. Zero the words, in whole 8-byte units (buffers and slots are rounded up).
+        zero_small(base, words);
         // A5. The identifier's entry: base, length, active.
         self.table.set(id, Entry::active(base, words));
         // A6. Count it.
@@ -240,15 +189,13 @@ impl Heap {
             return None;
         }
         let n = e.len as usize;
-        // B2. In its slot: push the identifier on `free_ids`, unless that stack is full,
-        //     and the slot's header becomes 0.
+        // B2. In its slot: push the identifier on `free_ids`, unless that stack is full.
         // B3. Else: push the identifier on `free_ids` and the buffer on `small[n]`, unless
         //     either stack is full.
         if self.slab.holds(id, e.len) {
             if self.free_ids.is_full() {
                 return None;
             }
-            self.slab.vacate(id);
         } else {
             if self.free_ids.is_full() || self.small[n].is_full() {
                 return None;
@@ -283,7 +230,9 @@ impl Heap {
                 None => self.fresh_id().map_err(oom)?,
             };
             if self.slab.holds(id, words) {
-                (id, self.slab.occupy(id, words))
+                let base = self.slab.slot(id);
+                zero_small(base, words);
+                (id, base)
             } else {
                 match self.new_buffer(words) {
                     Ok(b) => (id, b.as_ptr()),
@@ -319,9 +268,7 @@ impl Heap {
             return Err(Reason::InactiveArray(id));
         }
         self.table.set(id, Entry::FREE);
-        if self.slab.holds(id, e.len) {
-            self.slab.vacate(id);
-        } else {
+        if !self.slab.holds(id, e.len) {
             self.drop_buffer(e.base, e.len);
         }
         self.free_ids.push(id);
@@ -335,7 +282,7 @@ impl Heap {
     pub(super) fn fresh_id(&mut self) -> Result<u32, Reason> {
         let next = self.table.len();
         let slot = if next < self.slab.ids {
-            SLOT_BYTES as u64
+            SLOT_WORDS as u64 * 4
         } else {
             0
         };

@@ -3,7 +3,7 @@
 //! once from the Rust types and checked at compile time. Backends use these names, never
 //! numbers.
 
-use super::alloc::{Counts, SLOT_BYTES, SLOT_WORDS, Slab};
+use super::alloc::{Counts, SLOT_WORDS, Slab};
 use super::stack::Stack;
 use super::table::{Entry, FREE_BASE, Table};
 use super::{Heap, SMALL_MAX};
@@ -24,10 +24,7 @@ pub const ENTRY_FREE_BASE: u64 = FREE_BASE as u64;
 
 /// `log2` of a slot's size in bytes: an identifier shifted left by this is its slot's
 /// offset in the slab.
-pub const SLOT_SHIFT: u32 = SLOT_BYTES.trailing_zeros();
-/// In a slot: the header (the length of the array living there, else 0), then the words.
-pub const SLOT_HEADER: i32 = 0;
-pub const SLOT_DATA: i32 = 4;
+pub const SLOT_SHIFT: u32 = (SLOT_WORDS * 4).trailing_zeros();
 
 /// Offsets in a [`Stack`] (the same for every element type).
 pub const STACK_PTR: i32 = offset_of!(Stack<u32>, ptr) as i32;
@@ -59,12 +56,11 @@ pub const fn heap_small(words: u32) -> i32 {
 const _: () = {
     // Entries and slots are powers of two, so an identifier becomes an offset by a shift.
     assert!(size_of::<Entry>() == 1 << ENTRY_SHIFT);
-    assert!(SLOT_BYTES == 1 << SLOT_SHIFT);
-    assert!(SLOT_DATA as u32 + SLOT_WORDS * 4 == SLOT_BYTES && SLOT_HEADER + 4 == SLOT_DATA);
+    assert!(SLOT_WORDS * 4 == 1 << SLOT_SHIFT);
     // `len` and `active` are adjacent, in that order: one 64-bit store writes both.
     assert!(ENTRY_ACTIVE == ENTRY_LEN + 4 && ENTRY_LEN % 8 == 0);
     // A slot or buffer is zeroed in whole 8-byte units.
-    assert!(SLOT_BYTES.is_multiple_of(8));
+    assert!(SLOT_WORDS.is_multiple_of(2));
     // Stacks of identifiers and of buffers have the same layout, length and capacity
     // adjacent.
     assert!(size_of::<Stack<u32>>() == size_of::<Stack<*mut u32>>());

@@ -20,7 +20,7 @@ pub mod reserve;
 pub mod stack;
 pub mod table;
 
-pub use alloc::{Counts, SLOT_BYTES, SLOT_WORDS, Slab};
+pub use alloc::{Counts, SLOT_WORDS, Slab};
 pub use stack::Stack;
 pub use table::{Entry, Table};
 
@@ -171,10 +171,6 @@ impl Heap {
     /// Op 1: the word at `offset` in array `id`.
     #[inline(always)]
     pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
-        if let Some(words) = self.slab.in_slot(id, offset) {
-            // SAFETY: `in_slot` found the word inside the array living in `id`'s slot.
-            return Ok(unsafe { *words.add(offset as usize) });
-        }
         let e = self.entry(id);
         if offset < e.len {
             // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
@@ -186,11 +182,6 @@ impl Heap {
     /// Op 2: store `value` at `offset` in array `id`.
     #[inline(always)]
     pub fn store(&mut self, id: u32, offset: u32, value: u32) -> Result<(), Reason> {
-        if let Some(words) = self.slab.in_slot(id, offset) {
-            // SAFETY: as in `load`; `&mut self` makes this the only access.
-            unsafe { *words.add(offset as usize) = value };
-            return Ok(());
-        }
         let e = self.entry(id);
         if offset < e.len {
             // SAFETY: as in `load`; `&mut self` makes this the only access.
@@ -226,13 +217,8 @@ impl Heap {
             entries: (0..self.table.len())
                 .map(|id| {
                     let e = self.entry(id);
-                    ArraySnapshot {
-                        len: e.len,
-                        active: e.active,
-                        in_slot: e.active != 0 && self.slab.holds(id, e.len),
-                        header: self.slab.header_of(id),
-                        words: self.array(id).to_vec(),
-                    }
+                    let in_slot = e.active != 0 && self.slab.holds(id, e.len);
+                    (e.len, e.active, in_slot, self.array(id).to_vec())
                 })
                 .collect(),
             free_ids: self.free_ids.as_slice().to_vec(),
@@ -242,23 +228,11 @@ impl Heap {
     }
 }
 
-/// One identifier in a [`Snapshot`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArraySnapshot {
-    pub len: u32,
-    pub active: u32,
-    /// Whether the array lives in its identifier's slot.
-    pub in_slot: bool,
-    /// The slot's header, if the identifier has a slot.
-    pub header: Option<u32>,
-    pub words: Vec<u32>,
-}
-
 /// See [`Heap::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Per identifier handed out.
-    pub entries: Vec<ArraySnapshot>,
+    /// Per identifier handed out: length, active flag, whether it lives in its slot, words.
+    pub entries: Vec<(u32, u32, bool, Vec<u32>)>,
     /// The stack of free identifiers, bottom first.
     pub free_ids: Vec<u32>,
     /// How many cached buffers of each size.
@@ -364,7 +338,7 @@ mod tests {
         assert_eq!(h.entry(b).base, h.slab.slot(b));
         assert_eq!(
             h.entry(b).base,
-            h.slab.slot(a).wrapping_add(SLOT_WORDS as usize + 1),
+            h.slab.slot(a).wrapping_add(SLOT_WORDS as usize),
             "neighbouring identifiers are neighbours"
         );
         assert_ne!(
@@ -372,30 +346,16 @@ mod tests {
             h.slab.slot(big),
             "larger arrays have buffers"
         );
-        // A slot's header is the length of the array living there.
-        assert_eq!(h.slab.header_of(a), Some(3));
-        assert_eq!(h.slab.header_of(b), Some(SLOT_WORDS));
-        assert_eq!(h.slab.header_of(big), Some(0));
         h.store(a, 2, 7).unwrap();
         h.abandon(a).unwrap();
-        assert_eq!(
-            h.slab.header_of(a),
-            Some(0),
-            "an abandoned slot's header is 0"
-        );
         // The same identifier comes back with another small size, zeroed.
         assert_eq!(h.alloc(5).unwrap(), a);
         assert_eq!(h.array(a), &[0; 5]);
-        assert_eq!(h.slab.header_of(a), Some(5));
         h.abandon(a).unwrap();
         // ... or with a size that needs a buffer, and then its slot stays unused.
         assert_eq!(h.alloc(20).unwrap(), a);
         assert_ne!(h.entry(a).base, h.slab.slot(a));
         assert_eq!(h.array(a), &[0; 20]);
-        assert_eq!(h.slab.header_of(a), Some(0));
-        // A store into the last word of a slot array leaves the next slot's header alone.
-        h.store(b, SLOT_WORDS - 1, u32::MAX).unwrap();
-        assert_eq!(h.slab.header_of(big), Some(0));
     }
 
     #[test]
