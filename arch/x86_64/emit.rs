@@ -1,7 +1,8 @@
 //! Per-operation emission: the [`Backend`] implementation for x86-64.
 
+use super::encode::{self as enc, Alu, Mem};
 use super::heap::alloc_inline;
-use super::regs::{PAIRS, RAX, RCX, h};
+use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
@@ -49,7 +50,7 @@ impl X64 {
         match v {
             Val::Reg(r) => h(r),
             Val::Imm(x) => {
-                asm!(self.ops ; mov Rd(scratch), x as i32);
+                enc::mov_ri(&mut self.ops, scratch, x);
                 scratch
             }
         }
@@ -76,7 +77,7 @@ impl X64 {
             }
             _ => {
                 match id {
-                    Val::Reg(r) => asm!(self.ops ; mov eax, Rd(h(r))),
+                    Val::Reg(r) => enc::mov_rr(&mut self.ops, RAX, h(r)),
                     Val::Imm(x) => asm!(self.ops ; mov eax, x as i32),
                 }
                 if self.check_ids {
@@ -106,49 +107,40 @@ impl X64 {
                 // it only when they differ (an array with a buffer of its own).
                 let in_slot = self.ops.new_dynamic_label();
                 self.entry(id, fail);
-                asm!(self.ops
-                    ; mov Rd(len), [BYTE rax + LEN]
-                    ; mov rax, [BYTE rax + BASE]
-                    ; mov Rd(base), Rd(h(r))
-                    ; shl Rq(base), SLOT_SHIFT as i8
-                    ; add Rq(base), [BYTE r14 + SLAB]
-                    ; cmp rax, Rq(base)
-                    ; je =>in_slot
-                    ; mov Rq(base), rax
-                    ; =>in_slot
-                );
+                let ops = &mut self.ops;
+                enc::load(ops, len, Mem::at(RAX, LEN.into()));
+                asm!(ops ; mov rax, [BYTE rax + BASE]);
+                enc::mov_rr(ops, base, h(r));
+                enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
+                enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
+                enc::cmp64_rr(ops, RAX, base);
+                asm!(ops ; je =>in_slot);
+                enc::mov64_rr(ops, base, RAX);
+                asm!(ops ; =>in_slot);
             }
             _ => {
                 self.entry(id, fail);
-                asm!(self.ops
-                    ; mov Rd(len), [BYTE rax + LEN]
-                    ; mov Rq(base), [BYTE rax + BASE]
-                );
+                enc::load(&mut self.ops, len, Mem::at(RAX, LEN.into()));
+                enc::load64(&mut self.ops, base, Mem::at(RAX, BASE.into()));
             }
         }
         let elem = match offset {
             Val::Imm(k) if k < 1 << 28 => {
                 if !arr.checked {
-                    asm!(self.ops
-                        ; cmp Rd(len), k as i32
-                        ; jbe =>fail
-                    );
+                    enc::alu_ri(&mut self.ops, Alu::Cmp, len, k as i32);
+                    asm!(self.ops ; jbe =>fail);
                 }
                 Elem::Disp(4 * k as i32)
             }
             Val::Imm(k) => {
-                asm!(self.ops
-                    ; mov eax, k as i32
-                    ; cmp eax, Rd(len)
-                    ; jae =>fail
-                );
+                asm!(self.ops ; mov eax, k as i32);
+                enc::alu_rr(&mut self.ops, Alu::Cmp, RAX, len);
+                asm!(self.ops ; jae =>fail);
                 Elem::Index(RAX)
             }
             Val::Reg(r) => {
-                asm!(self.ops
-                    ; cmp Rd(h(r)), Rd(len)
-                    ; jae =>fail
-                );
+                enc::alu_rr(&mut self.ops, Alu::Cmp, h(r), len);
+                asm!(self.ops ; jae =>fail);
                 Elem::Index(h(r))
             }
         };
@@ -244,19 +236,17 @@ impl Backend for X64 {
     }
 
     fn load_imm(&mut self, r: u8, value: u32) {
-        asm!(self.ops ; mov Rd(h(r)), value as i32);
+        enc::mov_ri(&mut self.ops, h(r), value);
     }
 
     fn mov(&mut self, a: u8, b: u8) {
-        asm!(self.ops ; mov Rd(h(a)), Rd(h(b)));
+        enc::mov_rr(&mut self.ops, h(a), h(b));
     }
 
     fn cmov(&mut self, a: u8, b: Val, c: u8) {
         let hb = self.reg_of(b, RAX);
-        asm!(self.ops
-            ; test Rd(h(c)), Rd(h(c))
-            ; cmovnz Rd(h(a)), Rd(hb)
-        );
+        enc::test_rr(&mut self.ops, h(c), h(c));
+        enc::cmovnz(&mut self.ops, h(a), hb);
     }
 
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val) {
@@ -277,31 +267,27 @@ impl Backend for X64 {
                     // 2^32 whatever the upper halves hold.)
                     (BinOp::Add, Val::Imm(k)) => {
                         if x == a {
-                            asm!(self.ops ; add Rd(ha), k as i32);
+                            enc::alu_ri(&mut self.ops, Alu::Add, ha, k as i32);
                         } else {
-                            asm!(self.ops ; lea Rd(ha), [Rq(h(x)) + k as i32]);
+                            enc::lea(&mut self.ops, ha, Mem::at(h(x), k as i32));
                         }
                     }
                     // Here `y` is `a` only if `x` is too (the order above).
                     (BinOp::Add, Val::Reg(y)) => {
                         if x == a {
-                            asm!(self.ops ; add Rd(ha), Rd(h(y)));
+                            enc::alu_rr(&mut self.ops, Alu::Add, ha, h(y));
                         } else {
-                            asm!(self.ops ; lea Rd(ha), [Rq(h(x)) + Rq(h(y))]);
+                            enc::lea(&mut self.ops, ha, Mem::indexed(h(x), h(y), 1, 0));
                         }
                     }
                     (_, Val::Imm(k)) => {
-                        asm!(self.ops ; imul Rd(ha), Rd(h(x)), k as i32);
+                        enc::imul_rri(&mut self.ops, ha, h(x), k as i32);
                     }
                     (_, Val::Reg(y)) => {
-                        if x == a {
-                            asm!(self.ops ; imul Rd(ha), Rd(h(y)));
-                        } else {
-                            asm!(self.ops
-                                ; mov Rd(ha), Rd(h(x))
-                                ; imul Rd(ha), Rd(h(y))
-                            );
+                        if x != a {
+                            enc::mov_rr(&mut self.ops, ha, h(x));
                         }
+                        enc::imul_rr(&mut self.ops, ha, h(y));
                     }
                 }
             }
@@ -311,35 +297,36 @@ impl Backend for X64 {
                 };
                 let (hx, hy) = (h(x), h(y));
                 // Commutative: into `a` directly (`x & x` is `x`).
+                let ops = &mut self.ops;
                 if hx == ha {
                     if hy != ha {
-                        asm!(self.ops ; and Rd(ha), Rd(hy));
+                        enc::alu_rr(ops, Alu::And, ha, hy);
                     }
                 } else if hy == ha {
-                    asm!(self.ops ; and Rd(ha), Rd(hx));
+                    enc::alu_rr(ops, Alu::And, ha, hx);
                 } else {
-                    asm!(self.ops ; mov Rd(ha), Rd(hx));
+                    enc::mov_rr(ops, ha, hx);
                     if hy != hx {
-                        asm!(self.ops ; and Rd(ha), Rd(hy));
+                        enc::alu_rr(ops, Alu::And, ha, hy);
                     }
                 }
                 if op == BinOp::Nand {
-                    asm!(self.ops ; not Rd(ha));
+                    enc::not(ops, ha);
                 }
             }
             BinOp::Nand | BinOp::And => {
                 let hb = self.reg_of(b, RAX);
                 if hb != RAX {
-                    asm!(self.ops ; mov eax, Rd(hb));
+                    enc::mov_rr(&mut self.ops, RAX, hb);
                 }
                 match c {
-                    Val::Imm(k) => asm!(self.ops ; and eax, k as i32),
-                    Val::Reg(r) => asm!(self.ops ; and eax, Rd(h(r))),
+                    Val::Imm(k) => enc::alu_ri(&mut self.ops, Alu::And, RAX, k as i32),
+                    Val::Reg(r) => enc::alu_rr(&mut self.ops, Alu::And, RAX, h(r)),
                 }
                 if op == BinOp::Nand {
                     asm!(self.ops ; not eax);
                 }
-                asm!(self.ops ; mov Rd(ha), eax);
+                enc::mov_rr(&mut self.ops, ha, RAX);
             }
         }
     }
@@ -352,21 +339,19 @@ impl Backend for X64 {
             let s = k.trailing_zeros() as i8;
             match b {
                 Val::Reg(r) if r == a => {}
-                Val::Reg(r) => asm!(self.ops ; mov Rd(h(a)), Rd(h(r))),
-                Val::Imm(x) => asm!(self.ops ; mov Rd(h(a)), x as i32),
+                Val::Reg(r) => enc::mov_rr(&mut self.ops, h(a), h(r)),
+                Val::Imm(x) => enc::mov_ri(&mut self.ops, h(a), x),
             }
             if s > 0 {
-                asm!(self.ops ; shr Rd(h(a)), s);
+                enc::shr_ri(&mut self.ops, h(a), s as u8);
             }
             return;
         }
         let hc = match c {
             Val::Reg(r) => {
                 if let Some(fail) = fail {
-                    asm!(self.ops
-                        ; test Rd(h(r)), Rd(h(r))
-                        ; jz =>fail
-                    );
+                    enc::test_rr(&mut self.ops, h(r), h(r));
+                    asm!(self.ops ; jz =>fail);
                 }
                 h(r)
             }
@@ -376,14 +361,14 @@ impl Backend for X64 {
             }
         };
         match b {
-            Val::Reg(r) => asm!(self.ops ; mov eax, Rd(h(r))),
+            Val::Reg(r) => enc::mov_rr(&mut self.ops, RAX, h(r)),
             Val::Imm(k) => asm!(self.ops ; mov eax, k as i32),
         }
         asm!(self.ops
             ; xor edx, edx
             ; div Rd(hc)
-            ; mov Rd(h(a)), eax
         );
+        enc::mov_rr(&mut self.ops, h(a), RAX);
     }
 
     fn select(&mut self, a: u8, cond: u8, t: Val, f: Val) {
@@ -392,36 +377,36 @@ impl Backend for X64 {
         match (t, f) {
             (Val::Reg(rt), _) => {
                 match f {
-                    Val::Reg(rf) => asm!(self.ops ; mov eax, Rd(h(rf))),
+                    Val::Reg(rf) => enc::mov_rr(&mut self.ops, RAX, h(rf)),
                     Val::Imm(k) => asm!(self.ops ; mov eax, k as i32),
                 }
+                enc::test_rr(&mut self.ops, hc, hc);
+                enc::cmovnz(&mut self.ops, RAX, h(rt));
+            }
+            (Val::Imm(kt), Val::Reg(rf)) => {
+                asm!(self.ops ; mov eax, kt as i32);
+                enc::test_rr(&mut self.ops, hc, hc);
+                enc::cmovz(&mut self.ops, RAX, h(rf));
+            }
+            (Val::Imm(kt), Val::Imm(kf)) => {
+                // eax = f ^ ((t ^ f) & -(cond != 0))
+                asm!(self.ops ; xor eax, eax);
+                enc::test_rr(&mut self.ops, hc, hc);
                 asm!(self.ops
-                    ; test Rd(hc), Rd(hc)
-                    ; cmovnz eax, Rd(h(rt))
+                    ; setnz al
+                    ; neg eax
+                    ; and eax, (kt ^ kf) as i32
+                    ; xor eax, kf as i32
                 );
             }
-            (Val::Imm(kt), Val::Reg(rf)) => asm!(self.ops
-                ; mov eax, kt as i32
-                ; test Rd(hc), Rd(hc)
-                ; cmovz eax, Rd(h(rf))
-            ),
-            (Val::Imm(kt), Val::Imm(kf)) => asm!(self.ops
-                // eax = f ^ ((t ^ f) & -(cond != 0))
-                ; xor eax, eax
-                ; test Rd(hc), Rd(hc)
-                ; setnz al
-                ; neg eax
-                ; and eax, (kt ^ kf) as i32
-                ; xor eax, kf as i32
-            ),
         }
-        asm!(self.ops ; mov Rd(h(a)), eax);
+        enc::mov_rr(&mut self.ops, h(a), RAX);
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
         match self.element(b, arr, c, fail) {
-            (base, Elem::Disp(d)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + d]),
-            (base, Elem::Index(i)) => asm!(self.ops ; mov Rd(h(a)), [Rq(base) + Rq(i) * 4]),
+            (base, Elem::Disp(d)) => enc::load(&mut self.ops, h(a), Mem::at(base, d)),
+            (base, Elem::Index(i)) => enc::load(&mut self.ops, h(a), Mem::indexed(base, i, 4, 0)),
         }
     }
 
@@ -435,23 +420,23 @@ impl Backend for X64 {
         smc: Option<DynamicLabel>,
     ) {
         let (base, elem) = self.element(a, arr, b, fail);
-        match (elem, c) {
-            (Elem::Disp(d), Val::Imm(v)) => asm!(self.ops ; mov DWORD [Rq(base) + d], v as i32),
-            (Elem::Disp(d), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + d], Rd(h(r))),
-            (Elem::Index(i), Val::Imm(v)) => {
-                asm!(self.ops ; mov DWORD [Rq(base) + Rq(i) * 4], v as i32)
-            }
-            (Elem::Index(i), Val::Reg(r)) => asm!(self.ops ; mov [Rq(base) + Rq(i) * 4], Rd(h(r))),
+        let m = match elem {
+            Elem::Disp(d) => Mem::at(base, d),
+            Elem::Index(i) => Mem::indexed(base, i, 4, 0),
+        };
+        match c {
+            Val::Imm(v) => enc::store_imm(&mut self.ops, m, v),
+            Val::Reg(r) => enc::store(&mut self.ops, m, h(r)),
         }
         let Some(smc) = smc else { return };
         let done = self.ops.new_dynamic_label();
         match a {
             Val::Imm(0) => {}
             Val::Imm(_) => return,
-            Val::Reg(r) => asm!(self.ops
-                ; test Rd(h(r)), Rd(h(r))
-                ; jnz =>done
-            ),
+            Val::Reg(r) => {
+                enc::test_rr(&mut self.ops, h(r), h(r));
+                asm!(self.ops ; jnz =>done);
+            }
         }
         match elem {
             Elem::Disp(d) => asm!(self.ops
@@ -475,12 +460,12 @@ impl Backend for X64 {
 
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: DynamicLabel) {
         match arg {
-            Val::Reg(r) => asm!(self.ops ; mov esi, Rd(h(r))),
+            Val::Reg(r) => enc::mov_rr(&mut self.ops, RSI, h(r)),
             Val::Imm(k) => asm!(self.ops ; mov esi, k as i32),
         }
         self.call_routine(f, fail);
         if let Some(r) = result {
-            asm!(self.ops ; mov Rd(h(r)), eax);
+            enc::mov_rr(&mut self.ops, h(r), RAX);
         }
     }
 
@@ -488,51 +473,41 @@ impl Backend for X64 {
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
         alloc_inline(&mut self.ops, words, slow);
+        enc::mov_rr(&mut self.ops, h(a), RDX);
         asm!(self.ops
-            ; mov Rd(h(a)), edx
             ; jmp =>done
             ; =>slow
             ; mov esi, words as i32
         );
         self.call_routine(RtFn::Alloc, fail);
-        asm!(self.ops
-            ; mov Rd(h(a)), eax
-            ; =>done
-        );
+        enc::mov_rr(&mut self.ops, h(a), RAX);
+        asm!(self.ops ; =>done);
     }
 
     fn branch_zero(&mut self, r: u8, target: DynamicLabel) {
-        asm!(self.ops
-            ; test Rd(h(r)), Rd(h(r))
-            ; jz =>target
-        );
+        enc::test_rr(&mut self.ops, h(r), h(r));
+        asm!(self.ops ; jz =>target);
     }
 
     fn branch_nonzero(&mut self, r: u8, target: DynamicLabel) {
-        asm!(self.ops
-            ; test Rd(h(r)), Rd(h(r))
-            ; jnz =>target
-        );
+        enc::test_rr(&mut self.ops, h(r), h(r));
+        asm!(self.ops ; jnz =>target);
     }
 
     fn branch_eq(&mut self, r: u8, value: u32, target: DynamicLabel) {
-        asm!(self.ops
-            ; cmp Rd(h(r)), value as i32
-            ; je =>target
-        );
+        enc::alu_ri(&mut self.ops, Alu::Cmp, h(r), value as i32);
+        asm!(self.ops ; je =>target);
     }
 
     fn branch_ne(&mut self, r: u8, value: u32, target: DynamicLabel) {
-        asm!(self.ops
-            ; cmp Rd(h(r)), value as i32
-            ; jne =>target
-        );
+        enc::alu_ri(&mut self.ops, Alu::Cmp, h(r), value as i32);
+        asm!(self.ops ; jne =>target);
     }
 
     fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {
         match mask {
-            Val::Imm(k) => asm!(self.ops ; test Rd(h(r)), k as i32),
-            Val::Reg(m) => asm!(self.ops ; test Rd(h(r)), Rd(h(m))),
+            Val::Imm(k) => enc::test_ri(&mut self.ops, h(r), k),
+            Val::Reg(m) => enc::test_rr(&mut self.ops, h(r), h(m)),
         }
         asm!(self.ops ; jnz =>target);
     }
@@ -558,7 +533,7 @@ impl Backend for X64 {
             self.count_event(off::counter(Counter::Lookups));
         }
         match target {
-            Val::Reg(r) => asm!(self.ops ; mov ecx, Rd(h(r))),
+            Val::Reg(r) => enc::mov_rr(&mut self.ops, RCX, h(r)),
             Val::Imm(k) => asm!(self.ops ; mov ecx, k as i32),
         }
         let miss = self.routines.miss;
@@ -599,15 +574,17 @@ impl Backend for X64 {
         asm!(self.ops
             ; mov rax, [BYTE r15 + PROFILE]
             ; add rax, (slot * 16) as i32
-            ; cmp [rax], Rd(hr)
+        );
+        enc::cmp_rm(&mut self.ops, hr, Mem::at(RAX, 0));
+        asm!(self.ops
             ; je =>done
             ; mov rdx, [rax + 4]
             ; mov [rax + 8], rdx
             ; mov edx, [rax]
             ; mov [rax + 4], edx
-            ; mov [rax], Rd(hr)
-            ; =>done
         );
+        enc::store(&mut self.ops, Mem::at(RAX, 0), hr);
+        asm!(self.ops ; =>done);
     }
 
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) {

@@ -19,6 +19,7 @@ macro_rules! asm {
 }
 
 mod emit;
+mod encode;
 mod heap;
 mod regs;
 mod routines;
