@@ -78,6 +78,9 @@ pub struct Routines {
     pub enter: usize,
     /// Store the exit fields passed in registers (pc, b, kind | a << 8), then `exit`.
     pub exit_with: usize,
+    /// Per exit kind (indexed by its value): `exit_with` for that kind and `a` = 0, with
+    /// only pc and b in registers (an exit stub one instruction shorter).
+    pub exit_as: [usize; ExitKind::LIMIT],
     /// Per runtime function (`RtFn::index`): save what the call clobbers, call it, report
     /// failure; the allocation and abandonment routines first try the heap's fast path.
     pub call: [usize; RtFn::COUNT],

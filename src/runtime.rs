@@ -41,6 +41,21 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
+    /// Every kind (their values are 1..=9).
+    pub const ALL: [ExitKind; 9] = [
+        ExitKind::Halt,
+        ExitKind::Miss,
+        ExitKind::Link,
+        ExitKind::Interp,
+        ExitKind::Fault,
+        ExitKind::Smc,
+        ExitKind::Budget,
+        ExitKind::Hot,
+        ExitKind::Side,
+    ];
+    /// One more than the largest kind's value (for tables indexed by kind).
+    pub const LIMIT: usize = 10;
+
     pub fn from_u32(v: u32) -> Option<ExitKind> {
         Some(match v {
             1 => ExitKind::Halt,

@@ -471,8 +471,13 @@ impl Backend for A64 {
         debug_assert!(a < 1 << 24, "exit field a fits in 24 bits");
         load_w(&mut self.ops, 9, pc);
         load_w(&mut self.ops, 10, b);
-        load_w(&mut self.ops, 11, kind as u32 | a << 8);
-        let exit_with = self.routines.exit_with;
-        asm!(self.ops ; b extern exit_with);
+        if a == 0 {
+            let routine = self.routines.exit_as[kind as usize];
+            asm!(self.ops ; b extern routine);
+        } else {
+            load_w(&mut self.ops, 11, kind as u32 | a << 8);
+            let exit_with = self.routines.exit_with;
+            asm!(self.ops ; b extern exit_with);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! the dispatch miss, and the calls into Rust.
 //!
 //! Conventions: `miss` takes the pc in w9; `exit_with` takes w9 = pc, w10 = b,
-//! w11 = kind | a << 8; each `call` routine takes its argument in w1 and returns the result
+//! w11 = kind | a << 8 (`exit_as[kind]`: w9 and w10 only); each `call` routine takes its argument in w1 and returns the result
 //! in x0, bit 32 set on failure.
 
 use super::heap::{abandon_fast_path, alloc_fast_path};
@@ -70,6 +70,15 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         ; str w11, [x27, off::EXIT_A as u32]
         ; b extern base + exit
     );
+    // exit_with for each kind, with a = 0.
+    let mut exit_as = [base + exit_with; ExitKind::LIMIT];
+    for kind in ExitKind::ALL {
+        exit_as[kind as usize] = base + ops.offset().0;
+        asm!(ops
+            ; movz w11, kind as u32
+            ; b extern base + exit_with
+        );
+    }
     let mut call = [0; RtFn::COUNT];
     for f in RtFn::ALL {
         call[f.index()] = base + ops.offset().0;
@@ -100,6 +109,7 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
             exit: base + exit,
             enter: base + enter,
             exit_with: base + exit_with,
+            exit_as,
             call,
         },
     )

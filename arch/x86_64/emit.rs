@@ -589,12 +589,22 @@ impl Backend for X64 {
 
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32) {
         debug_assert!(a < 1 << 24, "exit field a fits in 24 bits");
-        let exit_with = self.routines.exit_with;
-        asm!(self.ops
-            ; mov ecx, pc as i32
-            ; mov edx, b as i32
-            ; mov esi, (kind as u32 | a << 8) as i32
-            ; jmp extern exit_with
-        );
+        // (Flags are dead at an exit.)
+        asm!(self.ops ; mov ecx, pc as i32);
+        if b == 0 {
+            asm!(self.ops ; xor edx, edx);
+        } else {
+            asm!(self.ops ; mov edx, b as i32);
+        }
+        if a == 0 {
+            let routine = self.routines.exit_as[kind as usize];
+            asm!(self.ops ; jmp extern routine);
+        } else {
+            let exit_with = self.routines.exit_with;
+            asm!(self.ops
+                ; mov esi, (kind as u32 | a << 8) as i32
+                ; jmp extern exit_with
+            );
+        }
     }
 }

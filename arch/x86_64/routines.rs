@@ -2,7 +2,7 @@
 //! the dispatch miss, and the calls into Rust.
 //!
 //! Conventions: `miss` takes the pc in ecx; `exit_with` takes ecx = pc, edx = b,
-//! esi = kind | a << 8; each `call` routine takes its argument in esi and returns the result
+//! esi = kind | a << 8 (`exit_as[kind]`: ecx and edx only); each `call` routine takes its argument in esi and returns the result
 //! in rax, carry set on failure.
 
 use super::heap::{abandon_fast_path, alloc_fast_path};
@@ -80,6 +80,15 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         ; mov [BYTE r15 + EXIT_A], esi
         ; jmp extern base + exit
     );
+    // exit_with for each kind, with a = 0.
+    let mut exit_as = [base + exit_with; ExitKind::LIMIT];
+    for kind in ExitKind::ALL {
+        exit_as[kind as usize] = base + ops.offset().0;
+        asm!(ops
+            ; mov esi, kind as i32
+            ; jmp extern base + exit_with
+        );
+    }
     let mut call = [0; RtFn::COUNT];
     for f in RtFn::ALL {
         call[f.index()] = base + ops.offset().0;
@@ -118,6 +127,7 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
             exit: base + exit,
             enter: base + enter,
             exit_with: base + exit_with,
+            exit_as,
             call,
         },
     )
