@@ -36,6 +36,9 @@ pub const SLOT_WORDS: u32 = 8;
 /// reserved), and with a bounded table (32 MiB).
 pub(super) const SLAB_IDS_WHOLE: u32 = 1 << 28;
 pub(super) const SLAB_IDS_BOUNDED: u32 = 1 << 20;
+/// Table entries and slots are backed with memory this many identifiers at a time, once
+/// identifiers reach the second such group (see `Heap::populate`).
+const POPULATE_IDS: u32 = 1 << 14;
 /// Bytes charged to the memory limit for each identifier handed out.
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 
@@ -291,7 +294,29 @@ impl Heap {
         }
         self.charge(ENTRY_BYTES + slot)
             .map_err(|_| Reason::OutOfMemory { words: 0 })?;
-        self.table.next_id().ok_or(Reason::OutOfIdentifiers)
+        let id = self.table.next_id().ok_or(Reason::OutOfIdentifiers)?;
+        if id.is_multiple_of(POPULATE_IDS) && id >= POPULATE_IDS {
+            self.populate(id);
+        }
+        Ok(id)
+    }
+
+    /// Back the table entries and slots of the `POPULATE_IDS` identifiers from `id` with
+    /// memory in one call each, instead of a page fault per page (a program that gets this
+    /// far is likely to use them; one that never does pays nothing).
+    #[cold]
+    fn populate(&mut self, id: u32) {
+        if !self.table.covers_whole_space() {
+            return;
+        }
+        let n = POPULATE_IDS.min(u32::MAX - id) as usize;
+        // SAFETY: the whole-space table reserves an entry for every identifier.
+        let entries = unsafe { self.table.entries.add(id as usize) };
+        super::reserve::populate(entries.cast(), n * ENTRY_BYTES as usize);
+        if id.saturating_add(POPULATE_IDS) <= self.slab.ids {
+            let slots = self.slab.slot(id);
+            super::reserve::populate(slots.cast(), n * SLOT_WORDS as usize * 4);
+        }
     }
 
     fn charge(&mut self, bytes: u64) -> Result<(), ()> {

@@ -36,6 +36,32 @@ impl Reservation {
     }
 }
 
+/// Ask the system to back `bytes` bytes at `start`, inside a reservation, with memory now:
+/// one call instead of a page fault per page on first touch. Best effort: where the host
+/// cannot (Linux before 5.14, other systems), the pages come on first touch as before.
+pub fn populate(start: *mut u8, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let page = 4096;
+        let from = (start as usize).next_multiple_of(page);
+        let to = (start as usize + bytes) & !(page - 1);
+        if to > from {
+            // SAFETY: advice on pages of a private anonymous mapping of ours (the caller's
+            // reservation) changes no contents: populating writes nothing visible, the
+            // pages already read as zero.
+            unsafe {
+                libc::madvise(
+                    from as *mut libc::c_void,
+                    to - from,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +77,25 @@ mod tests {
             assert_eq!(*p.add(last), 0);
             *p.add(last) = 7;
             assert_eq!(*p.add(last), 7);
+        }
+    }
+
+    #[test]
+    fn populated_pages_stay_zero_and_writable() {
+        let mut r = Reservation::new(1 << 24).expect("reserve 16 MiB");
+        let p = r.as_mut_ptr();
+        // SAFETY: both ranges and every offset touched are inside the reservation.
+        unsafe {
+            *p.add(5000) = 9;
+            // An unaligned range over a page already written, and the tail end.
+            populate(p.add(100), 3 << 20);
+            populate(p.add((1 << 24) - 8192), 8192);
+            assert_eq!(*p.add(5000), 9, "populating keeps what was written");
+            for off in [0, 4095, 4096, 1 << 20, (3 << 20) + 99, (1 << 24) - 1] {
+                assert_eq!(*p.add(off), 0, "offset {off}");
+                *p.add(off) = 1;
+                assert_eq!(*p.add(off), 1);
+            }
         }
     }
 }
