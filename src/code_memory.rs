@@ -13,6 +13,7 @@
 //! copied in. Code offsets stay valid for the region's life. Only written pages use
 //! memory. Generated code never runs while Rust writes: the engine is single-threaded.
 
+use crate::memory::reserve::page_size;
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use std::fs::File;
 use std::io;
@@ -230,13 +231,6 @@ impl CodeMemory {
         let slice = unsafe { std::slice::from_raw_parts(self.exec_base.add(offset), len) };
         dynasmrt::cache_control::synchronize_icache(slice);
     }
-}
-
-/// The system's page size.
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).unwrap_or(4096)
 }
 
 /// Set the protection of bytes `lo..hi` (page-aligned, inside the region at `base`).

@@ -19,6 +19,7 @@
 //!
 //! The file name holds only the process id: one [`Profiler`] per process and directory.
 
+use crate::memory::reserve::page_size;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -303,12 +304,6 @@ fn monotonic_ns() -> io::Result<u64> {
 fn thread_id() -> u32 {
     // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
     unsafe { libc::gettid() as u32 }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf only reads a configuration value.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as usize } else { 4096 }
 }
 
 /// Strict readers of both formats, to check what [`Profiler`] writes (the tests use them).

@@ -36,13 +36,20 @@ impl Reservation {
     }
 }
 
+/// The system's page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions and only reads a configuration value.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}
+
 /// Ask the system to back `bytes` bytes at `start`, inside a reservation, with memory now:
 /// one call instead of a page fault per page on first touch. Best effort: where the host
 /// cannot (Linux before 5.14, other systems), the pages come on first touch as before.
 pub fn populate(start: *mut u8, bytes: usize) {
     #[cfg(target_os = "linux")]
     {
-        let page = 4096;
+        let page = page_size();
         let from = (start as usize).next_multiple_of(page);
         let to = (start as usize + bytes) & !(page - 1);
         if to > from {
