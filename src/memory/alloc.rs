@@ -23,7 +23,7 @@
 //! machine code and these functions with the same random sequences and compares the
 //! heaps afterwards.
 
-use super::reserve::Reservation;
+use super::reserve::{self, Reservation};
 use super::table::Entry;
 use super::{Heap, SMALL_MAX};
 use crate::fault::Reason;
@@ -78,6 +78,16 @@ impl Slab {
     #[inline(always)]
     pub fn holds(&self, id: u32, words: u32) -> bool {
         id != 0 && id < self.ids && words.wrapping_sub(1) < SLOT_WORDS
+    }
+
+    /// Back the slots of the `n` identifiers from `id` (those that have one) with memory now
+    /// (see [`reserve::populate`]).
+    fn populate(&mut self, id: u32, n: u32) {
+        let end = id.saturating_add(n).min(self.ids);
+        if id < end {
+            let bytes = (end - id) as usize * SLOT_WORDS as usize * 4;
+            reserve::populate(self.slot(id).cast(), bytes);
+        }
     }
 
     /// The slot of identifier `id`, which must be below `ids`.
@@ -303,19 +313,13 @@ impl Heap {
 
     /// Back the table entries and slots of the `POPULATE_IDS` identifiers from `id` with
     /// memory in one call each, instead of a page fault per page (a program that gets this
-    /// far is likely to use them; one that never does pays nothing).
+    /// far is likely to use them; one that never does pays nothing). Only the whole-space
+    /// table is populated: a bounded one is a heap allocation, written when it grows.
     #[cold]
     fn populate(&mut self, id: u32) {
-        if !self.table.covers_whole_space() {
-            return;
-        }
-        let n = POPULATE_IDS.min(u32::MAX - id) as usize;
-        // SAFETY: the whole-space table reserves an entry for every identifier.
-        let entries = unsafe { self.table.entries.add(id as usize) };
-        super::reserve::populate(entries.cast(), n * ENTRY_BYTES as usize);
-        if id.saturating_add(POPULATE_IDS) <= self.slab.ids {
-            let slots = self.slab.slot(id);
-            super::reserve::populate(slots.cast(), n * SLOT_WORDS as usize * 4);
+        if self.table.covers_whole_space() {
+            self.table.populate(id, POPULATE_IDS);
+            self.slab.populate(id, POPULATE_IDS);
         }
     }
 

@@ -7,7 +7,7 @@
 //! host refuses such a reservation the table is an ordinary allocation that doubles as
 //! identifiers are handed out, and generated code must then also check `id < len`.
 
-use super::reserve::Reservation;
+use super::reserve::{self, Reservation};
 use std::alloc::{self, Layout};
 use std::ptr;
 
@@ -129,6 +129,17 @@ impl Table {
         }
         self.entries = p;
         self.cap = new_cap;
+    }
+
+    /// Back the entries of the `n` identifiers from `id` with memory now (whole-space
+    /// tables only; see [`reserve::populate`]).
+    pub(super) fn populate(&mut self, id: u32, n: u32) {
+        if self.covers_whole_space() {
+            let n = n.min(u32::MAX - id) as usize;
+            // SAFETY: the whole-space table reserves an entry for every identifier.
+            let from = unsafe { self.entries.add(id as usize) };
+            reserve::populate(from.cast(), n * std::mem::size_of::<Entry>());
+        }
     }
 
     /// Hand out the next never-used identifier (`None` when only `u32::MAX` is left, which
