@@ -41,7 +41,7 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    /// Every kind (their values are 1..=9).
+    /// Every kind, in order of value: `ALL[i]` is the kind of value `i + 1`.
     pub const ALL: [ExitKind; 9] = [
         ExitKind::Halt,
         ExitKind::Miss,
@@ -54,23 +54,21 @@ impl ExitKind {
         ExitKind::Side,
     ];
     /// One more than the largest kind's value (for tables indexed by kind).
-    pub const LIMIT: usize = 10;
+    pub const LIMIT: usize = ExitKind::ALL.len() + 1;
 
     pub fn from_u32(v: u32) -> Option<ExitKind> {
-        Some(match v {
-            1 => ExitKind::Halt,
-            2 => ExitKind::Miss,
-            3 => ExitKind::Link,
-            4 => ExitKind::Interp,
-            5 => ExitKind::Fault,
-            6 => ExitKind::Smc,
-            7 => ExitKind::Budget,
-            8 => ExitKind::Hot,
-            9 => ExitKind::Side,
-            _ => return None,
-        })
+        ExitKind::ALL.get((v as usize).wrapping_sub(1)).copied()
     }
 }
+
+// `ALL` lists the kinds in order of value, from 1, with none missing.
+const _: () = {
+    let mut i = 0;
+    while i < ExitKind::ALL.len() {
+        assert!(ExitKind::ALL[i] as usize == i + 1);
+        i += 1;
+    }
+};
 
 /// Bit set in a runtime function's 64-bit result when it failed.
 pub const RT_FAILED: u64 = 1 << 32;
