@@ -2,8 +2,8 @@
 //! the dispatch miss, and the calls into Rust.
 //!
 //! Conventions: `miss` takes the pc in w9; `exit_with` takes w9 = pc, w10 = b,
-//! w11 = kind | a << 8 (`exit_as[kind]`: w9 and w10 only); each `call` routine takes its argument in w1 and returns the result
-//! in x0, bit 32 set on failure.
+//! w11 = kind | a << 8 (`exit_as[kind]`: w9 and w10 only); each `call` routine takes its
+//! argument in w1 and returns the result in x0, bit 32 set on failure.
 
 use super::heap::{abandon_fast_path, alloc_fast_path};
 use super::regs::HOST;

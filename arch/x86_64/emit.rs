@@ -35,6 +35,16 @@ enum Elem {
     Index(u8),
 }
 
+impl Elem {
+    /// The element as a memory operand on the array's base register.
+    fn at(self, base: u8) -> Mem {
+        match self {
+            Elem::Disp(d) => Mem::at(base, d),
+            Elem::Index(i) => Mem::indexed(base, i, 4, 0),
+        }
+    }
+}
+
 /// The shortest no-operation instructions of 1 to 4 bytes, to align patchable jumps.
 const NOPS: [&[u8]; 5] = [
     &[],
@@ -404,10 +414,8 @@ impl Backend for X64 {
     }
 
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
-        match self.element(b, arr, c, fail) {
-            (base, Elem::Disp(d)) => enc::load(&mut self.ops, h(a), Mem::at(base, d)),
-            (base, Elem::Index(i)) => enc::load(&mut self.ops, h(a), Mem::indexed(base, i, 4, 0)),
-        }
+        let (base, elem) = self.element(b, arr, c, fail);
+        enc::load(&mut self.ops, h(a), elem.at(base));
     }
 
     fn amend(
@@ -420,10 +428,7 @@ impl Backend for X64 {
         smc: Option<DynamicLabel>,
     ) {
         let (base, elem) = self.element(a, arr, b, fail);
-        let m = match elem {
-            Elem::Disp(d) => Mem::at(base, d),
-            Elem::Index(i) => Mem::indexed(base, i, 4, 0),
-        };
+        let m = elem.at(base);
         match c {
             Val::Imm(v) => enc::store_imm(&mut self.ops, m, v),
             Val::Reg(r) => enc::store(&mut self.ops, m, h(r)),

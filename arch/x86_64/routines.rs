@@ -2,8 +2,8 @@
 //! the dispatch miss, and the calls into Rust.
 //!
 //! Conventions: `miss` takes the pc in ecx; `exit_with` takes ecx = pc, edx = b,
-//! esi = kind | a << 8 (`exit_as[kind]`: ecx and edx only); each `call` routine takes its argument in esi and returns the result
-//! in rax, carry set on failure.
+//! esi = kind | a << 8 (`exit_as[kind]`: ecx and edx only); each `call` routine takes its
+//! argument in esi and returns the result in rax, carry set on failure.
 
 use super::heap::{abandon_fast_path, alloc_fast_path};
 use super::regs::{CALLER_SAVED, HOST, h};
