@@ -315,3 +315,87 @@ fn array_reuse_ends_when_identifier_or_array_changes() {
         "fault at pc 24 (index): offset 1 outside array 2 (length 1)",
     );
 }
+
+/// A word read again names the array it named before only while nothing may have changed
+/// it: a store at a variable offset, a store at the same offset (through the array's own
+/// register or through another register naming the same array) and an abandonment each end
+/// that. (Straight-line code with no output until the end, so that the optimizing tier's
+/// configuration compiles it as one region and keeps arrays in register pairs throughout;
+/// each read is folded into r5 with arithmetic, which leaves the pairs alone.)
+#[test]
+fn a_word_read_again_names_the_same_array_only_while_unchanged() {
+    // r5 = 2 * r5 + r7 after each read.
+    let fold = "add r5, r5, r5\nadd r5, r5, r7\n";
+    let src = format!(
+        "
+            input r6              ; 1, a variable offset
+            literal r0, 0
+            literal r1, 2
+            alloc r2, r1          ; G
+            alloc r3, r1          ; A, A[0] = 'a'
+            alloc r4, r1          ; B, B[0] = 'b'
+            literal r5, 'a'
+            amend r3, r0, r5
+            literal r5, 'b'
+            amend r4, r0, r5
+            literal r1, 1
+            literal r5, 0
+            ; a store at a variable offset
+            amend r2, r1, r3      ; G[1] = A
+            index r7, r2, r1
+            index r7, r7, r0      ; 'a'
+            {fold}
+            amend r2, r6, r4      ; G[1] = B
+            index r7, r2, r1
+            index r7, r7, r0      ; 'b'
+            {fold}
+            ; a store at the same constant offset
+            amend r2, r1, r3      ; G[1] = A
+            index r7, r2, r1
+            index r7, r7, r0      ; 'a'
+            {fold}
+            amend r2, r1, r4      ; G[1] = B
+            index r7, r2, r1
+            index r7, r7, r0      ; 'b'
+            {fold}
+            ; the same word through another register naming the same array
+            amend r4, r6, r2      ; B[1] = G (at a variable offset: nothing is known of
+            index r6, r4, r1      ; r6 but that it names an array, G too)
+            amend r2, r1, r3      ; G[1] = A
+            index r7, r2, r1
+            index r7, r7, r0      ; 'a'
+            {fold}
+            amend r6, r1, r4      ; G[1] = B, through r6
+            index r7, r2, r1
+            index r7, r7, r0      ; 'b'
+            {fold}
+            ; r5 in two bytes
+            literal r1, 256
+            div r7, r5, r1
+            mul r6, r7, r1
+            nand r6, r6, r6
+            literal r1, 1
+            add r6, r6, r1
+            add r6, r5, r6
+            output r7
+            output r6
+            ; an abandonment
+            amend r2, r1, r3      ; G[1] = A
+            index r7, r2, r1
+            index r5, r7, r0
+            abandon r7
+            index r7, r2, r1      ; A again, abandoned
+            index r5, r7, r0
+            halt
+        "
+    );
+    let reads = [b'a', b'b', b'a', b'b', b'a', b'b'];
+    let r5 = reads.iter().fold(0u32, |acc, &r| 2 * acc + r as u32);
+    let fault_pc = umdbt::assembler::assemble(&src).unwrap().len() - 2;
+    expect_fault(
+        &src,
+        b"\x01",
+        &[(r5 / 256) as u8, (r5 % 256) as u8],
+        &format!("fault at pc {fault_pc} (index): array 2 is not active"),
+    );
+}

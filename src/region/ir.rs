@@ -5,6 +5,7 @@
 //! state the baseline expects there: the pc to go on at and the value of each register.
 
 use crate::backend::BinOp;
+use foldhash::HashMap;
 use std::fmt;
 
 /// An SSA value (an index into [`Func::values`]).
@@ -220,9 +221,22 @@ pub struct Func {
     pub values: Vec<Value>,
     pub blocks: Vec<Block>,
     pub exits: Vec<Exit>,
+    /// Loads known to read what an earlier load read, or what a store wrote (see
+    /// `opt::same_words`): load -> the earlier value it equals. The load still runs (the
+    /// earlier value may be in no register by then), but an array it names is the array
+    /// the earlier value names, already in a register pair.
+    pub same: HashMap<V, V>,
 }
 
 impl Func {
+    /// The earliest value `v` is known to equal (`v` itself when none).
+    pub fn canonical(&self, mut v: V) -> V {
+        while let Some(&w) = self.same.get(&v) {
+            v = w;
+        }
+        v
+    }
+
     pub fn op(&self, v: V) -> &Op {
         &self.values[v.0 as usize].op
     }
@@ -475,7 +489,10 @@ impl fmt::Display for Func {
             writeln!(f, "b{i} (pc {}) <- [{}]", b.pc, preds.join(", "))?;
             for inst in &b.insts {
                 match inst {
-                    Inst::Def(v) => writeln!(f, "  v{} = {:?}", v.0, self.op(*v))?,
+                    Inst::Def(v) => match self.same.get(v) {
+                        Some(w) => writeln!(f, "  v{} = {:?} (= v{})", v.0, self.op(*v), w.0)?,
+                        None => writeln!(f, "  v{} = {:?}", v.0, self.op(*v))?,
+                    },
                     other => writeln!(f, "  {other:?}")?,
                 }
             }

@@ -191,8 +191,12 @@ impl<E: Backend> Lower<'_, E> {
         self.state.arrays = [None; ARRAY_PAIRS];
     }
 
-    /// As the baseline's: the pair holding array `id`, or the least recently used one.
+    /// As the baseline's: the pair holding array `id`, or the least recently used one. A
+    /// pair is keyed by the earliest value known to equal `id` (`Func::same`); `speculate`
+    /// only where `id` is in a register.
     fn use_array(&mut self, id: V, offset: Val, speculate: bool) -> ArrayUse {
+        let speculate = speculate && matches!(self.val(id), Val::Reg(_));
+        let id = self.f.canonical(id);
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -221,7 +225,7 @@ impl<E: Backend> Lower<'_, E> {
             pair: pair as u8,
             cached,
             checked,
-            speculate: speculate && !cached && matches!(self.val(id), Val::Reg(_)),
+            speculate: speculate && !cached,
         }
     }
 

@@ -11,6 +11,9 @@
 //!   value checked zero is the constant 0, a divisor checked non-zero (and an abandoned
 //!   identifier) is not zero, so repeated checks and selects on it fold.
 //! - [`dce`]: pure values nothing uses, and the register writes of them, are removed.
+//! - [`same_words`]: a load of a word that an earlier load read (or a store wrote), with no
+//!   store that may change it and no abandonment in between, is known to read the same
+//!   value; lowering then finds an array it names already in a register pair.
 
 use super::ir::*;
 use crate::backend::BinOp;
@@ -23,6 +26,7 @@ pub struct Passes {
     pub hoist: bool,
     pub facts: bool,
     pub dce: bool,
+    pub same_words: bool,
 }
 
 impl Default for Passes {
@@ -32,6 +36,7 @@ impl Default for Passes {
             hoist: true,
             facts: true,
             dce: true,
+            same_words: true,
         }
     }
 }
@@ -56,6 +61,71 @@ pub fn optimize(f: &mut Func, passes: Passes) {
             dce(f);
         }
     }
+    // Last: the passes before it replace and remove values, and would leave `same` stale.
+    if passes.same_words {
+        same_words(f);
+    }
+}
+
+/// Find loads that read what an earlier load read or a store wrote (`Func::same`).
+///
+/// A block entered from one place starts with what its predecessor ended with; any other
+/// block (a join, a loop's head) with nothing known. Within a block, a load of word `off`
+/// of array `arr` is known after the load, or after a store there. A store to another word
+/// may change any known word unless both offsets are constants that differ: different
+/// words are different memory, whether or not the arrays are the same. An abandonment
+/// forgets everything (a load after it must still find out whether the array is gone);
+/// an allocation changes no word of an array that is live (its new array's identifier is
+/// a new value), nor does input or output.
+pub fn same_words(f: &mut Func) {
+    /// At most this many words are followed (the oldest is dropped first).
+    const KNOWN: usize = 32;
+    let mut ends: HashMap<B, Vec<(V, V, V)>> = HashMap::new();
+    let mut same = HashMap::new();
+    for b in f.rpo() {
+        let blk = &f.blocks[b.0 as usize];
+        // (array, offset, value), as canonical values.
+        let mut known: Vec<(V, V, V)> = match blk.preds.as_slice() {
+            [p] => ends.get(p).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let canon = |same: &HashMap<V, V>, mut v: V| {
+            while let Some(&w) = same.get(&v) {
+                v = w;
+            }
+            v
+        };
+        for inst in &blk.insts {
+            match *inst {
+                Inst::Def(v) => {
+                    if let Op::Index { arr, off, .. } = *f.op(v) {
+                        let (arr, off) = (canon(&same, arr), canon(&same, off));
+                        match known.iter().find(|k| k.0 == arr && k.1 == off) {
+                            Some(&(_, _, earlier)) => {
+                                same.insert(v, earlier);
+                            }
+                            None => known.push((arr, off, v)),
+                        }
+                    }
+                }
+                Inst::Amend { arr, off, val, .. } => {
+                    let (arr, off, val) = (canon(&same, arr), canon(&same, off), canon(&same, val));
+                    let k = f.konst(off);
+                    known.retain(
+                        |&(_, o, _)| matches!((k, f.konst(o)), (Some(a), Some(b)) if a != b),
+                    );
+                    known.push((arr, off, val));
+                }
+                Inst::Abandon { .. } => known.clear(),
+                Inst::Set(..) | Inst::Check(..) | Inst::Output { .. } | Inst::Segment { .. } => {}
+            }
+            if known.len() > KNOWN {
+                known.remove(0);
+            }
+        }
+        ends.insert(b, known);
+    }
+    f.same = same;
 }
 
 /// `not(nand(a, b))` where nothing else reads the nand (no other operation, register at an
@@ -783,5 +853,79 @@ mod tests {
             "{f}"
         );
         assert!(ops.iter().any(|o| matches!(o, Op::Not(_))), "{f}");
+    }
+
+    /// The loads of a region in order, each with the index (in that order) of the earlier
+    /// load it is known to read the same as, if any (a store's value shows as `None`).
+    fn same_loads(src: &str) -> Vec<Option<usize>> {
+        let f = optimized(src);
+        let loads: Vec<V> = f
+            .blocks
+            .iter()
+            .flat_map(|b| &b.insts)
+            .filter_map(|i| match *i {
+                Inst::Def(v) if matches!(f.op(v), Op::Index { .. }) => Some(v),
+                _ => None,
+            })
+            .collect();
+        loads
+            .iter()
+            .map(|v| {
+                let c = f.canonical(*v);
+                (c != *v).then(|| loads.iter().position(|&w| w == c).unwrap_or(usize::MAX))
+            })
+            .collect()
+    }
+
+    /// What ends the knowledge of a word: each load below reads word 1 of the array in r2
+    /// again after something that may have changed it, or that did not.
+    #[test]
+    fn same_words_follows_stores_and_abandonments() {
+        let none = None;
+        let stored = Some(usize::MAX);
+        let loads = same_loads(
+            "
+                input r2
+                input r3
+                input r4
+                input r6
+                literal r1, 1
+                literal r0, 0
+                index r7, r2, r1   ; 0
+                index r5, r2, r1   ; 1: as 0
+                amend r2, r0, r4   ; another constant word
+                index r5, r2, r1   ; 2: as 0
+                amend r3, r0, r4   ; another constant word of another array
+                index r5, r2, r1   ; 3: as 0
+                amend r3, r1, r4   ; the same word of another array (maybe r2's)
+                index r5, r2, r1   ; 4: anew
+                amend r2, r6, r4   ; a variable word
+                index r5, r2, r1   ; 5: anew
+                amend r2, r1, r4   ; the word itself: a store's value
+                index r5, r2, r1   ; 6: r4
+                abandon r3
+                index r5, r2, r1   ; 7: anew
+                index r5, r2, r1   ; 8: as 7
+                alloc r3, r1
+                output r3
+                index r5, r2, r1   ; 9: as 7
+                halt
+            ",
+        );
+        assert_eq!(
+            loads,
+            [
+                none,
+                Some(0),
+                Some(0),
+                Some(0),
+                none,
+                none,
+                stored,
+                none,
+                Some(7),
+                Some(7)
+            ]
+        );
     }
 }
