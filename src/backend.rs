@@ -171,6 +171,12 @@ pub trait Backend: Sized {
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);
+    /// Op 9 on the identifier `id`: the abandonment fast path inline where the backend has
+    /// one (the abandonment routine when it gives up), else the routine; `fail` if that
+    /// fails. Forgets the register pairs, as a call does.
+    fn abandon(&mut self, id: Val, fail: Self::Label) {
+        self.call(RtFn::Abandon, id, None, fail);
+    }
     /// Op 8 of a constant `words` (1 to `SMALL_MAX`) into register `a`, with the allocation
     /// fast path inline as far as a constant size allows (the allocation routine when it
     /// gives up; `fail` if that fails).

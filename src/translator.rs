@@ -451,7 +451,10 @@ impl<E: Backend> Translator<'_, E> {
                 } else {
                     self.stub(ExitKind::Interp, pc, 0, not_run)
                 };
-                self.e.call(f, arg, result, fail);
+                match f {
+                    RtFn::Abandon => self.e.abandon(arg, fail),
+                    _ => self.e.call(f, arg, result, fail),
+                }
                 self.forget_arrays();
                 if let Some(r) = result {
                     self.written(r);

@@ -1,7 +1,7 @@
 //! Per-operation emission: the [`Backend`] implementation for x86-64.
 
 use super::encode::{self as enc, Alu, Mem};
-use super::heap::alloc_inline;
+use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
@@ -472,6 +472,21 @@ impl Backend for X64 {
         if let Some(r) = result {
             enc::mov_rr(&mut self.ops, h(r), RAX);
         }
+    }
+
+    fn abandon(&mut self, id: Val, fail: DynamicLabel) {
+        let Val::Reg(r) = id else {
+            return self.call(RtFn::Abandon, id, None, fail);
+        };
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        abandon_inline(&mut self.ops, h(r), self.check_ids, slow);
+        asm!(self.ops
+            ; jmp =>done
+            ; =>slow
+        );
+        self.call(RtFn::Abandon, id, None, fail);
+        asm!(self.ops ; =>done);
     }
 
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {

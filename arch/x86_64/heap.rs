@@ -1,7 +1,10 @@
 //! The heap's fast paths in x86-64 machine code: a transcription of `Heap::alloc_fast` and
 //! `Heap::abandon_fast` (`src/memory/alloc.rs`), step by step (A1..A6, B1..B5), on the
-//! fields named in `memory::layout`. r14 is the heap.
+//! fields named in `memory::layout`: in the routines, and inline (an allocation of a
+//! constant size, an abandonment of an array in its slot). r14 is the heap.
 
+use super::encode::{self as enc, Mem};
+use super::regs::{R14, RAX, RCX, RDX};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
@@ -247,4 +250,49 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     );
     // A6. Count it.
     count_alloc(ops);
+}
+
+/// The inline abandonment (`Backend::abandon`) of the identifier in host register `id`:
+/// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
+/// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
+/// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
+/// length 0. With `check_ids`, the table is bounded and the identifier is checked against
+/// its length. Clobbers rax, rcx, rdx.
+pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
+    // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
+    enc::test_rr(ops, id, id);
+    asm!(ops ; jz =>slow);
+    if check_ids {
+        enc::cmp_rm(ops, id, Mem::at(R14, IDS.into()));
+        asm!(ops ; jae =>slow);
+    }
+    enc::mov_rr(ops, RAX, id);
+    asm!(ops
+        ; shl rax, ENTRY_SHIFT as i8
+        ; add rax, [BYTE r14 + ENTRIES]          // rax = the entry
+        ; mov ecx, [BYTE rax + LEN]
+        ; dec ecx
+        ; cmp ecx, BYTE (SLOT_WORDS - 1) as i32
+        ; ja =>slow
+    );
+    // B2. In its slot: push the identifier, unless `free_ids` is full.
+    enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
+    asm!(ops
+        ; jae =>slow
+        ; mov ecx, [BYTE r14 + FREE_LEN]
+        ; cmp ecx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
+        ; mov rdx, [BYTE r14 + FREE_PTR]
+    );
+    enc::store(ops, Mem::indexed(RDX, RCX, 4, 0), id);
+    asm!(ops
+        ; inc ecx
+        ; mov [BYTE r14 + FREE_LEN], ecx
+        // B4. The entry becomes inactive.
+        ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
+        ; mov QWORD [BYTE rax + LEN], 0
+        // B5. Count it.
+        ; add QWORD [BYTE r14 + ABANDONMENTS], 1
+        ; sub QWORD [BYTE r14 + LIVE], 1
+    );
 }

@@ -433,7 +433,7 @@ impl<E: Backend> Lower<'_, E> {
             Inst::Abandon { id, exit } => {
                 let fail = self.exit_stub(exit);
                 let v = self.val(id);
-                self.e.call(RtFn::Abandon, v, None, fail);
+                self.e.abandon(v, fail);
                 self.forget_arrays();
                 1
             }
