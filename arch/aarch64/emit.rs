@@ -1,6 +1,6 @@
 //! Per-operation emission: the [`Backend`] implementation for AArch64.
 
-use super::heap::alloc_inline;
+use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
@@ -337,6 +337,21 @@ impl Backend for A64 {
         if let Some(r) = result {
             asm!(self.ops ; mov W(h(r)), w0);
         }
+    }
+
+    fn abandon(&mut self, id: Val, fail: DynamicLabel) {
+        let Val::Reg(r) = id else {
+            return self.call(RtFn::Abandon, id, None, fail);
+        };
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        abandon_inline(&mut self.ops, h(r), slow);
+        asm!(self.ops
+            ; b =>done
+            ; =>slow
+        );
+        self.call(RtFn::Abandon, id, None, fail);
+        asm!(self.ops ; =>done);
     }
 
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {

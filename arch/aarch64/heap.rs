@@ -1,6 +1,7 @@
 //! The heap's fast paths in AArch64 machine code: a transcription of `Heap::alloc_fast` and
 //! `Heap::abandon_fast` (`src/memory/alloc.rs`), step by step (A1..A6, B1..B5), on the
-//! fields named in `memory::layout`. x28 is the heap.
+//! fields named in `memory::layout`: in the routines, and inline (an allocation of a
+//! constant size, an abandonment of an array in its slot). x28 is the heap.
 
 use super::{Ops, load_x};
 use crate::memory::layout::*;
@@ -246,4 +247,52 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     asm!(ops ; str x15, [x14, LEN]);
     // A6. Count it.
     count_alloc(ops);
+}
+
+/// The inline abandonment (`Backend::abandon`) of the identifier in host register `id`:
+/// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
+/// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
+/// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
+/// length 0. Clobbers x9..x11, x14..x16.
+pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
+    let abandonments = HEAP_ABANDONMENTS as u32;
+    let live = HEAP_LIVE as u32;
+    asm!(ops
+        // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
+        ; cbz W(id), =>slow
+        ; ldr w9, [x28, IDS]
+        ; cmp W(id), w9
+        ; b.hs =>slow
+        ; ldr x10, [x28, ENTRIES]
+        ; add x10, x10, W(id), uxtw ENTRY_SHIFT // x10 = the entry
+        ; ldr w11, [x10, LEN]
+        ; sub w9, w11, 1
+        ; cmp w9, SLOT_WORDS - 1
+        ; b.hi =>slow
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
+        ; ldr w15, [x28, SLAB_IDS]
+        ; cmp W(id), w15
+        ; b.hs =>slow
+        ; ldr w14, [x28, FREE_LEN]
+        ; ldr w15, [x28, FREE_CAP]
+        ; cmp w14, w15
+        ; b.hs =>slow
+        ; ldr x16, [x28, FREE_PTR]
+        ; str W(id), [x16, x14, lsl 2]
+        ; add w14, w14, 1
+        ; str w14, [x28, FREE_LEN]
+    );
+    // B4. The entry becomes inactive.
+    load_x(ops, 9, ENTRY_FREE_BASE);
+    asm!(ops
+        ; str x9, [x10, BASE]
+        ; str xzr, [x10, LEN]
+        // B5. Count it.
+        ; ldr x9, [x28, abandonments]
+        ; add x9, x9, 1
+        ; str x9, [x28, abandonments]
+        ; ldr x9, [x28, live]
+        ; sub x9, x9, 1
+        ; str x9, [x28, live]
+    );
 }

@@ -16,9 +16,9 @@
 //!
 //! [`Heap::alloc_fast`] and [`Heap::abandon_fast`] are the one description of the fast
 //! paths: the Rust engines run them as written, and each backend's machine code
-//! (`arch/*/heap.rs`: the routines, the inline allocation of a constant size and, on
-//! x86-64, the inline abandonment of an array in its slot) is a transcription of them,
-//! step by step (A1..A6, B1..B5). When a step cannot be taken without growing a stack
+//! (`arch/*/heap.rs`: the routines, the inline allocation of a constant size and the
+//! inline abandonment of an array in its slot) is a transcription of them, step by step
+//! (A1..A6, B1..B5). When a step cannot be taken without growing a stack
 //! or asking the system for memory, the fast path gives up before changing anything and
 //! the slow path in Rust does the whole operation. `tests/heap_fast_paths.rs` drives the
 //! machine code and these functions with the same random sequences and compares the
