@@ -135,6 +135,7 @@ impl Compiler {
                 cache.next_id().index(),
                 self.opts,
                 observers.wants_ir(),
+                program.len() as u32,
             ) {
                 Ok(c) => c,
                 Err(TooLong(why)) => {
@@ -179,7 +180,8 @@ impl Compiler {
             let mut e = B::new(cache.next_address(), cache.routines(), self.check_ids);
             let is_code = |w: u32| cache.covers(w);
             let link_tag = cache.next_id().index();
-            let t = translator::translate(&mut e, &run, link_tag, self.opts, &is_code);
+            let array0_len = program.len() as u32;
+            let t = translator::translate(&mut e, &run, link_tag, self.opts, &is_code, array0_len);
             match e.finish() {
                 Ok(code) => {
                     return Compiled {

@@ -103,17 +103,22 @@ struct Translator<'e, E: Backend> {
     n_ops: u32,
     /// Whether a word of array 0 is covered by another translation.
     is_code: &'e dyn Fn(u32) -> bool,
+    /// Array 0's length (see [`translate`]).
+    array0_len: u32,
     watches: Vec<u32>,
 }
 
 /// Translate `run` into `e`; its chain requests report `link_tag`. `is_code` says whether a
-/// word of array 0 is covered by some other valid translation.
+/// word of array 0 is covered by some other valid translation; `array0_len` is array 0's
+/// length, which cannot change while the translation lives (load program from another
+/// array flushes every translation), so a constant offset below it needs no check.
 pub fn translate<E: Backend>(
     e: &mut E,
     run: &Run,
     link_tag: u32,
     opts: Options,
     is_code: &dyn Fn(u32) -> bool,
+    array0_len: u32,
 ) -> Translation {
     let mut t = Translator {
         e,
@@ -127,6 +132,7 @@ pub fn translate<E: Backend>(
         opts,
         n_ops: run.ops.len() as u32,
         is_code,
+        array0_len,
         watches: Vec::new(),
     };
     if opts.budget {
@@ -256,15 +262,16 @@ impl<E: Backend> Translator<'_, E> {
             .array_cache
             .iter()
             .position(|c| c.is_some_and(|c| c.id == id));
+        let in_array0 = matches!((id, k), (Val::Imm(0), Some(k)) if k < self.array0_len);
         let (pair, cached, checked) = match hit {
             Some(s) => {
                 let known = self.array_cache[s].and_then(|c| c.checked);
-                (s, true, k.is_some() && known >= k)
+                (s, true, in_array0 || (k.is_some() && known >= k))
             }
             None => {
                 let s = self.victim;
                 self.array_cache[s] = Some(Cached { id, checked: None });
-                (s, false, false)
+                (s, false, in_array0)
             }
         };
         // Once this access has passed its check, `k` is known to be in bounds.

@@ -399,3 +399,46 @@ fn a_word_read_again_names_the_same_array_only_while_unchanged() {
         &format!("fault at pc {fault_pc} (index): array 2 is not active"),
     );
 }
+
+/// A constant offset into array 0 below its length needs no check while a translation
+/// lives, because replacing array 0 flushes every translation: after load program from a
+/// shorter copy, the same code reading past the new end must fault.
+#[test]
+fn array_zero_offsets_are_checked_again_after_load_program() {
+    let src = "
+        top:
+            literal r0, 0
+            literal r7, far
+            index r1, r0, r7      ; in bounds while array 0 is the whole program
+            output r1
+            literal r2, end       ; copy words 0..end of array 0, then run the copy
+            alloc r3, r2
+            nand r6, r0, r0       ; -1
+            literal r4, end
+        copy:
+            add r4, r4, r6
+            index r5, r0, r4
+            amend r3, r4, r5
+            literal r1, done
+            literal r5, copy
+            cmov r1, r5, r4       ; r4 != 0 ? copy : done
+            loadprog r0, r1
+        done:
+            literal r1, top
+            loadprog r3, r1
+        end:
+            word 0
+            word 0
+        far:
+            word 'F'
+    ";
+    let program = asm(src);
+    let far = program.len() - 1;
+    let end = far - 2;
+    expect_fault(
+        src,
+        b"",
+        b"F",
+        &format!("fault at pc 2 (index): offset {far} outside array 0 (length {end})"),
+    );
+}

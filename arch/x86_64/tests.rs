@@ -179,7 +179,7 @@ fn whole_blocks_assemble() {
             count_ops: stats,
             hot: chain,
         };
-        let t = translate(&mut e, &run, 7, opts, &|_| true);
+        let t = translate(&mut e, &run, 7, opts, &|_| true, program.len() as u32);
         let code = finish(e);
         assert!(code.len() > 100);
         if chain {

@@ -80,11 +80,21 @@ struct Lower<'a, E: Backend> {
     seed: u32,
     /// Exits made while lowering (numbered after the function's).
     extra: Vec<Exit>,
+    /// Array 0's length: a constant offset below it needs no check (see
+    /// `translator::translate`).
+    array0_len: u32,
 }
 
 /// Lower `f` (a region entered at pc `seed`) into `e`; its chain requests report
 /// `link_tag`.
-pub fn lower<E: Backend>(e: &mut E, f: &Func, seed: u32, link_tag: u32, opts: Options) -> Lowered {
+pub fn lower<E: Backend>(
+    e: &mut E,
+    f: &Func,
+    seed: u32,
+    link_tag: u32,
+    opts: Options,
+    array0_len: u32,
+) -> Lowered {
     let labels = (0..f.blocks.len()).map(|_| e.new_label()).collect();
     let entry = State {
         regs: std::array::from_fn(|r| Reg {
@@ -107,6 +117,7 @@ pub fn lower<E: Backend>(e: &mut E, f: &Func, seed: u32, link_tag: u32, opts: Op
         idom: super::opt::dominators(f),
         seed,
         extra: Vec::new(),
+        array0_len,
     };
     let order = f.rpo();
     for (i, &b) in order.iter().enumerate() {
@@ -196,11 +207,13 @@ impl<E: Backend> Lower<'_, E> {
     /// only where `id` is in a register.
     fn use_array(&mut self, id: V, offset: Val, speculate: bool) -> ArrayUse {
         let speculate = speculate && matches!(self.val(id), Val::Reg(_));
-        let id = self.f.canonical(id);
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
         };
+        // Array 0's length is known (see `translator::translate`).
+        let in_array0 = self.konst(id) == Some(0) && k.is_some_and(|k| k < self.array0_len);
+        let id = self.f.canonical(id);
         let hit = self
             .state
             .arrays
@@ -209,12 +222,12 @@ impl<E: Backend> Lower<'_, E> {
         let (pair, cached, checked) = match hit {
             Some(s) => {
                 let known = self.state.arrays[s].and_then(|c| c.checked);
-                (s, true, k.is_some() && known >= k)
+                (s, true, in_array0 || (k.is_some() && known >= k))
             }
             None => {
                 let s = self.state.victim;
                 self.state.arrays[s] = Some(Cached { id, checked: None });
-                (s, false, false)
+                (s, false, in_array0)
             }
         };
         if let Some(c) = &mut self.state.arrays[pair] {

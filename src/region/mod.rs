@@ -56,7 +56,8 @@ pub fn plan(
 }
 
 /// Build, optimize and lower `plan` for placement at `base`; its chain requests report
-/// `link_tag`. `is_code` says whether a word of array 0 is covered by another translation.
+/// `link_tag`. `is_code` says whether a word of array 0 is covered by another translation;
+/// `array0_len` is array 0's length (as for `translator::translate`).
 #[allow(clippy::too_many_arguments)]
 pub fn compile<B: Backend>(
     plan: &form::Plan,
@@ -68,6 +69,7 @@ pub fn compile<B: Backend>(
     link_tag: u32,
     opts: Options,
     want_ir: bool,
+    array0_len: u32,
 ) -> Result<Compiled, TooLong> {
     let seed = plan.start(0);
     let built = build::build(plan, is_code);
@@ -75,7 +77,7 @@ pub fn compile<B: Backend>(
     opt::optimize(&mut func, passes);
     let ir = want_ir.then(|| func.to_string());
     let mut e = B::new(base, routines, check_ids);
-    let lowered = lower::lower(&mut e, &func, seed, link_tag, opts);
+    let lowered = lower::lower(&mut e, &func, seed, link_tag, opts, array0_len);
     let code = e.finish()?;
     let ranges = plan
         .nodes
