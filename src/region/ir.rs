@@ -230,11 +230,8 @@ pub struct Func {
 
 impl Func {
     /// The earliest value `v` is known to equal (`v` itself when none).
-    pub fn canonical(&self, mut v: V) -> V {
-        while let Some(&w) = self.same.get(&v) {
-            v = w;
-        }
-        v
+    pub fn canonical(&self, v: V) -> V {
+        canonical_in(&self.same, v)
     }
 
     pub fn op(&self, v: V) -> &Op {
@@ -479,6 +476,14 @@ pub fn rewrite_exit(x: &mut Exit, f: &dyn Fn(V) -> V) {
     if let ExitTo::Dispatch(v) = &mut x.to {
         *v = f(*v);
     }
+}
+
+/// The earliest value `v` equals by `same` (see [`Func::same`]).
+pub fn canonical_in(same: &HashMap<V, V>, mut v: V) -> V {
+    while let Some(&w) = same.get(&v) {
+        v = w;
+    }
+    v
 }
 
 impl fmt::Display for Func {

@@ -89,17 +89,11 @@ pub fn same_words(f: &mut Func) {
             [p] => ends.get(p).cloned().unwrap_or_default(),
             _ => Vec::new(),
         };
-        let canon = |same: &HashMap<V, V>, mut v: V| {
-            while let Some(&w) = same.get(&v) {
-                v = w;
-            }
-            v
-        };
         for inst in &blk.insts {
             match *inst {
                 Inst::Def(v) => {
                     if let Op::Index { arr, off, .. } = *f.op(v) {
-                        let (arr, off) = (canon(&same, arr), canon(&same, off));
+                        let (arr, off) = (canonical_in(&same, arr), canonical_in(&same, off));
                         match known.iter().find(|k| k.0 == arr && k.1 == off) {
                             Some(&(_, _, earlier)) => {
                                 same.insert(v, earlier);
@@ -109,7 +103,11 @@ pub fn same_words(f: &mut Func) {
                     }
                 }
                 Inst::Amend { arr, off, val, .. } => {
-                    let (arr, off, val) = (canon(&same, arr), canon(&same, off), canon(&same, val));
+                    let (arr, off, val) = (
+                        canonical_in(&same, arr),
+                        canonical_in(&same, off),
+                        canonical_in(&same, val),
+                    );
                     let k = f.konst(off);
                     known.retain(
                         |&(_, o, _)| matches!((k, f.konst(o)), (Some(a), Some(b)) if a != b),
@@ -856,7 +854,8 @@ mod tests {
     }
 
     /// The loads of a region in order, each with the index (in that order) of the earlier
-    /// load it is known to read the same as, if any (a store's value shows as `None`).
+    /// load it is known to read the same as, if any (`usize::MAX` for a stored value that
+    /// is not a load).
     fn same_loads(src: &str) -> Vec<Option<usize>> {
         let f = optimized(src);
         let loads: Vec<V> = f
