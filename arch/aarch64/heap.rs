@@ -125,8 +125,6 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
     let buffer = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
-    let abandonments = HEAP_ABANDONMENTS as u32;
-    let live = HEAP_LIVE as u32;
     asm!(ops
         // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
         //     below the table's length.
@@ -171,18 +169,8 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
     );
-    // B4. The entry becomes inactive.
-    load_x(ops, 9, ENTRY_FREE_BASE);
+    release_entry(ops);
     asm!(ops
-        ; str x9, [x10, BASE]
-        ; str xzr, [x10, LEN]
-        // B5. Count it.
-        ; ldr x9, [x28, abandonments]
-        ; add x9, x9, 1
-        ; str x9, [x28, abandonments]
-        ; ldr x9, [x28, live]
-        ; sub x9, x9, 1
-        ; str x9, [x28, live]
         ; movz x0, 0
         ; ret
         ; =>slow
@@ -255,8 +243,6 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
 /// length 0. Clobbers x9..x11, x14..x16.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
-    let abandonments = HEAP_ABANDONMENTS as u32;
-    let live = HEAP_LIVE as u32;
     asm!(ops
         // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
         ; cbz W(id), =>slow
@@ -282,6 +268,14 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
     );
+    release_entry(ops);
+}
+
+/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at x10 becomes inactive, and
+/// the abandonment is counted (clobbers x9).
+fn release_entry(ops: &mut Ops) {
+    let abandonments = HEAP_ABANDONMENTS as u32;
+    let live = HEAP_LIVE as u32;
     // B4. The entry becomes inactive.
     load_x(ops, 9, ENTRY_FREE_BASE);
     asm!(ops

@@ -179,12 +179,9 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; mov [rcx + rdx * 4], esi
         ; inc edx
         ; mov [BYTE r14 + FREE_LEN], edx
-        // B4. The entry becomes inactive.
-        ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
-        ; mov QWORD [BYTE rax + LEN], 0
-        // B5. Count it.
-        ; add QWORD [BYTE r14 + ABANDONMENTS], 1
-        ; sub QWORD [BYTE r14 + LIVE], 1
+    );
+    release_entry(ops);
+    asm!(ops
         ; xor eax, eax
         ; ret
         ; =>slow
@@ -288,6 +285,14 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
     asm!(ops
         ; inc ecx
         ; mov [BYTE r14 + FREE_LEN], ecx
+    );
+    release_entry(ops);
+}
+
+/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at rax becomes inactive, and
+/// the abandonment is counted.
+fn release_entry(ops: &mut Ops) {
+    asm!(ops
         // B4. The entry becomes inactive.
         ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
         ; mov QWORD [BYTE rax + LEN], 0
