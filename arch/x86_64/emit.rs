@@ -482,7 +482,7 @@ impl Backend for X64 {
         let done = self.ops.new_dynamic_label();
         abandon_inline(&mut self.ops, h(r), self.check_ids, slow);
         asm!(self.ops
-            ; jmp =>done
+            ; jmp BYTE =>done
             ; =>slow
         );
         self.call(RtFn::Abandon, id, None, fail);

@@ -3,7 +3,7 @@
 //! fields named in `memory::layout`: in the routines, and inline (an allocation of a
 //! constant size, an abandonment of an array in its slot). r14 is the heap.
 
-use super::encode::{self as enc, Mem};
+use super::encode::{self as enc, Alu, Mem};
 use super::regs::{R14, RAX, RCX, RDX};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
@@ -47,18 +47,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; lea eax, [rsi - 1]
         ; cmp eax, BYTE (SLOT_WORDS - 1) as i32
         ; ja =>buffers
-        ; mov edx, [BYTE r14 + FREE_LEN]
-        ; test edx, edx
-        ; jz =>slow
-        ; mov rax, [BYTE r14 + FREE_PTR]
-        ; mov eax, [rax + rdx * 4 - 4]
-        ; cmp eax, [BYTE r14 + SLAB_IDS]
-        ; jae =>buffers
-        ; dec edx
-        ; mov [BYTE r14 + FREE_LEN], edx
-        ; mov edx, eax                            // edx = the identifier
-        ; shl rax, SLOT_SHIFT as i8
-        ; add rax, [BYTE r14 + SLAB]
+    );
+    pop_slot(ops, slow, buffers);
+    asm!(ops
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
@@ -115,7 +106,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
 pub(super) fn count_alloc(ops: &mut Ops) {
     let no_peak = ops.new_dynamic_label();
     asm!(ops
-        ; add QWORD [BYTE r14 + ALLOCATIONS], 1
+        ; inc QWORD [BYTE r14 + ALLOCATIONS]
         ; mov rax, [BYTE r14 + LIVE]
         ; inc rax
         ; mov [BYTE r14 + LIVE], rax
@@ -195,22 +186,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
     if words <= SLOT_WORDS {
-        // A1. The identifier on top of `free_ids` and its slot.
-        asm!(ops
-            ; mov edx, [BYTE r14 + FREE_LEN]
-            ; test edx, edx
-            ; jz =>slow
-            ; mov rax, [BYTE r14 + FREE_PTR]
-            ; mov ecx, [rax + rdx * 4 - 4]
-            ; cmp ecx, [BYTE r14 + SLAB_IDS]
-            ; jae =>slow
-            ; dec edx
-            ; mov [BYTE r14 + FREE_LEN], edx
-            ; mov edx, ecx                        // edx = the identifier
-            ; shl rcx, SLOT_SHIFT as i8
-            ; mov rax, [BYTE r14 + SLAB]
-            ; add rax, rcx                        // rax = its slot
-        );
+        pop_slot(ops, slow, slow);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = heap_small(words) + STACK_LEN;
@@ -233,9 +209,7 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
         );
     }
     // A4. Zero the words in whole 8-byte units.
-    for unit in 0..words.div_ceil(2) as i32 {
-        asm!(ops ; mov QWORD [rax + 8 * unit], 0);
-    }
+    zero_units(ops, words.div_ceil(2));
     // A5. The entry: base, then length and active in one store.
     asm!(ops
         ; mov ecx, edx
@@ -249,19 +223,52 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     count_alloc(ops);
 }
 
+/// Step A4: zero `units` 8-byte units from rax (clobbers rcx).
+fn zero_units(ops: &mut Ops, units: u32) {
+    asm!(ops ; xor ecx, ecx);
+    for unit in 0..units as i32 {
+        match i8::try_from(8 * unit) {
+            Ok(d) => asm!(ops ; mov [BYTE rax + d], rcx),
+            Err(_) => asm!(ops ; mov [rax + 8 * unit], rcx),
+        }
+    }
+}
+
+/// Step A1 once the size is known to fit in a slot: pop the identifier on top of
+/// `free_ids` into edx and its slot into rax; having changed nothing, go to `empty` when
+/// there is none or to `no_slot` when it has no slot. Clobbers rcx.
+fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: DynamicLabel) {
+    asm!(ops
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; test edx, edx
+        ; jz =>empty
+        ; mov rax, [BYTE r14 + FREE_PTR]
+        ; mov ecx, [rax + rdx * 4 - 4]
+        ; cmp ecx, [BYTE r14 + SLAB_IDS]
+        ; jae =>no_slot
+        ; dec edx
+        ; mov [BYTE r14 + FREE_LEN], edx
+        ; mov edx, ecx                        // edx = the identifier
+        ; shl rcx, SLOT_SHIFT as i8
+        ; mov rax, [BYTE r14 + SLAB]
+        ; add rax, rcx                        // rax = its slot
+    );
+}
+
 /// The inline abandonment (`Backend::abandon`) of the identifier in host register `id`:
 /// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
 /// length 0. With `check_ids`, the table is bounded and the identifier is checked against
-/// its length. Clobbers rax, rcx, rdx.
+/// its length. The branches to `slow` are short: it must follow within 127 bytes (the
+/// caller places it right after a jump over it). Clobbers rax, rcx, rdx.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
     enc::test_rr(ops, id, id);
-    asm!(ops ; jz =>slow);
+    asm!(ops ; jz BYTE =>slow);
     if check_ids {
         enc::cmp_rm(ops, id, Mem::at(R14, IDS.into()));
-        asm!(ops ; jae =>slow);
+        asm!(ops ; jae BYTE =>slow);
     }
     enc::mov_rr(ops, RAX, id);
     asm!(ops
@@ -269,16 +276,18 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; add rax, [BYTE r14 + ENTRIES]          // rax = the entry
         ; mov ecx, [BYTE rax + LEN]
         ; dec ecx
-        ; cmp ecx, BYTE (SLOT_WORDS - 1) as i32
-        ; ja =>slow
+    );
+    enc::alu_ri(ops, Alu::Cmp, RCX, (SLOT_WORDS - 1) as i32);
+    asm!(ops
+        ; ja BYTE =>slow
     );
     // B2. In its slot: push the identifier, unless `free_ids` is full.
     enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
     asm!(ops
-        ; jae =>slow
+        ; jae BYTE =>slow
         ; mov ecx, [BYTE r14 + FREE_LEN]
         ; cmp ecx, [BYTE r14 + FREE_CAP]
-        ; jae =>slow
+        ; jae BYTE =>slow
         ; mov rdx, [BYTE r14 + FREE_PTR]
     );
     enc::store(ops, Mem::indexed(RDX, RCX, 4, 0), id);
@@ -297,7 +306,7 @@ fn release_entry(ops: &mut Ops) {
         ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
         ; mov QWORD [BYTE rax + LEN], 0
         // B5. Count it.
-        ; add QWORD [BYTE r14 + ABANDONMENTS], 1
-        ; sub QWORD [BYTE r14 + LIVE], 1
+        ; inc QWORD [BYTE r14 + ABANDONMENTS]
+        ; dec QWORD [BYTE r14 + LIVE]
     );
 }
