@@ -68,9 +68,15 @@ fn two_million_live_arrays() {
 
 #[test]
 fn endless_allocation_meets_the_memory_limit() {
-    let program = asm(&counted(20_000_000, "literal r1, 3\n alloc r2, r1"));
+    // One byte of output per array: every engine must stop at the same allocation (the
+    // fast paths charge never-used identifiers against the limit themselves).
+    let program = asm(&counted(
+        20_000_000,
+        "literal r1, 3\n alloc r2, r1\n literal r3, 46\n output r3",
+    ));
     let out = cli_everywhere(&program, &["--max-memory", "32M"]);
     assert_eq!(out.status, Some(1));
+    assert!(out.stdout.len() > 100_000, "{} arrays", out.stdout.len());
     assert!(
         out.stderr
             .starts_with("umdbt: fault at pc 2 (alloc): cannot allocate an array of 3 words"),

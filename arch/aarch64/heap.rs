@@ -21,6 +21,9 @@ const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
 const SLAB: u32 = HEAP_SLAB as u32;
 const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
+const FRESH_END: u32 = HEAP_FRESH_END as u32;
+const USED_BYTES: u32 = HEAP_USED_BYTES as u32;
+const LIMIT_BYTES: u32 = HEAP_LIMIT_BYTES as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 const ACTIVE: u32 = ENTRY_ACTIVE as u32;
@@ -33,6 +36,7 @@ const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
+    let fresh = ops.new_dynamic_label();
     let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
@@ -42,7 +46,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; cmp w9, SLOT_WORDS - 1
         ; b.hi =>buffers
         ; ldr w10, [x28, FREE_LEN]
-        ; cbz w10, =>slow
+        ; cbz w10, =>fresh
         ; ldr x11, [x28, FREE_PTR]
         ; sub w10, w10, 1
         ; ldr w14, [x11, x10, lsl 2]          // w14 = the identifier
@@ -50,6 +54,24 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; cmp w14, w15
         ; b.hs =>buffers
         ; str w10, [x28, FREE_LEN]
+        ; ldr x15, [x28, SLAB]
+        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
+        ; b =>fill
+        // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
+        //     its entry and slot charged within the limit.
+        ; =>fresh
+        ; ldr w14, [x28, IDS]                 // w14 = the identifier
+        ; ldr w15, [x28, FRESH_END]
+        ; cmp w14, w15
+        ; b.hs =>slow
+        ; ldr x16, [x28, USED_BYTES]
+        ; add x16, x16, FRESH_BYTES as u32
+        ; ldr x17, [x28, LIMIT_BYTES]
+        ; cmp x16, x17
+        ; b.hi =>slow
+        ; str x16, [x28, USED_BYTES]
+        ; add w9, w14, 1
+        ; str w9, [x28, IDS]
         ; ldr x15, [x28, SLAB]
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
         ; b =>fill

@@ -39,6 +39,7 @@ const SMALL_CAP: i32 = HEAP_SMALL + STACK_CAP;
 pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
+    let fresh = ops.new_dynamic_label();
     let fill = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
@@ -48,8 +49,26 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; cmp eax, BYTE (SLOT_WORDS - 1) as i32
         ; ja =>buffers
     );
-    pop_slot(ops, slow, buffers);
+    pop_slot(ops, fresh, buffers);
     asm!(ops
+        ; mov rdi, rax                            // rdi = its slot
+        ; jmp =>fill
+        // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
+        //     its entry and slot charged within the limit.
+        ; =>fresh
+        ; mov edx, [BYTE r14 + IDS]
+        ; cmp edx, [r14 + HEAP_FRESH_END]
+        ; jae =>slow
+        ; mov rax, [r14 + HEAP_USED_BYTES]
+        ; add rax, FRESH_BYTES as i32
+        ; cmp rax, [r14 + HEAP_LIMIT_BYTES]
+        ; ja =>slow
+        ; mov [r14 + HEAP_USED_BYTES], rax
+        ; lea eax, [rdx + 1]
+        ; mov [BYTE r14 + IDS], eax
+        ; mov eax, edx
+        ; shl rax, SLOT_SHIFT as i8
+        ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled

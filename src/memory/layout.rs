@@ -44,6 +44,13 @@ pub const HEAP_ABANDONMENTS: i32 =
     (offset_of!(Heap, counts) + offset_of!(Counts, abandonments)) as i32;
 pub const HEAP_LIVE: i32 = (offset_of!(Heap, counts) + offset_of!(Counts, live)) as i32;
 pub const HEAP_PEAK_LIVE: i32 = (offset_of!(Heap, counts) + offset_of!(Counts, peak_live)) as i32;
+/// The memory charged so far and its limit (u64 each), and the end of the run of
+/// never-used identifiers the allocation fast path may hand out (u32).
+pub const HEAP_USED_BYTES: i32 = offset_of!(Heap, used_bytes) as i32;
+pub const HEAP_LIMIT_BYTES: i32 = offset_of!(Heap, limit_bytes) as i32;
+pub const HEAP_FRESH_END: i32 = offset_of!(Heap, fresh_end) as i32;
+/// What step A3 charges for a never-used identifier: its entry and its slot.
+pub use super::alloc::FRESH_BYTES;
 /// `small[0]`; `small[n]` is at `HEAP_SMALL + n * STACK_SIZE` ([`heap_small`]).
 pub const HEAP_SMALL: i32 = offset_of!(Heap, small) as i32;
 

@@ -47,6 +47,9 @@ pub struct Heap {
     /// Bytes in live arrays, cached free buffers, slots and table entries.
     used_bytes: u64,
     limit_bytes: u64,
+    /// Never-used identifiers below this may be handed out by the allocation fast path
+    /// (see `Heap::fresh_end`).
+    fresh_end: u32,
     /// How many times array 0 was replaced by load program.
     generation: u64,
 }
@@ -88,6 +91,7 @@ impl Heap {
             small: std::array::from_fn(|_| Stack::new()),
             used_bytes: 0,
             limit_bytes,
+            fresh_end: 0,
             generation: 0,
         });
         let words =
@@ -224,6 +228,7 @@ impl Heap {
             free_ids: self.free_ids.as_slice().to_vec(),
             small: self.small.iter().map(Stack::len).collect(),
             counts: self.counts,
+            used_bytes: self.used_bytes,
         }
     }
 }
@@ -238,6 +243,8 @@ pub struct Snapshot {
     /// How many cached buffers of each size.
     pub small: Vec<u32>,
     pub counts: Counts,
+    /// Bytes charged against the memory limit.
+    pub used_bytes: u64,
 }
 
 impl Drop for Heap {
@@ -403,13 +410,20 @@ mod tests {
     #[test]
     fn fast_paths_give_up_without_changing_anything() {
         let mut h = Heap::new(&[0], BIG).unwrap();
-        // Nothing recycled yet: both fast paths give up.
+        // Nothing recycled yet: an array too large for a slot, and abandonments of
+        // array 0 or of an identifier never handed out, are the slow paths' to do.
         let before = h.snapshot();
-        assert_eq!(h.alloc_fast(3), None);
+        assert_eq!(h.alloc_fast(SLOT_WORDS + 1), None);
         assert_eq!(h.abandon_fast(0), None);
         assert_eq!(h.abandon_fast(5), None);
         assert_eq!(h.snapshot(), before);
-        let a = h.alloc(3).unwrap();
+        // One that fits in a slot takes the next never-used identifier.
+        let a = h.alloc_fast(3).expect("a never-used identifier");
+        assert_eq!(a, 1);
+        assert_eq!(
+            h.snapshot().used_bytes,
+            before.used_bytes + alloc::FRESH_BYTES
+        );
         let big = h.alloc(100).unwrap();
         // A large array is the slow path's to abandon.
         let before = h.snapshot();
@@ -422,5 +436,44 @@ mod tests {
         assert_eq!(h.alloc_fast(4), Some(a));
         assert_eq!(h.abandon_fast(a), Some(()));
         assert_eq!(h.alloc_fast(2), Some(a));
+    }
+
+    #[test]
+    fn never_used_identifiers_stop_at_the_limit_and_where_memory_is_backed_ahead() {
+        // Room for exactly two more identifiers with slots.
+        let mut h = Heap::new(&[0], BIG).unwrap();
+        h.limit_bytes = h.used_bytes + 2 * alloc::FRESH_BYTES + alloc::FRESH_BYTES / 2;
+        assert!(h.alloc_fast(1).is_some());
+        assert!(h.alloc_fast(1).is_some());
+        let before = h.snapshot();
+        assert_eq!(h.alloc_fast(1), None, "the third is over the limit");
+        assert_eq!(h.snapshot(), before);
+        assert!(matches!(h.alloc(1), Err(Reason::OutOfMemory { .. })));
+
+        // The slow path hands out the identifiers at which memory is backed ahead (the
+        // whole-space table) or the table grows (a bounded one); the fast path all others.
+        for whole_space in [true, false] {
+            let mut h = Heap::with_table(&[0], BIG, whole_space).unwrap();
+            let mut slow = Vec::new();
+            for _ in 0..3 * alloc::POPULATE_IDS {
+                let (next, cap) = (h.table.len, h.table.capacity());
+                match h.alloc_fast(1) {
+                    Some(id) => assert_eq!(id, next),
+                    None => {
+                        slow.push(next);
+                        assert_eq!(h.alloc(1), Ok(next));
+                        if !h.table.covers_whole_space() {
+                            assert_eq!(next, cap, "a bounded table grows here");
+                        }
+                    }
+                }
+            }
+            if h.table.covers_whole_space() {
+                let p = alloc::POPULATE_IDS;
+                assert_eq!(slow, [p, 2 * p, 3 * p]);
+            } else {
+                assert!(!slow.is_empty(), "the bounded table grew");
+            }
+        }
     }
 }

@@ -142,6 +142,12 @@ impl Table {
         }
     }
 
+    /// How many identifiers have an entry without the table growing (at most `u32::MAX`,
+    /// which is never handed out).
+    pub(super) fn capacity(&self) -> u32 {
+        self.cap.min(u32::MAX as u64) as u32
+    }
+
     /// Hand out the next never-used identifier (`None` when only `u32::MAX` is left, which
     /// is never handed out).
     pub(super) fn next_id(&mut self) -> Option<u32> {
