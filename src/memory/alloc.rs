@@ -312,15 +312,15 @@ impl Heap {
     /// slot's memory is never given back).
     pub(super) fn fresh_id(&mut self) -> Result<u32, Reason> {
         let next = self.table.len();
-        let slot = if next < self.slab.ids {
-            SLOT_WORDS as u64 * 4
+        let bytes = if next < self.slab.ids {
+            FRESH_BYTES
         } else {
-            0
+            ENTRY_BYTES
         };
         if next == u32::MAX {
             return Err(Reason::OutOfIdentifiers);
         }
-        self.charge(ENTRY_BYTES + slot)
+        self.charge(bytes)
             .map_err(|_| Reason::OutOfMemory { words: 0 })?;
         let id = self.table.next_id().ok_or(Reason::OutOfIdentifiers)?;
         if id.is_multiple_of(POPULATE_IDS) && id >= POPULATE_IDS {
