@@ -112,7 +112,7 @@ impl Gen {
     /// One straight-line operation on the data registers.
     fn arith(&mut self) {
         let (a, b, c) = (self.data_reg(), self.data_reg(), self.data_reg());
-        let s = match self.rng.below(9) {
+        let s = match self.rng.below(10) {
             0 | 1 => format!("literal r{a}, {}", self.value()),
             2 => format!("add r{a}, r{b}, r{c}"),
             3 => format!("mul r{a}, r{b}, r{c}"),
@@ -126,9 +126,40 @@ impl Gen {
             7 => format!(
                 "literal r7, 1\n    add r{c}, r{c}, r7\n    cmov r7, r{c}, r{c}\n    div r{a}, r{b}, r7"
             ),
+            8 => {
+                let k = self.operand();
+                let op = match self.rng.below(3) {
+                    0 => format!("add r{a}, r{b}, r7"),
+                    1 => format!("nand r{a}, r{b}, r7"),
+                    _ => format!("nand r{a}, r{b}, r7\n    nand r{a}, r{a}, r{a}"),
+                };
+                format!("{k}\n    {op}")
+            }
             _ => format!("add r{a}, r{a}, r{b}"),
         };
         self.line(&s);
+    }
+
+    /// Instructions that leave in r7 a constant of the kinds host immediates take (small,
+    /// a multiple of 4096, the negation of either, a run of ones or its complement) or any
+    /// other.
+    fn operand(&mut self) -> String {
+        let (m, run) = match self.rng.below(4) {
+            0 => (self.rng.below(4096) as u32, false),
+            1 => ((self.rng.below(4096) as u32) << 12, false),
+            2 => (((1u64 << (1 + self.rng.below(24))) - 1) as u32, true),
+            _ => return format!("literal r7, {}", self.value()),
+        };
+        if self.rng.chance(1, 2) {
+            return format!("literal r7, {m}");
+        }
+        // The nand of x with itself is !x: the complement of a run, or -m for x = m - 1.
+        let x = if run {
+            m
+        } else {
+            m.wrapping_sub(1) & 0x01FF_FFFF
+        };
+        format!("literal r7, {x}\n    nand r7, r7, r7")
     }
 
     /// Index or amend the data array (r5) at an offset made valid by masking.

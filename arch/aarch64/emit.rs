@@ -2,7 +2,7 @@
 
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, h};
-use super::{A64, Ops, load_w, load_x};
+use super::{A64, Ops, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
@@ -18,10 +18,14 @@ const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 
 impl A64 {
-    /// Compare UM register `r` with `value` (flags for a conditional branch).
+    /// Compare UM register `r` with `value` (the Z flag, for `b.eq` or `b.ne` only: a
+    /// small negative `value` is compared by adding its negation).
     fn compare(&mut self, r: u8, value: u32) {
+        let neg = value.wrapping_neg();
         if value < 4096 {
             asm!(self.ops ; cmp WSP(h(r)), value);
+        } else if neg < 4096 {
+            asm!(self.ops ; cmn WSP(h(r)), neg);
         } else {
             load_w(&mut self.ops, 9, value);
             asm!(self.ops ; cmp W(h(r)), w9);
@@ -112,6 +116,28 @@ impl A64 {
             }
         };
         (base, elem)
+    }
+
+    /// `wa := wb op k` in immediate forms when `k` encodes as one; false (nothing emitted)
+    /// when it does not.
+    fn binop_imm(&mut self, op: BinOp, ha: u8, hb: u8, k: u32) -> bool {
+        let neg = k.wrapping_neg();
+        let high = |x: u32| x.trailing_zeros() >= 12 && x < 1 << 24;
+        match op {
+            BinOp::Add if k < 4096 => asm!(self.ops ; add WSP(ha), WSP(hb), k),
+            BinOp::Add if neg < 4096 => asm!(self.ops ; sub WSP(ha), WSP(hb), neg),
+            BinOp::Add if high(k) => asm!(self.ops ; add WSP(ha), WSP(hb), k >> 12, lsl 12),
+            BinOp::Add if high(neg) => {
+                asm!(self.ops ; sub WSP(ha), WSP(hb), neg >> 12, lsl 12)
+            }
+            BinOp::And if logical_imm(k) => asm!(self.ops ; and WSP(ha), W(hb), k),
+            BinOp::Nand if logical_imm(k) => asm!(self.ops
+                ; and WSP(ha), W(hb), k
+                ; mvn W(ha), W(ha)
+            ),
+            _ => return false,
+        }
+        true
     }
 
     /// Call the routine of `f` (argument in w1); `fail` on failure.
@@ -239,9 +265,25 @@ impl Backend for A64 {
     }
 
     fn binop(&mut self, op: BinOp, a: u8, b: Val, c: Val) {
+        let ha = h(a);
+        // All three are commutative: a constant goes second, as an immediate if it encodes.
+        let (b, c) = match (b, c) {
+            (Val::Imm(_), Val::Reg(_)) => (c, b),
+            _ => (b, c),
+        };
+        if let (Val::Reg(rb), Val::Imm(k)) = (b, c)
+            && self.binop_imm(op, ha, h(rb), k)
+        {
+            return;
+        }
+        if let (BinOp::Nand, Val::Reg(x), Val::Reg(y)) = (op, b, c)
+            && x == y
+        {
+            asm!(self.ops ; mvn W(ha), W(h(x)));
+            return;
+        }
         let hb = self.reg_of(b, 9);
         let hc = self.reg_of(c, 10);
-        let ha = h(a);
         match op {
             BinOp::Add => asm!(self.ops ; add W(ha), W(hb), W(hc)),
             BinOp::Mul => asm!(self.ops ; mul W(ha), W(hb), W(hc)),
@@ -390,6 +432,15 @@ impl Backend for A64 {
     }
 
     fn branch_and(&mut self, r: u8, mask: Val, target: DynamicLabel) {
+        if let Val::Imm(k) = mask
+            && logical_imm(k)
+        {
+            asm!(self.ops
+                ; tst W(h(r)), k
+                ; b.ne =>target
+            );
+            return;
+        }
         let hm = self.reg_of(mask, 9);
         asm!(self.ops
             ; tst W(h(r)), W(hm)

@@ -3,13 +3,14 @@
 //! (the heap's fast paths) and [`emit`] (per-operation emission, the [`Backend`]
 //! implementation).
 //!
-//! Constants are built with `movz`/`movk` (never an immediate that might not encode), and
-//! compare immediates are used only below 4096. Conditional branches reach +-1 MiB: a block
-//! whose branches to its stubs do not reach fails to assemble (`Backend::finish`), and the
-//! compiler translates it again, shorter. Code memory is smaller than the +-128 MiB reach of
-//! `b`/`bl`, so every block reaches the routines at its start. After Rust writes or patches
-//! code, `CodeMemory` cleans and invalidates the caches for it, and `enter` starts with an
-//! `isb`.
+//! Constants are built in one instruction when one does (`movz`, `movn`, `orr`), else with
+//! `movz`/`movk`. Arithmetic and compare immediates are used only within 12 bits (negated
+//! into `sub`/`cmn` when that fits), logical ones only when `logical_imm` says they encode.
+//! Conditional branches reach +-1 MiB: a block whose branches to its stubs do not reach
+//! fails to assemble (`Backend::finish`), and the compiler translates it again, shorter. Code
+//! memory is smaller than the +-128 MiB reach of `b`/`bl`, so every block reaches the
+//! routines at its start. After Rust writes or patches code, `CodeMemory` cleans and
+//! invalidates the caches for it, and `enter` starts with an `isb`.
 //!
 //! [`Backend`]: crate::backend::Backend
 
@@ -43,13 +44,33 @@ pub struct A64 {
     check_ids: bool,
 }
 
-/// `wd := value` with movz/movk.
+/// `wd := value` in one instruction when one does (movz, movn, or orr of a logical
+/// immediate), else movz/movk.
 fn load_w(ops: &mut Ops, rd: u8, value: u32) {
     let (lo, hi) = (value & 0xFFFF, value >> 16);
-    asm!(ops ; movz W(rd), lo);
-    if hi != 0 {
-        asm!(ops ; movk W(rd), hi, lsl 16);
+    let (nlo, nhi) = (!value & 0xFFFF, !value >> 16);
+    if hi == 0 {
+        asm!(ops ; movz W(rd), lo);
+    } else if lo == 0 {
+        asm!(ops ; movz W(rd), hi, lsl 16);
+    } else if nhi == 0 {
+        asm!(ops ; movn W(rd), nlo);
+    } else if nlo == 0 {
+        asm!(ops ; movn W(rd), nhi, lsl 16);
+    } else if logical_imm(value) {
+        asm!(ops ; orr WSP(rd), wzr, value);
+    } else {
+        asm!(ops
+            ; movz W(rd), lo
+            ; movk W(rd), hi, lsl 16
+        );
     }
+}
+
+/// Whether `value` encodes as a 32-bit logical immediate (`and`, `orr`, `tst`): dynasm
+/// assembles a dynamic one only after this test, and panics otherwise.
+fn logical_imm(value: u32) -> bool {
+    dynasmrt::aarch64::encode_logical_immediate_32bit(value).is_some()
 }
 
 /// `xd := value` with movz/movk.

@@ -36,21 +36,64 @@ fn arithmetic_encodings() {
 }
 
 #[test]
-fn constants_use_movz_movk() {
+fn constants_take_one_instruction_when_one_does() {
     let mut e = emitter();
     e.load_imm(0, 0x1234_5678); // movz w19, #0x5678; movk w19, #0x1234, lsl 16
-    e.load_imm(0, 0x0000_0042); // movz only
-    e.load_imm(0, 0xFFFF_0000); // movz w19, #0; movk w19, #0xffff, lsl 16
+    e.load_imm(0, 0x0000_0042); // movz w19, #0x42
+    e.load_imm(0, 0xFFFF_0000); // movz w19, #0xffff, lsl 16
+    e.load_imm(0, 0xFFFF_FFFD); // movn w19, #2
+    e.load_imm(0, 0xEDCB_FFFF); // movn w19, #0x1234, lsl 16
+    e.load_imm(0, 0xFF00_FF00); // orr w19, wzr, #0xff00ff00
     assert_eq!(
         words(&finish(e)),
         [
             0x528A_CF13,
             0x72A2_4693,
             0x5280_0853,
-            0x5280_0013,
-            0x72BF_FFF3
+            0x52BF_FFF3,
+            0x1280_0053,
+            0x12A2_4693,
+            0x3208_9FF3
         ]
     );
+}
+
+#[test]
+fn constant_operands_are_immediates_when_they_encode() {
+    let mut e = emitter();
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Imm(5)); // add w19, w20, #5
+    e.binop(BinOp::Add, 0, Val::Imm(3u32.wrapping_neg()), Val::Reg(1)); // sub w19, w20, #3
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Imm(0x12_3000)); // add w19, w20, #0x123, lsl 12
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Imm(0xFFFF_F000)); // sub w19, w20, #1, lsl 12
+    e.binop(BinOp::And, 0, Val::Reg(1), Val::Imm(0xFF)); // and w19, w20, #0xff
+    e.binop(BinOp::Nand, 0, Val::Reg(1), Val::Imm(0xFFFF_FFF0)); // and w19, w20, #..f0; mvn
+    e.binop(BinOp::Nand, 0, Val::Reg(1), Val::Reg(1)); // mvn w19, w20
+    e.binop(BinOp::Add, 0, Val::Reg(1), Val::Imm(0x1001)); // movz w10, #0x1001; add
+    e.binop(BinOp::And, 0, Val::Reg(1), Val::Imm(0x5)); // movz w10, #5; and (0b101: no)
+    let label = e.new_label();
+    e.branch_eq(0, 3u32.wrapping_neg(), label); // cmn w19, #3; b.eq
+    e.branch_and(0, Val::Imm(1), label); // tst w19, #1; b.ne
+    e.bind(label);
+    let w = words(&finish(e));
+    assert_eq!(
+        w[..13],
+        [
+            0x1100_1693,
+            0x5100_0E93,
+            0x1144_8E93,
+            0x5140_0693,
+            0x1200_1E93,
+            0x121C_6E93,
+            0x2A33_03F3,
+            0x2A34_03F3,
+            0x5282_002A,
+            0x0B0A_0293,
+            0x5280_00AA,
+            0x0A0A_0293,
+            0x3100_0E7F,
+        ]
+    );
+    assert_eq!(w[14], 0x7200_027F, "tst w19, #1");
 }
 
 #[test]
