@@ -150,8 +150,7 @@ impl<E: Backend> Lower<'_, E> {
         })
     }
 
-    /// A register holding `v` (a constant is first written to `scratch_reg`'s... no: a
-    /// value that must be in a register).
+    /// A register holding `v`, which must be in one (not a constant).
     fn reg(&self, v: V) -> u8 {
         match self.val(v) {
             Val::Reg(r) => r,
@@ -572,6 +571,18 @@ impl<E: Backend> Lower<'_, E> {
                 default,
             } => {
                 let r = self.reg(target);
+                if let Some(mut cases) = self.exhaustive(target, cases) {
+                    // The target can only be one of the cases: the last needs no compare
+                    // (and falls into the next block when one of them leads there).
+                    cases.sort_by_key(|&(_, to)| Some(to) == next);
+                    let (&(_, to_last), rest) = cases.split_last().expect("a case");
+                    for &(k, to) in rest {
+                        let l = self.edge_label(b, to);
+                        self.e.branch_eq(r, k, l);
+                    }
+                    self.go(b, to_last, next);
+                    return;
+                }
                 let Some((&(k_last, to_last), rest)) = cases.split_last() else {
                     self.exit(default);
                     return;
@@ -596,6 +607,22 @@ impl<E: Backend> Lower<'_, E> {
             }
             Term::Exit(x) => self.exit(x),
         }
+    }
+
+    /// The cases a switch on `target` can take, when its value can only be one of them (a
+    /// select between two constants that both are cases): no other value needs the way out.
+    fn exhaustive(&self, target: V, cases: &[(u32, B)]) -> Option<Vec<(u32, B)>> {
+        let Op::Select(_, t, e) = *self.f.op(target) else {
+            return None;
+        };
+        let (kt, ke) = (self.konst(t)?, self.konst(e)?);
+        let taken: Vec<(u32, B)> = cases
+            .iter()
+            .copied()
+            .filter(|&(k, _)| k == kt || k == ke)
+            .collect();
+        let all = [kt, ke].iter().all(|&k| taken.iter().any(|c| c.0 == k));
+        all.then_some(taken)
     }
 
     /// Branch to `label` when value `cond` is not zero.

@@ -228,6 +228,8 @@ enum Fold {
     To(V),
     Const(u32),
     Op(Op),
+    /// The sum of a value and a constant.
+    AddConst(V, u32),
 }
 
 /// The values the registers hold where each value is defined (just before its `Def`):
@@ -262,6 +264,18 @@ fn fold(f: &Func, v: V, regs: Option<&[V; 8]>) -> Fold {
             (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0)) => Fold::Const(0),
             // nand becomes not(and): double negations then cancel.
             (BinOp::Nand, _, _) if x == y => Fold::Op(Op::Not(x)),
+            // (z + c1) + c2 = z + (c1 + c2), when z is still there to read.
+            (BinOp::Add, None, Some(c2)) | (BinOp::Add, Some(c2), None) => {
+                let w = if k(x).is_some() { y } else { x };
+                match *f.op(w) {
+                    Op::Bin(BinOp::Add, p, q) => match (k(p), k(q)) {
+                        (None, Some(c1)) if readable(p) => Fold::AddConst(p, c1.wrapping_add(c2)),
+                        (Some(c1), None) if readable(q) => Fold::AddConst(q, c1.wrapping_add(c2)),
+                        _ => Fold::Same,
+                    },
+                    _ => Fold::Same,
+                }
+            }
             _ => Fold::Same,
         },
         Op::Not(x) => match *f.op(x) {
@@ -342,6 +356,14 @@ pub fn simplify(f: &mut Func) {
                 }
                 Fold::Op(op) => {
                     f.values[i].op = op;
+                    changed = true;
+                }
+                Fold::AddConst(z, 0) => {
+                    map.insert(v, z);
+                }
+                Fold::AddConst(z, c) => {
+                    let kc = konst(f, &mut consts, c);
+                    f.values[i].op = Op::Bin(BinOp::Add, z, kc);
                     changed = true;
                 }
             }
@@ -828,6 +850,46 @@ mod tests {
             !ops.iter()
                 .any(|o| matches!(o, Op::Not(_) | Op::Bin(BinOp::Nand, ..))),
             "{f}"
+        );
+    }
+
+    /// `x - 3`, then `+ 1`, then `+ k` (the input still in its register): one addition,
+    /// of the sum of the constants, or none when that is zero. With the input overwritten
+    /// (and each sum overwriting the one before), no operand of a fold is left to read.
+    #[test]
+    fn additions_of_constants_fold_into_one() {
+        let count_adds = |f: &Func| {
+            defined_ops(f)
+                .iter()
+                .filter(|o| matches!(o, Op::Bin(BinOp::Add, ..)))
+                .count()
+        };
+        let sums = |last: u32, clobber: &str| {
+            optimized(&format!(
+                "
+                    input r1
+                    literal r5, 2
+                    nand r5, r5, r5      ; r5 = -3
+                    add r6, r1, r5       ; r6 = r1 - 3
+                    {clobber}
+                    literal r7, 1
+                    add r6, r6, r7       ; r6 = r1 - 2
+                    literal r7, {last}
+                    add r6, r6, r7
+                    output r6
+                    halt
+                "
+            ))
+        };
+        let f = sums(2, "");
+        assert_eq!(count_adds(&f), 0, "r1 - 3 + 1 + 2 is r1\n{f}");
+        let f = sums(5, "");
+        assert_eq!(count_adds(&f), 1, "r1 - 3 + 1 + 5 is r1 + 3\n{f}");
+        let f = sums(5, "input r1");
+        assert_eq!(
+            count_adds(&f),
+            3,
+            "r1 is overwritten, then r6: nothing folds\n{f}"
         );
     }
 
