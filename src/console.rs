@@ -15,6 +15,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const OUT_CAPACITY: usize = 1 << 16;
 
+/// Where the output routine's fast path (generated code) finds what [`Console::output`]
+/// changes for a byte that is not a newline and leaves the buffer short of full.
+pub mod out_layout {
+    use super::Console;
+    use std::mem::offset_of;
+    /// The buffer's address (a `Box` of the buffer is one pointer).
+    pub const BUFFER: i32 = offset_of!(Console, out) as i32;
+    /// `out_len`, a `usize`.
+    pub const LEN: i32 = offset_of!(Console, out_len) as i32;
+    /// `bytes_out`, a `u64`.
+    pub const BYTES: i32 = offset_of!(Console, bytes_out) as i32;
+    /// The buffer's capacity: a byte that would fill it goes through Rust, which writes out.
+    pub const CAPACITY: u64 = super::OUT_CAPACITY as u64;
+    const _: () = assert!(BUFFER < 4096 && LEN < 4096 && BYTES < 4096);
+}
+
 /// Under [`FlushPolicy::Interval`], the least time between two write-outs caused by
 /// newlines, in milliseconds.
 pub const FLUSH_INTERVAL_MS: u64 = 100;

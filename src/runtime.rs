@@ -161,6 +161,7 @@ pub mod off {
     pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
     pub const COUNTERS: i32 = offset_of!(JitCtx, counters) as i32;
     pub const PROFILE: i32 = offset_of!(JitCtx, profile) as i32;
+    pub const CONSOLE: i32 = offset_of!(JitCtx, console) as i32;
 
     /// Offset of a statistics counter.
     pub const fn counter(c: Counter) -> i32 {

@@ -442,3 +442,71 @@ fn array_zero_offsets_are_checked_again_after_load_program() {
         &format!("fault at pc 2 (index): offset {far} outside array 0 (length {end})"),
     );
 }
+
+/// Output goes through the output routine's fast path in generated code except for a
+/// newline, a byte that fills the buffer, and a value above 255: 150,000 bytes with a
+/// newline every 40,000 (so the buffer fills between newlines), then 256, which faults.
+#[test]
+fn output_through_the_fast_path_and_around_it() {
+    let src = "
+            literal r7, 15000      ; r7 = 150,000, counted down
+            literal r1, 10
+            mul r7, r7, r1
+            literal r5, 40000
+            literal r6, 0          ; r6: bytes since the last newline
+        top:
+            nand r2, r7, r7        ; r2 = 'a' + (r7 & 15)
+            nand r2, r2, r2
+            literal r1, 15
+            nand r2, r2, r1
+            nand r2, r2, r2
+            literal r1, 'a'
+            add r2, r2, r1
+            output r2
+            literal r1, 1
+            add r6, r6, r1
+            nand r3, r6, r6        ; r3 = r6 - 40000: zero when a newline is due
+            literal r1, 40001
+            add r3, r3, r1
+            nand r3, r3, r3
+            literal r1, 1
+            add r3, r3, r1
+            literal r4, line
+            literal r1, count
+            cmov r4, r1, r3
+            loadprog r0, r4
+        line:
+            literal r1, 10
+            output r1
+            literal r6, 0
+        count:
+            literal r1, 0
+            nand r1, r1, r1
+            add r7, r7, r1         ; r7 -= 1
+            literal r4, last
+            literal r1, top
+            cmov r4, r1, r7
+            loadprog r0, r4
+        last:
+            literal r1, 256
+            output r1
+            halt
+    ";
+    let mut expected = Vec::new();
+    let mut since = 0;
+    for r7 in (1..=150_000u32).rev() {
+        expected.push(b'a' + (r7 & 15) as u8);
+        since += 1;
+        if since == 40_000 {
+            expected.push(b'\n');
+            since = 0;
+        }
+    }
+    let out = run_src(src, b"");
+    assert_eq!(out.stdout.len(), expected.len(), "bytes before the fault");
+    assert!(out.stdout == expected, "output differs");
+    match &out.result {
+        Err(f) => assert!(f.to_string().contains("256"), "{f}"),
+        Ok(()) => panic!("output 256 must fault"),
+    }
+}

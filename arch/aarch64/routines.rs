@@ -9,8 +9,39 @@ use super::heap::{abandon_fast_path, alloc_fast_path};
 use super::regs::HOST;
 use super::{Ops, load_x};
 use crate::backend::Routines;
+use crate::console::out_layout;
 use crate::runtime::{ExitKind, RtFn, off};
 use dynasmrt::{DynasmApi, DynasmLabelApi};
+
+/// The output routine's fast path, `Console::output` for a byte in w1 that is not a
+/// newline and leaves the buffer short of full: appends it and returns 0, or falls through
+/// (having changed nothing) to the call into Rust that follows. Clobbers x9..x11, x14.
+fn output_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    asm!(ops
+        ; cmp w1, 255
+        ; b.hi =>slow
+        ; cmp w1, u32::from(b'\n')
+        ; b.eq =>slow
+        ; ldr x9, [x27, off::CONSOLE as u32]
+        ; ldr x10, [x9, out_layout::LEN as u32]
+        ; add x11, x10, 1
+    );
+    load_x(ops, 14, out_layout::CAPACITY);
+    asm!(ops
+        ; cmp x11, x14
+        ; b.hs =>slow
+        ; ldr x14, [x9, out_layout::BUFFER as u32]
+        ; strb w1, [x14, x10]
+        ; str x11, [x9, out_layout::LEN as u32]
+        ; ldr x10, [x9, out_layout::BYTES as u32]
+        ; add x10, x10, 1
+        ; str x10, [x9, out_layout::BYTES as u32]
+        ; mov x0, xzr
+        ; ret
+        ; =>slow
+    );
+}
 
 /// Assemble the routines for code memory at `base`.
 pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
@@ -85,7 +116,8 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         match f {
             RtFn::Alloc => alloc_fast_path(&mut ops),
             RtFn::Abandon => abandon_fast_path(&mut ops),
-            RtFn::Output | RtFn::Input => {}
+            RtFn::Output => output_fast_path(&mut ops),
+            RtFn::Input => {}
         }
         asm!(ops ; stp x29, x30, [sp, -16]!);
         if f.takes_heap() {

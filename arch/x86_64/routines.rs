@@ -9,6 +9,7 @@ use super::heap::{abandon_fast_path, alloc_fast_path};
 use super::regs::{CALLER_SAVED, HOST, h};
 use super::{Ops, d8};
 use crate::backend::Routines;
+use crate::console::out_layout;
 use crate::runtime::{ExitKind, RtFn, off};
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 
@@ -21,6 +22,32 @@ const HEAP: i8 = d8(off::HEAP);
 /// Where UM register `r` is kept in the context while Rust runs.
 fn reg_slot(r: usize) -> i8 {
     d8(off::REGS + 4 * r as i32)
+}
+
+/// The output routine's fast path, `Console::output` for a byte in esi that is not a
+/// newline and leaves the buffer short of full: appends it and returns 0 with carry clear,
+/// or falls through (having changed nothing) to the call into Rust that follows. Clobbers
+/// rax, rcx, rdx, rdi.
+fn output_fast_path(ops: &mut Ops) {
+    let slow = ops.new_dynamic_label();
+    asm!(ops
+        ; cmp esi, 255
+        ; ja =>slow
+        ; cmp esi, BYTE i32::from(b'\n')
+        ; je =>slow
+        ; mov rax, [r15 + off::CONSOLE]
+        ; mov rcx, [rax + out_layout::LEN]
+        ; lea rdx, [rcx + 1]
+        ; cmp rdx, out_layout::CAPACITY as i32
+        ; jae =>slow
+        ; mov rdi, [rax + out_layout::BUFFER]
+        ; mov [rdi + rcx], sil
+        ; mov [rax + out_layout::LEN], rdx
+        ; add QWORD [rax + out_layout::BYTES], 1
+        ; xor eax, eax
+        ; ret
+        ; =>slow
+    );
 }
 
 /// Assemble the routines for code memory at `base`.
@@ -95,7 +122,8 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
         match f {
             RtFn::Alloc => alloc_fast_path(&mut ops),
             RtFn::Abandon => abandon_fast_path(&mut ops),
-            RtFn::Output | RtFn::Input => {}
+            RtFn::Output => output_fast_path(&mut ops),
+            RtFn::Input => {}
         }
         for r in CALLER_SAVED {
             asm!(ops ; mov [BYTE r15 + reg_slot(r as usize)], Rd(h(r)));
