@@ -119,6 +119,9 @@ pub enum Inst {
     Segment { pc: u32, ops: u32 },
 }
 
+/// A case of a switch: a pc and the block that continues there.
+pub type Case = (u32, B);
+
 /// Where a block goes when it ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Term {
@@ -129,7 +132,7 @@ pub enum Term {
     /// To the block of the case equal to `target`, else through `default`.
     Switch {
         target: V,
-        cases: Vec<(u32, B)>,
+        cases: Vec<Case>,
         default: X,
     },
     /// Out of the region.
@@ -244,6 +247,19 @@ impl Func {
             Op::Const(k) => Some(*k),
             _ => None,
         }
+    }
+
+    /// The two-way idiom: for a switch on `target` = select(c, t, e) whose `t` and `e` are
+    /// constants that both are among `cases`, `c` and the case (pc, block) of each.
+    pub fn select_cases(&self, target: V, cases: &[Case]) -> Option<(V, Case, Case)> {
+        let Op::Select(c, t, e) = *self.op(target) else {
+            return None;
+        };
+        let case = |v: V| {
+            let k = self.konst(v)?;
+            cases.iter().find(|x| x.0 == k).copied()
+        };
+        Some((c, case(t)?, case(e)?))
     }
 
     /// The successors of block `b`.

@@ -609,20 +609,18 @@ impl<E: Backend> Lower<'_, E> {
         }
     }
 
-    /// The cases a switch on `target` can take, when its value can only be one of them (a
-    /// select between two constants that both are cases): no other value needs the way out.
-    fn exhaustive(&self, target: V, cases: &[(u32, B)]) -> Option<Vec<(u32, B)>> {
-        let Op::Select(_, t, e) = *self.f.op(target) else {
-            return None;
-        };
-        let (kt, ke) = (self.konst(t)?, self.konst(e)?);
-        let taken: Vec<(u32, B)> = cases
-            .iter()
-            .copied()
-            .filter(|&(k, _)| k == kt || k == ke)
-            .collect();
-        let all = [kt, ke].iter().all(|&k| taken.iter().any(|c| c.0 == k));
-        all.then_some(taken)
+    /// The cases a switch on `target` can take, in their order, when its value can only be
+    /// one of them (a select between two constants that both are cases): no other value
+    /// needs the way out.
+    fn exhaustive(&self, target: V, cases: &[Case]) -> Option<Vec<Case>> {
+        let (_, t, e) = self.f.select_cases(target, cases)?;
+        Some(
+            cases
+                .iter()
+                .copied()
+                .filter(|&c| c == t || c == e)
+                .collect(),
+        )
     }
 
     /// Branch to `label` when value `cond` is not zero.

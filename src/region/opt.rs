@@ -434,23 +434,14 @@ fn simplify_control(f: &mut Func, consts: &mut HashMap<u32, V>) -> bool {
                         Term::Exit(X(f.exits.len() as u32 - 1))
                     }
                 }),
-                None => match *f.op(target) {
-                    // The two-way idiom: a select between two constants, each a case.
-                    Op::Select(c, t, e) => {
-                        let (kt, ke) = (f.konst(t), f.konst(e));
-                        let case = |k: Option<u32>| {
-                            k.and_then(|k| cases.iter().find(|c| c.0 == k).map(|c| c.1))
-                        };
-                        match (case(kt), case(ke)) {
-                            (Some(bt), Some(be)) if available_at_end(f, bi, c) => {
-                                Some(Term::Branch {
-                                    cond: c,
-                                    nonzero: bt,
-                                    zero: be,
-                                })
-                            }
-                            _ => None,
-                        }
+                // The two-way idiom: a select between two constants, each a case.
+                None => match f.select_cases(target, cases) {
+                    Some((c, (_, bt), (_, be))) if available_at_end(f, bi, c) => {
+                        Some(Term::Branch {
+                            cond: c,
+                            nonzero: bt,
+                            zero: be,
+                        })
                     }
                     _ => None,
                 },
