@@ -204,6 +204,37 @@ fn index_and_amend_of_a_never_allocated_array() {
     );
 }
 
+/// A small array's slot ends with a copy of its length (the word generated code checks
+/// offsets against): no offset reaches that word. The identifiers are read back from an
+/// array, so that translated code has them in a register, not as constants.
+#[test]
+fn the_slot_length_word_is_not_an_element() {
+    let full = "literal r7, 7\nalloc r1, r7\nliteral r6, 1\nalloc r2, r6\namend r2, r0, r1\n\
+                index r3, r2, r0\nliteral r5, 7\n";
+    for (op, line) in [("index", "index r4, r3, r5"), ("amend", "amend r3, r5, r5")] {
+        let src = format!("{OK}{full}{line}\nhalt");
+        expect_fault_with(&src, b"ok", |r| {
+            format!(
+                "fault at pc 11 ({op}): offset 7 outside array {} (length 7)",
+                r[1]
+            )
+        });
+    }
+    // The last element is not the length word either.
+    let src = format!("{OK}{full}literal r5, 6\namend r3, r5, r7\nindex r4, r3, r5\nhalt");
+    let out = run_src(&src, b"");
+    assert_eq!(out.result, Ok(()));
+    assert_eq!(out.regs[4], 7);
+    // The largest identifier, never allocated.
+    fault_everywhere(
+        &format!(
+            "{OK}literal r6, 1\nalloc r2, r6\nnand r4, r0, r0\namend r2, r0, r4\n\
+             index r3, r2, r0\nindex r5, r3, r0\nhalt"
+        ),
+        "fault at pc 9 (index): array 4294967295 is not active",
+    );
+}
+
 #[test]
 fn index_and_amend_of_an_abandoned_array() {
     let src = format!("{OK}literal r7, 4\nalloc r1, r7\nabandon r1\nindex r2, r1, r0\nhalt");

@@ -5,7 +5,7 @@ use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -67,7 +67,25 @@ impl A64 {
         fail: DynamicLabel,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
-        if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
+        if let (false, false, Val::Reg(r)) = (arr.cached, self.check_ids, id) {
+            // Every identifier has a slot: its length word, when not zero, is the array's
+            // length and the slot holds the words (one cache line); else the entry says
+            // where they are.
+            let hid = h(r);
+            let in_slot = self.ops.new_dynamic_label();
+            asm!(self.ops
+                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
+                ; ldr x10, [x28, SLAB]
+                ; add X(base), X(base), x10
+                ; ldr W(len), [X(base), SLOT_LEN as u32]
+                ; cbnz W(len), =>in_slot
+                ; ldr x9, [x28, ENTRIES]
+                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
+                ; ldr W(len), [x9, LEN]
+                ; ldr X(base), [x9, BASE]
+                ; =>in_slot
+            );
+        } else if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
             // The slot's address from the identifier alone; the entry's base replaces it
             // only when they differ (an array with a buffer of its own).
             let hid = h(r);

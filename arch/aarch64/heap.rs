@@ -5,7 +5,7 @@
 
 use super::{Ops, load_x};
 use crate::memory::layout::*;
-use crate::memory::{SLOT_WORDS, SMALL_MAX};
+use crate::memory::{SLOT_CAPACITY, SLOT_WORDS, SMALL_MAX};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -27,6 +27,9 @@ const LIMIT_BYTES: u32 = HEAP_LIMIT_BYTES as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 const ACTIVE: u32 = ENTRY_ACTIVE as u32;
+const SLOT_LEN_AT: u32 = SLOT_LEN as u32;
+// A slot is zeroed with two `stp`, the length word in the upper half of the last unit.
+const _: () = assert!(SLOT_WORDS == 8 && SLOT_LEN == 28);
 // The extended-register forms used below shift by at most 4.
 const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 
@@ -38,12 +41,13 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let buffers = ops.new_dynamic_label();
     let fresh = ops.new_dynamic_label();
     let fill = ops.new_dynamic_label();
+    let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
     asm!(ops
-        // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
+        // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; sub w9, w1, 1
-        ; cmp w9, SLOT_WORDS - 1
+        ; cmp w9, SLOT_CAPACITY - 1
         ; b.hi =>buffers
         ; ldr w10, [x28, FREE_LEN]
         ; cbz w10, =>fresh
@@ -56,7 +60,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w10, [x28, FREE_LEN]
         ; ldr x15, [x28, SLAB]
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
-        ; b =>fill
+        ; b =>fill_slot
         // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
         //     its entry and slot charged within the limit.
         ; =>fresh
@@ -74,7 +78,13 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w9, [x28, IDS]
         ; ldr x15, [x28, SLAB]
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
-        ; b =>fill
+        ; b =>fill_slot
+        // A4 in a slot: zero it whole, its last unit holding the length word.
+        ; =>fill_slot
+        ; ubfiz x9, x1, 32, 32
+        ; stp xzr, xzr, [x15]
+        ; stp xzr, x9, [x15, 16]
+        ; b =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -167,11 +177,14 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; ldr w15, [x28, FREE_CAP]
         ; cmp w14, w15
         ; b.hs =>slow
-        ; cmp w9, SLOT_WORDS - 1
+        ; cmp w9, SLOT_CAPACITY - 1
         ; b.hi =>buffer
         ; ldr w15, [x28, SLAB_IDS]
         ; cmp w1, w15
-        ; b.lo =>free
+        ; b.hs =>buffer
+        ; ldr x9, [x10, BASE]                 // x9 = the slot
+        ; str wzr, [x9, SLOT_LEN_AT]
+        ; b =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless that stack is
         //     full too.
         ; =>buffer
@@ -205,7 +218,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// it. Clobbers x9..x11, x14..x17.
 pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
-    if words <= SLOT_WORDS {
+    if words <= SLOT_CAPACITY {
         // A1. The identifier on top of `free_ids` and its slot.
         asm!(ops
             ; ldr w9, [x28, FREE_LEN]
@@ -239,13 +252,20 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; ldr w10, [x14, x10, lsl 2]      // w10 = the identifier
         );
     }
-    // A4. Zero the words in whole 8-byte units.
+    // A4. Zero the words in whole 8-byte units; in a slot, then its length word.
     let units = words.div_ceil(2);
     for pair in 0..units / 2 {
         asm!(ops ; stp xzr, xzr, [x11, 16 * pair as i32]);
     }
     if units % 2 == 1 {
         asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
+    }
+    // In a slot, then its length word.
+    if words <= SLOT_CAPACITY {
+        asm!(ops
+            ; movz w9, words
+            ; str w9, [x11, SLOT_LEN_AT]
+        );
     }
     // A5. The entry: base, then length and active in one store.
     asm!(ops
@@ -266,7 +286,7 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
 /// length 0. Clobbers x9..x11, x14..x16.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
     asm!(ops
-        // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
+        // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
         ; cbz W(id), =>slow
         ; ldr w9, [x28, IDS]
         ; cmp W(id), w9
@@ -275,7 +295,7 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
         ; add x10, x10, W(id), uxtw ENTRY_SHIFT // x10 = the entry
         ; ldr w11, [x10, LEN]
         ; sub w9, w11, 1
-        ; cmp w9, SLOT_WORDS - 1
+        ; cmp w9, SLOT_CAPACITY - 1
         ; b.hi =>slow
         // B2. In its slot: push the identifier, unless `free_ids` is full.
         ; ldr w15, [x28, SLAB_IDS]
@@ -289,6 +309,8 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
         ; str W(id), [x16, x14, lsl 2]
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
+        ; ldr x9, [x10, BASE]                 // x9 = the slot
+        ; str wzr, [x9, SLOT_LEN_AT]
     );
     release_entry(ops);
 }

@@ -105,10 +105,11 @@ fn division_checks_for_zero_then_udiv() {
     assert_eq!(words(&finish(e)), [0x3400_0055, 0x1AD5_0A93]);
 }
 
-#[test]
-fn speculative_index_through_a_slot() {
-    // index r0, r1, 3 through register pair 1 (x6/w7), uncached.
-    let mut e = emitter();
+/// index r0, r1, 3 through register pair 1 (x6/w7), uncached, with the table of the whole
+/// identifier space (`check_ids` false) or a bounded one.
+fn index_r1_at_3(check_ids: bool) -> Vec<u32> {
+    let (_, routines) = A64::routines(BASE - 0x1000);
+    let mut e = A64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
     let arr = ArrayUse {
         pair: 1,
@@ -118,7 +119,29 @@ fn speculative_index_through_a_slot() {
     };
     e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
     e.bind(fail);
-    let w = words(&finish(e));
+    words(&finish(e))
+}
+
+#[test]
+fn index_through_a_slot_and_its_length_word() {
+    let w = index_r1_at_3(false);
+    // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
+    assert_eq!(w[0], 0xD37B_7E86);
+    assert_eq!(crate::memory::layout::SLOT_LEN, 28);
+    let at = w.iter().position(|&x| x == 0xB940_1CC7);
+    let at = at.expect("ldr w7, [x6, #28]: the slot's length word");
+    assert_eq!(w[at + 1] & 0xFF00_001F, 0x3500_0007, "cbnz w7: in the slot");
+    assert!(
+        w.contains(&0xB940_0927),
+        "else ldr w7, [x9, #8]: the entry's length"
+    );
+    // The element is loaded through x6: ldr w19, [x6, #12].
+    assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
+}
+
+#[test]
+fn speculative_index_through_a_slot_with_a_bounded_table() {
+    let w = index_r1_at_3(true);
     assert!(w.contains(&0xB940_0927), "ldr w7, [x9, #8]: the length");
     // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
     assert!(w.contains(&0xD37B_7E86));
@@ -126,7 +149,10 @@ fn speculative_index_through_a_slot() {
         w.contains(&0xEB06_013F),
         "cmp x9, x6: then compared with the entry"
     );
-    // The element is loaded through x6: ldr w19, [x6, #12].
+    assert!(
+        !w.contains(&0xB940_1CC7),
+        "no length word with a bounded table"
+    );
     assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
 }
 

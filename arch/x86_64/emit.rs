@@ -6,7 +6,7 @@ use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -112,6 +112,23 @@ impl X64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
+            Val::Reg(r) if !self.check_ids => {
+                // Every identifier has a slot: its length word, when not zero, is the
+                // array's length and the slot holds the words (one cache line); else the
+                // entry says where they are.
+                let in_slot = self.ops.new_dynamic_label();
+                let ops = &mut self.ops;
+                enc::mov_rr(ops, base, h(r));
+                enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
+                enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
+                enc::load(ops, len, Mem::at(base, SLOT_LEN));
+                enc::test_rr(ops, len, len);
+                asm!(ops ; jnz =>in_slot);
+                self.entry(id, fail);
+                enc::load(&mut self.ops, len, Mem::at(RAX, LEN.into()));
+                enc::load64(&mut self.ops, base, Mem::at(RAX, BASE.into()));
+                asm!(self.ops ; =>in_slot);
+            }
             Val::Reg(r) if arr.speculate => {
                 // The slot's address from the identifier alone; the entry's base replaces
                 // it only when they differ (an array with a buffer of its own).

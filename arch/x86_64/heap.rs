@@ -8,7 +8,7 @@ use super::regs::{R14, RAX, RCX, RDX};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
-use crate::memory::{SLOT_WORDS, Stack};
+use crate::memory::{SLOT_CAPACITY, SLOT_WORDS, Stack};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -26,6 +26,9 @@ const PEAK_LIVE: i8 = d8(HEAP_PEAK_LIVE);
 const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const ACTIVE: i8 = d8(ENTRY_ACTIVE);
+/// 8-byte units in a slot; the length word is the upper half of the last.
+const SLOT_UNITS: i32 = (SLOT_WORDS / 2) as i32;
+const _: () = assert!(SLOT_LEN == 8 * (SLOT_UNITS - 1) + 4);
 /// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
 const SMALL_SHIFT: i8 = STACK_SIZE.trailing_zeros() as i8;
 const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT);
@@ -41,18 +44,19 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let buffers = ops.new_dynamic_label();
     let fresh = ops.new_dynamic_label();
     let fill = ops.new_dynamic_label();
+    let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
     asm!(ops
-        // A1. 1..=SLOT_WORDS words, and the identifier on top of `free_ids` has a slot.
+        // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
-        ; cmp eax, BYTE (SLOT_WORDS - 1) as i32
+        ; cmp eax, BYTE (SLOT_CAPACITY - 1) as i32
         ; ja =>buffers
     );
     pop_slot(ops, fresh, buffers);
     asm!(ops
         ; mov rdi, rax                            // rdi = its slot
-        ; jmp =>fill
+        ; jmp =>fill_slot
         // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
         //     its entry and slot charged within the limit.
         ; =>fresh
@@ -70,7 +74,19 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; shl rax, SLOT_SHIFT as i8
         ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
-        ; jmp =>fill
+        ; jmp =>fill_slot
+        // A4 in a slot: zero it whole, its last unit holding the length word.
+        ; =>fill_slot
+        ; mov ecx, esi
+        ; shl rcx, 32
+        ; mov [rdi + 8 * (SLOT_UNITS - 1)], rcx
+        ; xor ecx, ecx
+    );
+    for unit in 0..SLOT_UNITS - 1 {
+        asm!(ops ; mov [rdi + 8 * unit], rcx);
+    }
+    asm!(ops
+        ; jmp =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -160,13 +176,15 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; cmp edx, BYTE (SMALL_MAX - 1) as i32
         ; ja =>slow
         // B2. In its slot: push the identifier, unless `free_ids` is full.
-        ; cmp edx, BYTE (SLOT_WORDS - 1) as i32
+        ; cmp edx, BYTE (SLOT_CAPACITY - 1) as i32
         ; ja =>buffer
         ; cmp esi, [BYTE r14 + SLAB_IDS]
         ; jae =>buffer
         ; mov edx, [BYTE r14 + FREE_LEN]
         ; cmp edx, [BYTE r14 + FREE_CAP]
         ; jae =>slow
+        ; mov rdi, [BYTE rax + BASE]              // rdi = the slot
+        ; mov DWORD [BYTE rdi + SLOT_LEN as i8], 0
         ; jmp =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
         //     is full.
@@ -204,7 +222,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// it. Clobbers rax, rcx, rdx.
 pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
-    if words <= SLOT_WORDS {
+    if words <= SLOT_CAPACITY {
         pop_slot(ops, slow, slow);
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
@@ -227,8 +245,11 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
             ; mov edx, [rcx + rdx * 4]            // edx = the identifier
         );
     }
-    // A4. Zero the words in whole 8-byte units.
+    // A4. Zero the words in whole 8-byte units; in a slot, then its length word.
     zero_units(ops, words.div_ceil(2));
+    if words <= SLOT_CAPACITY {
+        asm!(ops ; mov DWORD [BYTE rax + SLOT_LEN as i8], words as i32);
+    }
     // A5. The entry: base, then length and active in one store.
     asm!(ops
         ; mov ecx, edx
@@ -282,7 +303,7 @@ fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: DynamicLabel) {
 /// its length. The branches to `slow` are short: it must follow within 127 bytes (the
 /// caller places it right after a jump over it). Clobbers rax, rcx, rdx.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
-    // B1. Not array 0; below the table's length; active with 1..=SLOT_WORDS words.
+    // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     enc::test_rr(ops, id, id);
     asm!(ops ; jz BYTE =>slow);
     if check_ids {
@@ -296,7 +317,7 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; mov ecx, [BYTE rax + LEN]
         ; dec ecx
     );
-    enc::alu_ri(ops, Alu::Cmp, RCX, (SLOT_WORDS - 1) as i32);
+    enc::alu_ri(ops, Alu::Cmp, RCX, (SLOT_CAPACITY - 1) as i32);
     asm!(ops
         ; ja BYTE =>slow
     );
@@ -313,6 +334,8 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
     asm!(ops
         ; inc ecx
         ; mov [BYTE r14 + FREE_LEN], ecx
+        ; mov rcx, [BYTE rax + BASE]              // rcx = the slot
+        ; mov DWORD [BYTE rcx + SLOT_LEN as i8], 0
     );
     release_entry(ops);
 }

@@ -73,10 +73,11 @@ fn division_checks_for_zero_then_divides() {
     );
 }
 
-#[test]
-fn speculative_index_through_a_slot() {
-    // index r0, r1, 3 through register pair 0 (rdi/esi), uncached.
-    let mut e = emitter();
+/// index r0, r1, 3 through register pair 0 (rdi/esi), uncached, with the table of the
+/// whole identifier space (`check_ids` false) or a bounded one.
+fn index_r1_at_3(check_ids: bool) -> Vec<u8> {
+    let (_, routines) = X64::routines(BASE - 0x1000);
+    let mut e = X64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
     let arr = ArrayUse {
         pair: 0,
@@ -86,7 +87,34 @@ fn speculative_index_through_a_slot() {
     };
     e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
     e.bind(fail);
-    let code = finish(e);
+    finish(e)
+}
+
+#[test]
+fn index_through_a_slot_and_its_length_word() {
+    let code = index_r1_at_3(false);
+    // The slot from the identifier alone: rdi := ebp << 5 + [r14 + slab].
+    let slab = crate::memory::layout::HEAP_SLAB as u8;
+    let len = crate::memory::layout::SLOT_LEN as u8;
+    assert!(code.starts_with(&[0x89, 0xEF, 0x48, 0xC1, 0xE7, 0x05, 0x49, 0x03, 0x7E, slab]));
+    // Its length word: mov esi, [rdi + 28]; test esi, esi; jnz (past the entry's load).
+    assert!(contains(&code, &[0x8B, 0x77, len, 0x85, 0xF6, 0x0F, 0x85]));
+    // Else the entry: identifier ebp shifted by 4 plus the table pointer [r14 + 0].
+    assert!(contains(
+        &code,
+        &[0x48, 0xC1, 0xE0, 0x04, 0x49, 0x03, 0x46, 0x00]
+    ));
+    // The element is loaded through rdi: mov ebx, [rdi + 12] (last), with no SIB byte and
+    // a 1-byte displacement.
+    assert!(code.ends_with(&[0x8B, 0x5F, 0x0C]));
+}
+
+#[test]
+fn speculative_index_through_a_slot_with_a_bounded_table() {
+    let code = index_r1_at_3(true);
+    // The identifier is checked against the table's length: cmp eax, [r14 + ids].
+    let ids = crate::memory::layout::HEAP_IDS as u8;
+    assert!(contains(&code, &[0x41, 0x3B, 0x46, ids]));
     // The entry: identifier ebp shifted by 4 plus the table pointer [r14 + 0].
     assert!(contains(
         &code,
@@ -100,8 +128,6 @@ fn speculative_index_through_a_slot() {
     ));
     // Then compared with the entry's base: cmp rax, rdi.
     assert!(contains(&code, &[0x48, 0x39, 0xF8]));
-    // The element is loaded through rdi: mov ebx, [rdi + 12] (last), with no SIB byte and
-    // a 1-byte displacement.
     assert!(code.ends_with(&[0x8B, 0x5F, 0x0C]));
 }
 

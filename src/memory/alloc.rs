@@ -4,10 +4,13 @@
 //! - Identifiers are recycled through a stack (`free_ids`), so the ones in use stay dense;
 //!   when none is free, the next never-used one is taken (a program that keeps millions of
 //!   arrays, like UMIX, does this millions of times, so the fast paths do it too).
-//! - Arrays of 1 to [`SLOT_WORDS`] words (95 % of sandmark's 92 M allocations) live in
+//! - Arrays of 1 to [`SLOT_CAPACITY`] words (95 % of sandmark's 92 M allocations) live in
 //!   their identifier's own slot of a reserved region ([`Slab`]): they need no buffer of
 //!   their own, and arrays with neighbouring identifiers (a list allocated in a row) sit
-//!   next to each other in memory, which keeps walks over them in cache.
+//!   next to each other in memory, which keeps walks over them in cache. A slot's last
+//!   word repeats the length of the array living in it (0 when none does), so that
+//!   generated code can reach such an array through one cache line, without its table
+//!   entry (see [`Slab`]).
 //! - Other arrays of up to [`SMALL_MAX`] words get buffers that are recycled through one
 //!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
 //!   allocator and go back to it.
@@ -34,10 +37,16 @@ use std::alloc::{self, Layout};
 use std::ptr::{self, NonNull};
 
 /// Arrays of 1 to this many words live in their identifier's slot.
+/// Words in a slot: the array's words, then its length (see [`Slab`]).
 pub const SLOT_WORDS: u32 = 8;
-/// Identifiers with a slot when the identifier table covers the whole space (8 GiB
-/// reserved), and with a bounded table (32 MiB).
-pub(super) const SLAB_IDS_WHOLE: u32 = 1 << 28;
+/// Arrays of 1 to this many words live in their identifier's slot.
+pub const SLOT_CAPACITY: u32 = SLOT_WORDS - 1;
+/// The word of a slot that holds the length of the array living in it.
+pub const SLOT_LEN_WORD: u32 = SLOT_WORDS - 1;
+/// Identifiers with a slot when the identifier table covers the whole space (every one
+/// but `u32::MAX`, which is never handed out; 128 GiB of address space are reserved, so
+/// that a slot exists for every identifier), and with a bounded table (32 MiB).
+pub(super) const SLAB_IDS_WHOLE: u32 = u32::MAX;
 pub(super) const SLAB_IDS_BOUNDED: u32 = 1 << 20;
 /// Table entries and slots are backed with memory this many identifiers at a time, once
 /// identifiers reach the second such group (see `Heap::populate`).
@@ -49,6 +58,13 @@ pub const FRESH_BYTES: u64 = ENTRY_BYTES + SLOT_WORDS as u64 * 4;
 
 /// The slots: [`SLOT_WORDS`] words for each identifier below `ids`, at `base + id *
 /// SLOT_WORDS`. `base` and `ids` are read by generated code.
+///
+/// Invariant: word [`SLOT_LEN_WORD`] of a slot is the length of the array living in it,
+/// and 0 when none does (the identifier is inactive or its array has a buffer). Every path
+/// that puts an array in a slot or abandons one keeps it (the fast paths' machine code
+/// included). With the whole-space table the reservation covers all 2^32 slots, so that
+/// generated code may read any identifier's slot without checking the identifier first:
+/// a non-zero length word there is a complete check of the identifier and its length.
 #[repr(C)]
 pub struct Slab {
     pub(super) base: *mut u32,
@@ -60,7 +76,8 @@ pub struct Slab {
 impl Slab {
     /// Slots for the identifiers below `ids` (none if the host refuses the reservation).
     pub(super) fn new(ids: u32) -> Slab {
-        let bytes = ids as usize * SLOT_WORDS as usize * 4;
+        // One slot more than `ids`: with `SLAB_IDS_WHOLE`, every identifier has one.
+        let bytes = (ids as usize + 1) * SLOT_WORDS as usize * 4;
         match Reservation::new(bytes) {
             Ok(mut r) => Slab {
                 base: r.as_mut_ptr().cast(),
@@ -82,7 +99,26 @@ impl Slab {
     /// (Identifier 0, array 0, never does: its words are replaced by load program.)
     #[inline(always)]
     pub fn holds(&self, id: u32, words: u32) -> bool {
-        id != 0 && id < self.ids && words.wrapping_sub(1) < SLOT_WORDS
+        id != 0 && id < self.ids && words.wrapping_sub(1) < SLOT_CAPACITY
+    }
+
+    /// Whether every identifier has a slot that generated code may read (see [`Slab`]).
+    pub fn covers_whole_space(&self) -> bool {
+        self.ids == SLAB_IDS_WHOLE
+    }
+
+    /// Word [`SLOT_LEN_WORD`] of the slot of `id` (which must be below `ids`).
+    #[inline(always)]
+    pub fn len_word(&self, id: u32) -> u32 {
+        // SAFETY: the slot of `id` is inside the reservation (see `slot`); the word is
+        // plain data.
+        unsafe { *self.slot(id).add(SLOT_LEN_WORD as usize) }
+    }
+
+    #[inline(always)]
+    fn set_len_word(&mut self, id: u32, len: u32) {
+        // SAFETY: as in `len_word`; `&mut self` makes this the only access.
+        unsafe { *self.slot(id).add(SLOT_LEN_WORD as usize) = len };
     }
 
     /// Back the slots of the `n` identifiers from `id` (those that have one) with memory now
@@ -165,39 +201,43 @@ impl Heap {
     /// when the slow path must allocate.
     #[inline(always)]
     pub fn alloc_fast(&mut self, words: u32) -> Option<u32> {
-        // A1. 1..=SLOT_WORDS words and a recycled identifier with a slot on top of
+        // A1. 1..=SLOT_CAPACITY words and a recycled identifier with a slot on top of
         //     `free_ids`: pop it; the words go in its slot. (A recycled identifier is
         //     never 0, so machine code only compares it with `slab.ids`.)
         // A2. Else, at most SMALL_MAX words, a cached buffer of exactly that size and a
         //     recycled identifier: pop both.
-        // A3. Else, 1..=SLOT_WORDS words, no recycled identifier, and the next never-used
+        // A3. Else, 1..=SLOT_CAPACITY words, no recycled identifier, and the next never-used
         //     identifier below `fresh_end` (so it has a slot, and the table needs neither
         //     to grow nor to be backed with memory ahead), with the bytes of its entry and
         //     slot within the limit: take it and charge them.
         //     Else give up.
-        let (id, base) = match self.free_ids.top() {
+        let (id, base, in_slot) = match self.free_ids.top() {
             Some(id) if self.slab.holds(id, words) => {
                 self.free_ids.pop();
-                (id, self.slab.slot(id))
+                (id, self.slab.slot(id), true)
             }
             Some(_) if (words as usize) <= SMALL_MAX && !self.small[words as usize].is_empty() => {
                 let base = self.small[words as usize].pop()?;
                 let id = self.free_ids.pop()?;
-                (id, base)
+                (id, base, false)
             }
-            None if words.wrapping_sub(1) < SLOT_WORDS
+            None if words.wrapping_sub(1) < SLOT_CAPACITY
                 && self.table.len < self.fresh_end
                 && self.used_bytes + FRESH_BYTES <= self.limit_bytes =>
             {
                 let id = self.table.len;
                 self.table.len += 1;
                 self.used_bytes += FRESH_BYTES;
-                (id, self.slab.slot(id))
+                (id, self.slab.slot(id), true)
             }
             _ => return None,
         };
-        // A4. Zero the words, in whole 8-byte units (buffers and slots are rounded up).
+        // A4. Zero the words, in whole 8-byte units (buffers and slots are rounded up);
+        //     in a slot, then its length word (which the zeroing may have reached).
         zero_small(base, words);
+        if in_slot {
+            self.slab.set_len_word(id, words);
+        }
         // A5. The identifier's entry: base, length, active.
         self.table.set(id, Entry::active(base, words));
         // A6. Count it.
@@ -223,7 +263,8 @@ impl Heap {
         // B2. In its slot: push the identifier on `free_ids`, unless that stack is full.
         // B3. Else: push the identifier on `free_ids` and the buffer on `small[n]`, unless
         //     either stack is full.
-        if self.slab.holds(id, e.len) {
+        let in_slot = self.slab.holds(id, e.len);
+        if in_slot {
             if self.free_ids.is_full() {
                 return None;
             }
@@ -234,8 +275,11 @@ impl Heap {
             self.small[n].push_within(e.base);
         }
         self.free_ids.push_within(id);
-        // B4. The entry becomes inactive.
+        // B4. The entry becomes inactive, and so does the slot's length word.
         self.table.set(id, Entry::FREE);
+        if in_slot {
+            self.slab.set_len_word(id, 0);
+        }
         // B5. Count it.
         self.counts.abandonments += 1;
         self.counts.live -= 1;
@@ -254,7 +298,7 @@ impl Heap {
             Reason::OutOfMemory { .. } => Reason::OutOfMemory { words },
             other => other,
         };
-        let (id, base) = if words.wrapping_sub(1) < SLOT_WORDS {
+        let (id, base) = if words.wrapping_sub(1) < SLOT_CAPACITY {
             // The identifier comes first: it decides whether a buffer is needed.
             let id = match self.free_ids.pop() {
                 Some(id) => id,
@@ -263,6 +307,7 @@ impl Heap {
             if self.slab.holds(id, words) {
                 let base = self.slab.slot(id);
                 zero_small(base, words);
+                self.slab.set_len_word(id, words);
                 (id, base)
             } else {
                 match self.new_buffer(words) {
@@ -299,7 +344,9 @@ impl Heap {
             return Err(Reason::InactiveArray(id));
         }
         self.table.set(id, Entry::FREE);
-        if !self.slab.holds(id, e.len) {
+        if self.slab.holds(id, e.len) {
+            self.slab.set_len_word(id, 0);
+        } else {
             self.drop_buffer(e.base, e.len);
         }
         self.free_ids.push(id);

@@ -3,7 +3,7 @@
 //! once from the Rust types and checked at compile time. Backends use these names, never
 //! numbers.
 
-use super::alloc::{Counts, SLOT_WORDS, Slab};
+use super::alloc::{Counts, SLOT_LEN_WORD, SLOT_WORDS, Slab};
 use super::stack::Stack;
 use super::table::{Entry, FREE_BASE, Table};
 use super::{Heap, SMALL_MAX};
@@ -25,6 +25,9 @@ pub const ENTRY_FREE_BASE: u64 = FREE_BASE as u64;
 /// `log2` of a slot's size in bytes: an identifier shifted left by this is its slot's
 /// offset in the slab.
 pub const SLOT_SHIFT: u32 = (SLOT_WORDS * 4).trailing_zeros();
+/// Offset in a slot of its length word: the length of the array living in the slot, 0
+/// when none does (see `Slab`).
+pub const SLOT_LEN: i32 = (SLOT_LEN_WORD * 4) as i32;
 
 /// Offsets in a [`Stack`] (the same for every element type).
 pub const STACK_PTR: i32 = offset_of!(Stack<u32>, ptr) as i32;
@@ -66,6 +69,9 @@ const _: () = {
     assert!(SLOT_WORDS * 4 == 1 << SLOT_SHIFT);
     // `len` and `active` are adjacent, in that order: one 64-bit store writes both.
     assert!(ENTRY_ACTIVE == ENTRY_LEN + 4 && ENTRY_LEN % 8 == 0);
+    // The length word is the slot's last, and slots are aligned to their size: an array in
+    // its slot and its length share one cache line.
+    assert!(SLOT_LEN as u32 == (SLOT_WORDS - 1) * 4 && SLOT_WORDS * 4 <= 64);
     // A slot or buffer is zeroed in whole 8-byte units.
     assert!(SLOT_WORDS.is_multiple_of(2));
     // Stacks of identifiers and of buffers have the same layout, length and capacity

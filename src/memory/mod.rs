@@ -2,7 +2,9 @@
 //!
 //! Every array is described by an [`Entry`] (base pointer, length, active flag) in one
 //! table indexed by identifier ([`table`]), so that generated machine code reaches an
-//! array with two loads: the table pointer from the [`Heap`] header, then the entry. An
+//! array with two loads: the table pointer from the [`Heap`] header, then the entry (or,
+//! for a small array in its identifier's slot, through the slot's length word; see
+//! [`Slab`]). An
 //! identifier that is not active (never allocated, or abandoned) has length 0, so the single
 //! check `offset < len` guards every index and amend. Where arrays live and how they are
 //! recycled is the allocator's business ([`alloc`]); what generated code may assume about
@@ -20,7 +22,7 @@ pub mod reserve;
 pub mod stack;
 pub mod table;
 
-pub use alloc::{Counts, SLOT_WORDS, Slab};
+pub use alloc::{Counts, SLOT_CAPACITY, SLOT_WORDS, Slab};
 pub use stack::Stack;
 pub use table::{Entry, Table};
 
@@ -70,15 +72,17 @@ impl Heap {
         limit_bytes: u64,
         whole_space: bool,
     ) -> Result<Box<Heap>, Reason> {
-        let table = match whole_space {
-            true => Table::whole_space().unwrap_or_else(Table::bounded),
-            false => Table::bounded(),
+        // The whole space needs both reservations (generated code then checks neither
+        // identifiers against the table nor slots against the slab); else both are bounded.
+        let whole = match whole_space {
+            true => Table::whole_space().and_then(|table| {
+                let slab = Slab::new(alloc::SLAB_IDS_WHOLE);
+                slab.covers_whole_space().then_some((table, slab))
+            }),
+            false => None,
         };
-        let slab = Slab::new(if table.covers_whole_space() {
-            alloc::SLAB_IDS_WHOLE
-        } else {
-            alloc::SLAB_IDS_BOUNDED
-        });
+        let (table, slab) =
+            whole.unwrap_or_else(|| (Table::bounded(), Slab::new(alloc::SLAB_IDS_BOUNDED)));
         let mut heap = Box::new(Heap {
             table,
             free_ids: Stack::new(),
@@ -106,8 +110,9 @@ impl Heap {
         Ok(heap)
     }
 
-    /// Whether the table has an entry for every identifier (else generated code must check
-    /// identifiers against `table.len()`).
+    /// Whether the table has an entry and the slab a slot for every identifier (else
+    /// generated code must check identifiers against `table.len()`, and reaches arrays
+    /// only through their entries).
     pub fn covers_whole_space(&self) -> bool {
         self.table.covers_whole_space()
     }
@@ -222,7 +227,11 @@ impl Heap {
                 .map(|id| {
                     let e = self.entry(id);
                     let in_slot = e.active != 0 && self.slab.holds(id, e.len);
-                    (e.len, e.active, in_slot, self.array(id).to_vec())
+                    let len_word = match id < self.slab.ids {
+                        true => self.slab.len_word(id),
+                        false => 0,
+                    };
+                    (e.len, e.active, in_slot, len_word, self.array(id).to_vec())
                 })
                 .collect(),
             free_ids: self.free_ids.as_slice().to_vec(),
@@ -236,8 +245,9 @@ impl Heap {
 /// See [`Heap::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Per identifier handed out: length, active flag, whether it lives in its slot, words.
-    pub entries: Vec<(u32, u32, bool, Vec<u32>)>,
+    /// Per identifier handed out: length, active flag, whether it lives in its slot, its
+    /// slot's length word (0 without a slot), words.
+    pub entries: Vec<(u32, u32, bool, u32, Vec<u32>)>,
     /// The stack of free identifiers, bottom first.
     pub free_ids: Vec<u32>,
     /// How many cached buffers of each size.
@@ -339,8 +349,8 @@ mod tests {
         let mut h = Heap::new(&[0], BIG).unwrap();
         assert!(h.slab.ids > 0, "the slot reservation succeeds here");
         let a = h.alloc(3).unwrap();
-        let b = h.alloc(SLOT_WORDS).unwrap();
-        let big = h.alloc(SLOT_WORDS + 1).unwrap();
+        let b = h.alloc(SLOT_CAPACITY).unwrap();
+        let big = h.alloc(SLOT_CAPACITY + 1).unwrap();
         assert_eq!(h.entry(a).base, h.slab.slot(a));
         assert_eq!(h.entry(b).base, h.slab.slot(b));
         assert_eq!(
@@ -353,16 +363,47 @@ mod tests {
             h.slab.slot(big),
             "larger arrays have buffers"
         );
+        // Each slot's last word repeats the length of the array in it.
+        assert_eq!(h.slab.len_word(a), 3);
+        assert_eq!(h.slab.len_word(b), SLOT_CAPACITY);
+        assert_eq!(h.slab.len_word(big), 0, "no array in this slot");
+        assert_eq!(h.slab.len_word(0), 0, "array 0 never lives in its slot");
+        h.store(b, SLOT_CAPACITY - 1, 5).unwrap();
+        assert_eq!(
+            h.slab.len_word(b),
+            SLOT_CAPACITY,
+            "the last word is not the length"
+        );
         h.store(a, 2, 7).unwrap();
         h.abandon(a).unwrap();
+        assert_eq!(h.slab.len_word(a), 0, "abandoned");
         // The same identifier comes back with another small size, zeroed.
         assert_eq!(h.alloc(5).unwrap(), a);
         assert_eq!(h.array(a), &[0; 5]);
+        assert_eq!(h.slab.len_word(a), 5);
         h.abandon(a).unwrap();
         // ... or with a size that needs a buffer, and then its slot stays unused.
         assert_eq!(h.alloc(20).unwrap(), a);
         assert_ne!(h.entry(a).base, h.slab.slot(a));
         assert_eq!(h.array(a), &[0; 20]);
+        assert_eq!(h.slab.len_word(a), 0);
+        // A slot's whole capacity, after its last word held a length: zeroed again.
+        h.abandon(b).unwrap();
+        let c = h.alloc(SLOT_CAPACITY).unwrap();
+        assert_eq!(c, b);
+        assert_eq!(h.array(c), &[0; SLOT_CAPACITY as usize]);
+        assert_eq!(h.slab.len_word(c), SLOT_CAPACITY);
+    }
+
+    #[test]
+    fn every_identifier_has_a_slot_with_the_whole_space_table() {
+        let h = Heap::new(&[0], BIG).unwrap();
+        if h.covers_whole_space() {
+            assert!(h.slab.covers_whole_space());
+            assert_eq!(h.slab.len_word(u32::MAX - 1), 0);
+        }
+        let h = Heap::with_table(&[0], BIG, false).unwrap();
+        assert!(!h.covers_whole_space() && !h.slab.covers_whole_space());
     }
 
     #[test]
@@ -413,7 +454,7 @@ mod tests {
         // Nothing recycled yet: an array too large for a slot, and abandonments of
         // array 0 or of an identifier never handed out, are the slow paths' to do.
         let before = h.snapshot();
-        assert_eq!(h.alloc_fast(SLOT_WORDS + 1), None);
+        assert_eq!(h.alloc_fast(SLOT_CAPACITY + 1), None);
         assert_eq!(h.abandon_fast(0), None);
         assert_eq!(h.abandon_fast(5), None);
         assert_eq!(h.snapshot(), before);
