@@ -45,6 +45,13 @@ pub fn div_keeps_arrays(c: Val) -> bool {
 /// How many arrays a backend keeps at hand (see [`ArrayUse`]).
 pub const ARRAY_PAIRS: usize = 2;
 
+/// Whether an access at `offset` can be to an array in its identifier's slot: not at a
+/// constant offset beyond a slot's capacity, which only a larger array can pass (its
+/// address comes straight from the table entry then).
+pub fn may_be_in_slot(offset: Val) -> bool {
+    !matches!(offset, Val::Imm(k) if k >= crate::memory::SLOT_CAPACITY)
+}
+
 /// How an index or amend reaches its array, as the translator decided: the backend keeps
 /// the base and length of up to [`ARRAY_PAIRS`] arrays in pairs of host registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x, logical_imm};
-use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, may_be_in_slot};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
 };
@@ -67,7 +67,8 @@ impl A64 {
         fail: DynamicLabel,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
-        if let (false, false, Val::Reg(r)) = (arr.cached, self.check_ids, id) {
+        let slot = may_be_in_slot(offset);
+        if let (false, false, true, Val::Reg(r)) = (arr.cached, self.check_ids, slot, id) {
             // Every identifier has a slot: its length word, when not zero, is the array's
             // length and the slot holds the words (one cache line); else the entry says
             // where they are.
@@ -85,7 +86,7 @@ impl A64 {
                 ; ldr X(base), [x9, BASE]
                 ; =>in_slot
             );
-        } else if let (false, true, Val::Reg(r)) = (arr.cached, arr.speculate, id) {
+        } else if let (false, true, true, Val::Reg(r)) = (arr.cached, arr.speculate, slot, id) {
             // The slot's address from the identifier alone; the entry's base replaces it
             // only when they differ (an array with a buffer of its own).
             let hid = h(r);

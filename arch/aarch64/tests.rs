@@ -105,9 +105,9 @@ fn division_checks_for_zero_then_udiv() {
     assert_eq!(words(&finish(e)), [0x3400_0055, 0x1AD5_0A93]);
 }
 
-/// index r0, r1, 3 through register pair 1 (x6/w7), uncached, with the table of the whole
+/// index r0, r1, k through register pair 1 (x6/w7), uncached, with the table of the whole
 /// identifier space (`check_ids` false) or a bounded one.
-fn index_r1_at_3(check_ids: bool) -> Vec<u32> {
+fn index_r1_at(k: u32, check_ids: bool) -> Vec<u32> {
     let (_, routines) = A64::routines(BASE - 0x1000);
     let mut e = A64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
@@ -117,14 +117,14 @@ fn index_r1_at_3(check_ids: bool) -> Vec<u32> {
         checked: false,
         speculate: true,
     };
-    e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
+    e.index(0, Val::Reg(1), Val::Imm(k), arr, fail);
     e.bind(fail);
     words(&finish(e))
 }
 
 #[test]
 fn index_through_a_slot_and_its_length_word() {
-    let w = index_r1_at_3(false);
+    let w = index_r1_at(3, false);
     // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
     assert_eq!(w[0], 0xD37B_7E86);
     assert_eq!(crate::memory::layout::SLOT_LEN, 28);
@@ -140,8 +140,27 @@ fn index_through_a_slot_and_its_length_word() {
 }
 
 #[test]
+fn an_offset_beyond_a_slot_goes_straight_to_the_entry() {
+    let k = crate::memory::SLOT_CAPACITY;
+    for check_ids in [false, true] {
+        let w = index_r1_at(k, check_ids);
+        assert!(
+            !w.contains(&0xD37B_7E86),
+            "no slot address: ubfiz x6, x20, #5, #32"
+        );
+        assert!(
+            w.contains(&0xB940_0927),
+            "ldr w7, [x9, #8]: the entry's length"
+        );
+        assert!(w.contains(&0xF940_0126), "ldr x6, [x9]: the entry's base");
+        // ldr w19, [x6, #4k].
+        assert_eq!(*w.last().unwrap(), 0xB940_00D3 | k << 10);
+    }
+}
+
+#[test]
 fn speculative_index_through_a_slot_with_a_bounded_table() {
-    let w = index_r1_at_3(true);
+    let w = index_r1_at(3, true);
     assert!(w.contains(&0xB940_0927), "ldr w7, [x9, #8]: the length");
     // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
     assert!(w.contains(&0xD37B_7E86));

@@ -4,7 +4,7 @@ use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
-use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, may_be_in_slot};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
 };
@@ -112,7 +112,7 @@ impl X64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
-            Val::Reg(r) if !self.check_ids => {
+            Val::Reg(r) if !self.check_ids && may_be_in_slot(offset) => {
                 // Every identifier has a slot: its length word, when not zero, is the
                 // array's length and the slot holds the words (one cache line); else the
                 // entry says where they are.
@@ -129,7 +129,7 @@ impl X64 {
                 enc::load64(&mut self.ops, base, Mem::at(RAX, BASE.into()));
                 asm!(self.ops ; =>in_slot);
             }
-            Val::Reg(r) if arr.speculate => {
+            Val::Reg(r) if arr.speculate && may_be_in_slot(offset) => {
                 // The slot's address from the identifier alone; the entry's base replaces
                 // it only when they differ (an array with a buffer of its own).
                 let in_slot = self.ops.new_dynamic_label();

@@ -73,9 +73,9 @@ fn division_checks_for_zero_then_divides() {
     );
 }
 
-/// index r0, r1, 3 through register pair 0 (rdi/esi), uncached, with the table of the
+/// index r0, r1, k through register pair 0 (rdi/esi), uncached, with the table of the
 /// whole identifier space (`check_ids` false) or a bounded one.
-fn index_r1_at_3(check_ids: bool) -> Vec<u8> {
+fn index_r1_at(k: u32, check_ids: bool) -> Vec<u8> {
     let (_, routines) = X64::routines(BASE - 0x1000);
     let mut e = X64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
@@ -85,14 +85,14 @@ fn index_r1_at_3(check_ids: bool) -> Vec<u8> {
         checked: false,
         speculate: true,
     };
-    e.index(0, Val::Reg(1), Val::Imm(3), arr, fail);
+    e.index(0, Val::Reg(1), Val::Imm(k), arr, fail);
     e.bind(fail);
     finish(e)
 }
 
 #[test]
 fn index_through_a_slot_and_its_length_word() {
-    let code = index_r1_at_3(false);
+    let code = index_r1_at(3, false);
     // The slot from the identifier alone: rdi := ebp << 5 + [r14 + slab].
     let slab = crate::memory::layout::HEAP_SLAB as u8;
     let len = crate::memory::layout::SLOT_LEN as u8;
@@ -110,8 +110,21 @@ fn index_through_a_slot_and_its_length_word() {
 }
 
 #[test]
+fn an_offset_beyond_a_slot_goes_straight_to_the_entry() {
+    let k = crate::memory::SLOT_CAPACITY;
+    for check_ids in [false, true] {
+        let code = index_r1_at(k, check_ids);
+        // No slot address (shl rdi, 5), hence no length word and no comparison with it.
+        assert!(!contains(&code, &[0x48, 0xC1, 0xE7, 0x05]), "{check_ids}");
+        // The entry's base and length: mov esi, [rax + 8]; mov rdi, [rax].
+        assert!(contains(&code, &[0x8B, 0x70, 0x08, 0x48, 0x8B, 0x38]));
+        assert!(code.ends_with(&[0x8B, 0x5F, 4 * k as u8]));
+    }
+}
+
+#[test]
 fn speculative_index_through_a_slot_with_a_bounded_table() {
-    let code = index_r1_at_3(true);
+    let code = index_r1_at(3, true);
     // The identifier is checked against the table's length: cmp eax, [r14 + ids].
     let ids = crate::memory::layout::HEAP_IDS as u8;
     assert!(contains(&code, &[0x41, 0x3B, 0x46, ids]));
