@@ -406,7 +406,7 @@ impl Backend for A64 {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        abandon_inline(&mut self.ops, h(r), slow);
+        abandon_inline(&mut self.ops, h(r), self.check_ids, slow);
         asm!(self.ops
             ; b =>done
             ; =>slow
@@ -418,7 +418,7 @@ impl Backend for A64 {
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        alloc_inline(&mut self.ops, words, slow);
+        alloc_inline(&mut self.ops, words, self.check_ids, slow);
         asm!(self.ops
             ; mov W(h(a)), w10
             ; b =>done

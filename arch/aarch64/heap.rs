@@ -216,19 +216,26 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// far as the constant decides them, then A4..A6, leaving the identifier in w10; `slow`
 /// (having changed nothing) when the step cannot be taken, for the routine to try all of
 /// it. Clobbers x9..x11, x14..x17.
-pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
+pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: DynamicLabel) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
     if words <= SLOT_CAPACITY {
-        // A1. The identifier on top of `free_ids` and its slot.
+        // A1. The identifier on top of `free_ids` and its slot (which, with the
+        //     whole-space table, every identifier has).
         asm!(ops
             ; ldr w9, [x28, FREE_LEN]
             ; cbz w9, =>slow
             ; ldr x14, [x28, FREE_PTR]
             ; sub w9, w9, 1
             ; ldr w10, [x14, x9, lsl 2]       // w10 = the identifier
-            ; ldr w11, [x28, SLAB_IDS]
-            ; cmp w10, w11
-            ; b.hs =>slow
+        );
+        if check_ids {
+            asm!(ops
+                ; ldr w11, [x28, SLAB_IDS]
+                ; cmp w10, w11
+                ; b.hs =>slow
+            );
+        }
+        asm!(ops
             ; str w9, [x28, FREE_LEN]
             ; ldr x11, [x28, SLAB]
             ; add x11, x11, x10, lsl SLOT_SHIFT // x11 = its slot
@@ -283,24 +290,36 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
 /// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
-/// length 0. Clobbers x9..x11, x14..x16.
-pub(super) fn abandon_inline(ops: &mut Ops, id: u8, slow: DynamicLabel) {
+/// length 0. With `check_ids`, the table is bounded and the identifier is checked against
+/// its length and the slab's (without, every identifier has an entry and a slot). Clobbers
+/// x9..x11, x14..x16.
+pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
+    // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
+    asm!(ops ; cbz W(id), =>slow);
+    if check_ids {
+        asm!(ops
+            ; ldr w9, [x28, IDS]
+            ; cmp W(id), w9
+            ; b.hs =>slow
+        );
+    }
     asm!(ops
-        // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
-        ; cbz W(id), =>slow
-        ; ldr w9, [x28, IDS]
-        ; cmp W(id), w9
-        ; b.hs =>slow
         ; ldr x10, [x28, ENTRIES]
         ; add x10, x10, W(id), uxtw ENTRY_SHIFT // x10 = the entry
         ; ldr w11, [x10, LEN]
         ; sub w9, w11, 1
         ; cmp w9, SLOT_CAPACITY - 1
         ; b.hi =>slow
-        // B2. In its slot: push the identifier, unless `free_ids` is full.
-        ; ldr w15, [x28, SLAB_IDS]
-        ; cmp W(id), w15
-        ; b.hs =>slow
+    );
+    // B2. In its slot: push the identifier, unless `free_ids` is full.
+    if check_ids {
+        asm!(ops
+            ; ldr w15, [x28, SLAB_IDS]
+            ; cmp W(id), w15
+            ; b.hs =>slow
+        );
+    }
+    asm!(ops
         ; ldr w14, [x28, FREE_LEN]
         ; ldr w15, [x28, FREE_CAP]
         ; cmp w14, w15

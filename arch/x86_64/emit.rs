@@ -509,7 +509,7 @@ impl Backend for X64 {
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        alloc_inline(&mut self.ops, words, slow);
+        alloc_inline(&mut self.ops, words, self.check_ids, slow);
         enc::mov_rr(&mut self.ops, h(a), RDX);
         asm!(self.ops
             ; jmp =>done

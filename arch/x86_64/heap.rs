@@ -53,7 +53,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; cmp eax, BYTE (SLOT_CAPACITY - 1) as i32
         ; ja =>buffers
     );
-    pop_slot(ops, fresh, buffers);
+    pop_slot(ops, fresh, Some(buffers));
     asm!(ops
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill_slot
@@ -220,10 +220,11 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// far as the constant decides them, then A4..A6, leaving the identifier in edx; `slow`
 /// (having changed nothing) when the step cannot be taken, for the routine to try all of
 /// it. Clobbers rax, rcx, rdx.
-pub(super) fn alloc_inline(ops: &mut Ops, words: u32, slow: DynamicLabel) {
+pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: DynamicLabel) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
     if words <= SLOT_CAPACITY {
-        pop_slot(ops, slow, slow);
+        // With the whole-space table every identifier has a slot.
+        pop_slot(ops, slow, check_ids.then_some(slow));
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
         let len_at = heap_small(words) + STACK_LEN;
@@ -276,16 +277,23 @@ fn zero_units(ops: &mut Ops, units: u32) {
 
 /// Step A1 once the size is known to fit in a slot: pop the identifier on top of
 /// `free_ids` into edx and its slot into rax; having changed nothing, go to `empty` when
-/// there is none or to `no_slot` when it has no slot. Clobbers rcx.
-fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: DynamicLabel) {
+/// there is none or to `no_slot` when it has no slot (`None`: every identifier has one).
+/// Clobbers rcx.
+fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: Option<DynamicLabel>) {
     asm!(ops
         ; mov edx, [BYTE r14 + FREE_LEN]
         ; test edx, edx
         ; jz =>empty
         ; mov rax, [BYTE r14 + FREE_PTR]
         ; mov ecx, [rax + rdx * 4 - 4]
-        ; cmp ecx, [BYTE r14 + SLAB_IDS]
-        ; jae =>no_slot
+    );
+    if let Some(no_slot) = no_slot {
+        asm!(ops
+            ; cmp ecx, [BYTE r14 + SLAB_IDS]
+            ; jae =>no_slot
+        );
+    }
+    asm!(ops
         ; dec edx
         ; mov [BYTE r14 + FREE_LEN], edx
         ; mov edx, ecx                        // edx = the identifier
@@ -300,7 +308,7 @@ fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: DynamicLabel) {
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
 /// length 0. With `check_ids`, the table is bounded and the identifier is checked against
-/// its length. The branches to `slow` are short: it must follow within 127 bytes (the
+/// its length and the slab's (without, every identifier has an entry and a slot). The branches to `slow` are short: it must follow within 127 bytes (the
 /// caller places it right after a jump over it). Clobbers rax, rcx, rdx.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
@@ -322,9 +330,11 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; ja BYTE =>slow
     );
     // B2. In its slot: push the identifier, unless `free_ids` is full.
-    enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
+    if check_ids {
+        enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
+        asm!(ops ; jae BYTE =>slow);
+    }
     asm!(ops
-        ; jae BYTE =>slow
         ; mov ecx, [BYTE r14 + FREE_LEN]
         ; cmp ecx, [BYTE r14 + FREE_CAP]
         ; jae BYTE =>slow
