@@ -47,6 +47,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
+    let zero_slot = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
@@ -75,17 +76,16 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill_slot
-        // A4 in a slot: zero it whole, its last unit holding the length word.
+        // A4 in a slot: zero the words in whole 8-byte units, then the length word
+        //     (which the last unit of a full slot covers).
         ; =>fill_slot
-        ; mov ecx, esi
-        ; shl rcx, 32
-        ; mov [rdi + 8 * (SLOT_UNITS - 1)], rcx
-        ; xor ecx, ecx
-    );
-    for unit in 0..SLOT_UNITS - 1 {
-        asm!(ops ; mov [rdi + 8 * unit], rcx);
-    }
-    asm!(ops
+        ; lea ecx, [rsi + 1]
+        ; shr ecx, 1
+        ; =>zero_slot
+        ; mov QWORD [rdi + rcx * 8 - 8], 0
+        ; dec ecx
+        ; jnz =>zero_slot
+        ; mov [BYTE rdi + SLOT_LEN as i8], esi
         ; jmp =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.

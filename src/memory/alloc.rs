@@ -78,7 +78,7 @@ impl Slab {
     pub(super) fn new(ids: u32) -> Slab {
         // One slot more than `ids`: with `SLAB_IDS_WHOLE`, every identifier has one.
         let bytes = (ids as usize + 1) * SLOT_WORDS as usize * 4;
-        match Reservation::new(bytes) {
+        match Reservation::new(bytes + reserve::PLACEMENT_SLACK) {
             Ok(mut r) => Slab {
                 base: r.as_mut_ptr().cast(),
                 ids,
@@ -100,6 +100,15 @@ impl Slab {
     #[inline(always)]
     pub fn holds(&self, id: u32, words: u32) -> bool {
         id != 0 && id < self.ids && words.wrapping_sub(1) < SLOT_CAPACITY
+    }
+
+    /// Start the slots `offset` bytes into the reservation (see
+    /// [`reserve::page_offset_apart`]); only before any slot is used.
+    pub(super) fn place(&mut self, offset: usize) {
+        if let Some(r) = &mut self.reservation {
+            assert!(offset < reserve::PLACEMENT_SLACK && offset.is_multiple_of(64));
+            self.base = r.as_mut_ptr().wrapping_add(offset).cast();
+        }
     }
 
     /// Whether every identifier has a slot that generated code may read (see [`Slab`]).

@@ -98,6 +98,10 @@ impl Heap {
             fresh_end: 0,
             generation: 0,
         });
+        // Entries and slots 2 KiB apart from the heap's fields in their pages.
+        let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);
+        heap.table.place(offset);
+        heap.slab.place(offset);
         let words =
             u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
         let base = heap.new_buffer(words)?;
@@ -393,6 +397,24 @@ mod tests {
         assert_eq!(c, b);
         assert_eq!(h.array(c), &[0; SLOT_CAPACITY as usize]);
         assert_eq!(h.slab.len_word(c), SLOT_CAPACITY);
+    }
+
+    #[test]
+    fn entries_and_slots_are_placed_half_a_page_from_the_heap() {
+        let mut h = Heap::new(&[0], BIG).unwrap();
+        let heap = &*h as *const Heap as usize % 4096;
+        let a = h.alloc(2).unwrap();
+        let mut tables = vec![h.slab.slot(0) as usize];
+        if h.covers_whole_space() {
+            tables.push(h.table.entries as usize);
+        }
+        for table in tables {
+            let apart = (table % 4096 + 4096 - heap) % 4096;
+            assert!((0x7C0..=0x800).contains(&apart), "{heap:#x} {table:#x}");
+        }
+        assert_eq!(h.entry(a).base, h.slab.slot(a));
+        h.store(a, 1, 5).unwrap();
+        assert_eq!(h.array(a), &[0, 5]);
     }
 
     #[test]

@@ -36,6 +36,20 @@ impl Reservation {
     }
 }
 
+/// Extra bytes reserved before a table placed by [`page_offset_apart`].
+pub const PLACEMENT_SLACK: usize = 4096;
+
+/// Where in its page a table indexed by identifier should start so that the entries of
+/// small identifiers do not share their 4 KiB page offset with the `header` (the heap's
+/// fields that generated code reads on every access): 2 KiB away from it, on a 64-byte
+/// boundary. Loads and stores whose addresses agree in their low 12 bits are taken for
+/// dependent by x86-64 cores until the full addresses are known ("4K aliasing"); with the
+/// header and the entry or slot of identifier 1 at the same offset, an allocation and
+/// abandonment loop ran 2.5 times slower.
+pub fn page_offset_apart(header: usize) -> usize {
+    ((header & (PLACEMENT_SLACK - 1)) + PLACEMENT_SLACK / 2) & (PLACEMENT_SLACK - 64)
+}
+
 /// The system's page size.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions and only reads a configuration value.
@@ -72,6 +86,22 @@ pub fn populate(start: *mut u8, bytes: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_start_half_a_page_from_the_header() {
+        for header in [0, 8, 0x7F0, 0x800, 0xFB0, 0xFF8, 0x1234_5FB0] {
+            let at = page_offset_apart(header);
+            assert!(
+                at < PLACEMENT_SLACK && at.is_multiple_of(64),
+                "{header:#x}: {at:#x}"
+            );
+            // The first 1.9 KiB of the table are at least 1.9 KiB from the header's page
+            // offset, either way round.
+            let h = header % PLACEMENT_SLACK;
+            let apart = (at + PLACEMENT_SLACK - h) % PLACEMENT_SLACK;
+            assert!((0x7C0..=0x800).contains(&apart), "{header:#x}: {at:#x}");
+        }
+    }
 
     #[test]
     fn a_large_reservation_is_zeroed_and_writable() {

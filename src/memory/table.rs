@@ -68,7 +68,7 @@ impl Table {
     /// reservation.
     pub(super) fn whole_space() -> Option<Table> {
         let bytes = (1usize << 32) * std::mem::size_of::<Entry>();
-        match Reservation::new(bytes) {
+        match Reservation::new(bytes + reserve::PLACEMENT_SLACK) {
             Ok(mut r) => Some(Table {
                 entries: r.as_mut_ptr().cast(),
                 len: 0,
@@ -79,6 +79,16 @@ impl Table {
                 log::info!("cannot reserve the identifier space ({e}); using a bounded table");
                 None
             }
+        }
+    }
+
+    /// Start the whole-space table `offset` bytes into its reservation (see
+    /// [`reserve::page_offset_apart`]); only before any entry is used.
+    pub(super) fn place(&mut self, offset: usize) {
+        if let Storage::WholeSpace { _mapping: r } = &mut self.storage {
+            assert!(self.len == 0 && offset < reserve::PLACEMENT_SLACK);
+            assert!(offset.is_multiple_of(std::mem::size_of::<Entry>()));
+            self.entries = r.as_mut_ptr().wrapping_add(offset).cast();
         }
     }
 
