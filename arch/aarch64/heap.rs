@@ -290,18 +290,20 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: Dyn
 /// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
-/// length 0. With `check_ids`, the table is bounded and the identifier is checked against
-/// its length and the slab's (without, every identifier has an entry and a slot). Clobbers
-/// x9..x11, x14..x16.
+/// length 0. With `check_ids`, the table is bounded and the identifier is checked first
+/// against its length and the slab's (B1's and B2's tests of the identifier; without,
+/// every identifier has an entry and a slot). Clobbers x9..x11, x14..x16.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     asm!(ops ; cbz W(id), =>slow);
     if check_ids {
-        asm!(ops
-            ; ldr w9, [x28, IDS]
-            ; cmp W(id), w9
-            ; b.hs =>slow
-        );
+        for bound in [IDS, SLAB_IDS] {
+            asm!(ops
+                ; ldr w9, [x28, bound]
+                ; cmp W(id), w9
+                ; b.hs =>slow
+            );
+        }
     }
     asm!(ops
         ; ldr x10, [x28, ENTRIES]
@@ -312,13 +314,6 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; b.hi =>slow
     );
     // B2. In its slot: push the identifier, unless `free_ids` is full.
-    if check_ids {
-        asm!(ops
-            ; ldr w15, [x28, SLAB_IDS]
-            ; cmp W(id), w15
-            ; b.hs =>slow
-        );
-    }
     asm!(ops
         ; ldr w14, [x28, FREE_LEN]
         ; ldr w15, [x28, FREE_CAP]

@@ -8,7 +8,7 @@ use super::regs::{R14, RAX, RCX, RDX};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
-use crate::memory::{SLOT_CAPACITY, SLOT_WORDS, Stack};
+use crate::memory::{SLOT_CAPACITY, Stack};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -26,9 +26,6 @@ const PEAK_LIVE: i8 = d8(HEAP_PEAK_LIVE);
 const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const ACTIVE: i8 = d8(ENTRY_ACTIVE);
-/// 8-byte units in a slot; the length word is the upper half of the last.
-const SLOT_UNITS: i32 = (SLOT_WORDS / 2) as i32;
-const _: () = assert!(SLOT_LEN == 8 * (SLOT_UNITS - 1) + 4);
 /// `small[n]` is at `HEAP_SMALL + (n << SMALL_SHIFT)`.
 const SMALL_SHIFT: i8 = STACK_SIZE.trailing_zeros() as i8;
 const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT);
@@ -307,16 +304,20 @@ fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: Option<DynamicLabel>) {
 /// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
-/// length 0. With `check_ids`, the table is bounded and the identifier is checked against
-/// its length and the slab's (without, every identifier has an entry and a slot). The branches to `slow` are short: it must follow within 127 bytes (the
-/// caller places it right after a jump over it). Clobbers rax, rcx, rdx.
+/// length 0. With `check_ids`, the table is bounded and the identifier is checked first
+/// against its length and the slab's (B1's and B2's tests of the identifier; without,
+/// every identifier has an entry and a slot). The branches to `slow` are short: it must
+/// follow within 127 bytes (the caller places it right after a jump over it). Clobbers
+/// rax, rcx, rdx.
 pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     enc::test_rr(ops, id, id);
     asm!(ops ; jz BYTE =>slow);
     if check_ids {
-        enc::cmp_rm(ops, id, Mem::at(R14, IDS.into()));
-        asm!(ops ; jae BYTE =>slow);
+        for bound in [IDS, SLAB_IDS] {
+            enc::cmp_rm(ops, id, Mem::at(R14, bound.into()));
+            asm!(ops ; jae BYTE =>slow);
+        }
     }
     enc::mov_rr(ops, RAX, id);
     asm!(ops
@@ -330,10 +331,6 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; ja BYTE =>slow
     );
     // B2. In its slot: push the identifier, unless `free_ids` is full.
-    if check_ids {
-        enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
-        asm!(ops ; jae BYTE =>slow);
-    }
     asm!(ops
         ; mov ecx, [BYTE r14 + FREE_LEN]
         ; cmp ecx, [BYTE r14 + FREE_CAP]

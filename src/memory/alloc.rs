@@ -36,7 +36,6 @@ use crate::fault::Reason;
 use std::alloc::{self, Layout};
 use std::ptr::{self, NonNull};
 
-/// Arrays of 1 to this many words live in their identifier's slot.
 /// Words in a slot: the array's words, then its length (see [`Slab`]).
 pub const SLOT_WORDS: u32 = 8;
 /// Arrays of 1 to this many words live in their identifier's slot.
