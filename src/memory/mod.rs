@@ -181,27 +181,51 @@ impl Heap {
         }
     }
 
-    /// Op 1: the word at `offset` in array `id`.
+    /// Where word `offset` of array `id` is; `None` when the access faults. Like generated
+    /// code, an offset that fits in a slot is first tried through the slot's length word
+    /// (one cache line for a small array; see [`Slab`]), and anything else goes through the
+    /// table entry.
     #[inline(always)]
-    pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
+    fn word(&self, id: u32, offset: u32) -> Option<*mut u32> {
+        if offset < SLOT_CAPACITY && id < self.slab.ids {
+            // SAFETY: identifiers below `ids` have a slot in the reservation.
+            let slot = unsafe { self.slab.base.add(id as usize * SLOT_WORDS as usize) };
+            // SAFETY: the length word is in the slot.
+            let len = unsafe { *slot.add(alloc::SLOT_LEN_WORD as usize) };
+            if offset < len {
+                // SAFETY: a non-zero length word is the length of the array in the slot.
+                return Some(unsafe { slot.add(offset as usize) });
+            }
+        }
         let e = self.entry(id);
         if offset < e.len {
             // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
-            return Ok(unsafe { *e.base.add(offset as usize) });
+            return Some(unsafe { e.base.add(offset as usize) });
         }
-        Err(self.access_fault(id, offset))
+        None
+    }
+
+    /// Op 1: word `offset` of array `id`.
+    #[inline(always)]
+    pub fn load(&self, id: u32, offset: u32) -> Result<u32, Reason> {
+        match self.word(id, offset) {
+            // SAFETY: `word` returns addresses of live array words.
+            Some(p) => Ok(unsafe { *p }),
+            None => Err(self.access_fault(id, offset)),
+        }
     }
 
     /// Op 2: store `value` at `offset` in array `id`.
     #[inline(always)]
     pub fn store(&mut self, id: u32, offset: u32, value: u32) -> Result<(), Reason> {
-        let e = self.entry(id);
-        if offset < e.len {
-            // SAFETY: as in `load`; `&mut self` makes this the only access.
-            unsafe { *e.base.add(offset as usize) = value };
-            return Ok(());
+        match self.word(id, offset) {
+            Some(p) => {
+                // SAFETY: as in `load`; `&mut self` makes this the only access.
+                unsafe { *p = value };
+                Ok(())
+            }
+            None => Err(self.access_fault(id, offset)),
         }
-        Err(self.access_fault(id, offset))
     }
 
     /// Op 12 with a non-zero identifier: array 0 becomes a copy of array `id`.
@@ -397,6 +421,52 @@ mod tests {
         assert_eq!(c, b);
         assert_eq!(h.array(c), &[0; SLOT_CAPACITY as usize]);
         assert_eq!(h.slab.len_word(c), SLOT_CAPACITY);
+    }
+
+    #[test]
+    fn index_and_amend_reach_slots_and_buffers_alike() {
+        for whole in [true, false] {
+            let mut h = Heap::with_table(&[0], BIG, whole).unwrap();
+            let sizes = [1, 3, SLOT_CAPACITY, SLOT_CAPACITY + 1, 20];
+            let ids: Vec<u32> = sizes.iter().map(|&n| h.alloc(n).unwrap()).collect();
+            for (&id, &n) in ids.iter().zip(&sizes) {
+                for i in 0..n {
+                    h.store(id, i, id * 100 + i).unwrap();
+                }
+                let want: Vec<u32> = (0..n).map(|i| id * 100 + i).collect();
+                assert_eq!(
+                    h.array(id),
+                    &want[..],
+                    "stores land in the array (whole: {whole})"
+                );
+                for i in 0..n {
+                    assert_eq!(h.load(id, i), Ok(id * 100 + i));
+                }
+                let past = Reason::OutOfBounds {
+                    id,
+                    offset: n,
+                    len: n,
+                };
+                assert_eq!(h.load(id, n), Err(past.clone()));
+                assert_eq!(h.store(id, n, 1), Err(past));
+            }
+            // Abandoned: through its slot or its entry, the array is gone.
+            for &id in ids.iter().rev() {
+                h.abandon(id).unwrap();
+                assert_eq!(h.load(id, 0), Err(Reason::InactiveArray(id)));
+                assert_eq!(h.store(id, 0, 1), Err(Reason::InactiveArray(id)));
+            }
+            // A slot's identifier reused with a buffer: the slot's stale words are not
+            // reached.
+            let reused = h.alloc(30).unwrap();
+            assert_eq!(reused, ids[0]);
+            // SAFETY: the slot of an identifier below `slab.ids` is readable.
+            let stale = unsafe { *h.slab.slot(reused) };
+            assert_eq!(stale, ids[0] * 100, "the slot still holds the old word");
+            assert_eq!(h.load(reused, 0), Ok(0), "the buffer, not the stale slot");
+            h.store(reused, 0, 9).unwrap();
+            assert_eq!(h.array(reused)[0], 9);
+        }
     }
 
     #[test]
