@@ -182,6 +182,31 @@ fn two_way_branches() {
         });
 }
 
+/// A two-way jump whose target register each side then reads: the select the branch
+/// decides is that side's constant there (the optimizing tier's `decide_selects`), on both
+/// sides, in a loop run often enough for regions to form at the default threshold too.
+#[test]
+fn each_side_of_a_two_way_jump_reads_its_target() {
+    let src = "
+            literal r7, 1
+    loop:   input r1                ; a byte, or all ones at the end of input
+            add r2, r1, r7          ; zero only at the end
+            literal r4, done
+            literal r5, body
+            cmov r4, r5, r2         ; r4 = body (pc 7) or done (pc 10)
+            loadprog r0, r4
+    body:   output r4
+            literal r3, loop
+            loadprog r0, r3
+    done:   output r4
+            halt
+    ";
+    let input = vec![b'x'; 3000];
+    let mut want = vec![7u8; 3000];
+    want.push(10);
+    expect_output(src, &input, &want);
+}
+
 /// Jumps to pcs outside array 0, to a constant and through a register, fault at fetch.
 #[test]
 fn jumps_outside_array_zero() {

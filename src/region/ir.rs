@@ -56,6 +56,28 @@ pub enum Op {
 }
 
 impl Op {
+    /// Call `f` on each value it reads (as [`Op::uses`], without a vector).
+    pub fn each_use(&self, mut f: impl FnMut(V)) {
+        match *self {
+            Op::Const(_) | Op::Entry(_) | Op::Input { .. } => {}
+            Op::Phi(ref vs) => vs.iter().copied().for_each(f),
+            Op::Bin(_, a, b) | Op::And(a, b) | Op::Div(a, b) => {
+                f(a);
+                f(b)
+            }
+            Op::Not(a) | Op::Alloc { size: a, .. } => f(a),
+            Op::Select(c, t, e) => {
+                f(c);
+                f(t);
+                f(e)
+            }
+            Op::Index { arr, off, .. } => {
+                f(arr);
+                f(off)
+            }
+        }
+    }
+
     /// The values it reads.
     pub fn uses(&self) -> Vec<V> {
         match *self {
@@ -184,20 +206,27 @@ pub struct Block {
 }
 
 impl Block {
-    /// For each instruction: whether it is a register write that a later one in the same
-    /// UM block (before the next `Segment`) overwrites. Only such a write may be dropped
-    /// when its value is needed nowhere else: exits made while lowering (step budgets at
-    /// block starts, signals on back edges) write back the registers as they are there.
-    pub fn overwritten_sets(&self) -> Vec<bool> {
+    /// For each instruction: whether it is a register write that nothing reads through the
+    /// register itself, so that it may go when its value is needed nowhere else. That is a
+    /// write a later one in the same UM block (before the next `Segment`) overwrites, or any
+    /// write in the block's last UM block: past it, the register is read only where the
+    /// successors start (their `in_regs` and phis) and at exits, which count as uses of the
+    /// value. Any other write is the register's value where a step budget may stop the
+    /// region, at the start of the next UM block (an exit made only while lowering).
+    pub fn droppable_sets(&self) -> Vec<bool> {
         let mut out = vec![false; self.insts.len()];
         let mut later = [false; 8];
+        let mut last_ub = true;
         for (k, inst) in self.insts.iter().enumerate().rev() {
             match *inst {
                 Inst::Set(r, _) => {
-                    out[k] = later[r as usize];
+                    out[k] = last_ub || later[r as usize];
                     later[r as usize] = true;
                 }
-                Inst::Segment { .. } => later = [false; 8],
+                Inst::Segment { .. } => {
+                    later = [false; 8];
+                    last_ub = false;
+                }
                 _ => {}
             }
         }
@@ -298,36 +327,42 @@ impl Func {
         post
     }
 
-    /// The exits reachable code can take.
-    pub fn live_exits(&self) -> Vec<X> {
-        let mut live = Vec::new();
-        for b in self.rpo() {
-            let blk = &self.blocks[b.0 as usize];
-            for inst in &blk.insts {
-                match *inst {
-                    Inst::Def(v) => match *self.op(v) {
-                        Op::Index { exit, .. } | Op::Alloc { exit, .. } | Op::Input { exit } => {
-                            live.push(exit)
-                        }
-                        _ => {}
-                    },
-                    Inst::Check(_, x)
-                    | Inst::Abandon { exit: x, .. }
-                    | Inst::Output { exit: x, .. } => live.push(x),
-                    Inst::Amend { exit, smc, .. } => {
-                        live.push(exit);
-                        live.extend(smc);
+    /// The exits block `b` may take.
+    pub fn exits_of(&self, b: B) -> Vec<X> {
+        let blk = &self.blocks[b.0 as usize];
+        let mut out = Vec::new();
+        for inst in &blk.insts {
+            match *inst {
+                Inst::Def(v) => match *self.op(v) {
+                    Op::Index { exit, .. } | Op::Alloc { exit, .. } | Op::Input { exit } => {
+                        out.push(exit)
                     }
-                    Inst::Set(..) | Inst::Segment { .. } => {}
+                    _ => {}
+                },
+                Inst::Check(_, x)
+                | Inst::Abandon { exit: x, .. }
+                | Inst::Output { exit: x, .. } => out.push(x),
+                Inst::Amend { exit, smc, .. } => {
+                    out.push(exit);
+                    out.extend(smc);
                 }
-            }
-            match blk.term {
-                Some(Term::Switch { default, .. }) => live.push(default),
-                Some(Term::Exit(x)) => live.push(x),
-                _ => {}
+                Inst::Set(..) | Inst::Segment { .. } => {}
             }
         }
-        live
+        match blk.term {
+            Some(Term::Switch { default, .. }) => out.push(default),
+            Some(Term::Exit(x)) => out.push(x),
+            _ => {}
+        }
+        out
+    }
+
+    /// The exits reachable code can take.
+    pub fn live_exits(&self) -> Vec<X> {
+        self.rpo()
+            .into_iter()
+            .flat_map(|b| self.exits_of(b))
+            .collect()
     }
 
     /// Every use of a value: by instructions, phis, terminators, and exits (separately: a
@@ -337,7 +372,7 @@ impl Func {
         let mut exits = vec![0u32; self.values.len()];
         let add = |v: V, c: &mut Vec<u32>| c[v.0 as usize] += 1;
         for b in &self.blocks {
-            let overwritten = b.overwritten_sets();
+            let droppable = b.droppable_sets();
             for (k, i) in b.insts.iter().enumerate() {
                 match i {
                     Inst::Def(v) => {
@@ -352,13 +387,12 @@ impl Func {
                         }
                     }
                     Inst::Abandon { id: v, .. } | Inst::Output { v, .. } => add(*v, &mut main),
-                    // A register write that the same UM block overwrites is a use only
-                    // if the register is read (counted where it is read, or at exits).
-                    // Any other is the register's value where a step budget or a signal
-                    // may stop the region (exits made only when the region is lowered,
-                    // at block starts and back edges), so it is kept.
+                    // A register write that nothing reads but where the register is read
+                    // (counted there, or at exits) is no use of its own; any other is the
+                    // register's value where a step budget may stop the region (see
+                    // `Block::droppable_sets`).
                     Inst::Set(_, v) => {
-                        if !overwritten[k] {
+                        if !droppable[k] {
                             add(*v, &mut main)
                         }
                     }

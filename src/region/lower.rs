@@ -248,7 +248,13 @@ impl<E: Backend> Lower<'_, E> {
         self.state = if b == B(0) {
             self.state.clone()
         } else if blk.preds.len() == 1 && self.ends.contains_key(&blk.preds[0]) {
-            self.ends[&blk.preds[0]].clone()
+            let mut state = self.ends[&blk.preds[0]].clone();
+            // A register the block starts with as a constant its predecessor did not hold
+            // (a select the branch here decided, `opt::decide_selects`).
+            for (r, &want) in blk.in_regs.iter().enumerate() {
+                self.pend_constant(&mut state, r, want);
+            }
+            state
         } else {
             self.join_state(b)
         };
@@ -343,28 +349,72 @@ impl<E: Backend> Lower<'_, E> {
     /// Go along the edge to `to`: write what it needs, test for a signal when it goes
     /// back, jump (or fall through when `to` is next).
     fn go(&mut self, from: B, to: B, next: Option<B>) {
-        let writes = self.edge_writes(to);
-        for &(r, k) in &writes {
-            self.e.load_imm(r, k);
-        }
-        if let Some(x) = self.signal_check(from, to) {
-            let stub = self.exit_stub(x);
-            self.e.branch_interrupted(stub);
-        }
-        if next != Some(to) {
-            self.e.jump(self.labels[to.0 as usize]);
-        }
+        self.on_edge(from, to, |l| {
+            let writes = l.edge_writes(to);
+            for &(r, k) in &writes {
+                l.e.load_imm(r, k);
+            }
+            if let Some(x) = l.signal_check(from, to) {
+                let stub = l.exit_stub(x);
+                l.e.branch_interrupted(stub);
+            }
+            if next != Some(to) {
+                l.e.jump(l.labels[to.0 as usize]);
+            }
+        })
     }
 
     /// A label that takes the edge to `to` (through an edge stub when it must write or test
     /// for a signal).
     fn edge_label(&mut self, from: B, to: B) -> E::Label {
-        let writes = self.edge_writes(to);
-        let signal = self.signal_check(from, to);
-        if writes.is_empty() && signal.is_none() {
-            return self.labels[to.0 as usize];
+        self.on_edge(from, to, |l| {
+            let writes = l.edge_writes(to);
+            let signal = l.signal_check(from, to);
+            if writes.is_empty() && signal.is_none() {
+                return l.labels[to.0 as usize];
+            }
+            l.stub(StubKind::Edge(writes, signal, to))
+        })
+    }
+
+    /// Run `f` with the state as it is on the edge from `from` into `to`: a register whose
+    /// phi there reads a constant on this edge holds that constant, pending (a select the
+    /// branch along this edge decided, `opt::decide_selects`), whatever `from` left in it.
+    fn on_edge<T>(&mut self, from: B, to: B, f: impl FnOnce(&mut Self) -> T) -> T {
+        let blk = &self.f.blocks[to.0 as usize];
+        let mut edge = self.state.clone();
+        if blk.preds.len() > 1
+            && let Some(k) = blk.preds.iter().position(|&p| p == from)
+        {
+            for (r, &phi) in blk.in_regs.iter().enumerate() {
+                let Op::Phi(ops) = self.f.op(phi) else {
+                    continue;
+                };
+                if self.f.values[phi.0 as usize].block != to {
+                    continue;
+                }
+                self.pend_constant(&mut edge, r, ops[k]);
+            }
         }
-        self.stub(StubKind::Edge(writes, signal, to))
+        let saved = std::mem::replace(&mut self.state, edge);
+        let out = f(self);
+        self.state = saved;
+        out
+    }
+
+    /// Register `r` holds value `want` in `state` from here: when `want` is a constant the
+    /// state does not have there already, that constant, pending.
+    fn pend_constant(&self, state: &mut State, r: usize, want: V) {
+        let had = state.regs[r].val;
+        if let Some(k) = self.konst(want)
+            && had != want
+            && self.konst(had) != Some(k)
+        {
+            state.regs[r] = Reg {
+                val: want,
+                in_home: false,
+            };
+        }
     }
 
     // ---- instructions ----
@@ -594,7 +644,7 @@ impl<E: Backend> Lower<'_, E> {
                 // The last case usually leads to the next block: fall into it, and keep
                 // the way out (the dispatch table) in a stub, out of the hot path.
                 if next == Some(to_last)
-                    && self.edge_writes(to_last).is_empty()
+                    && self.on_edge(b, to_last, |l| l.edge_writes(to_last).is_empty())
                     && !self.back_edge(b, to_last)
                 {
                     let stub = self.exit_stub(default);

@@ -10,6 +10,8 @@
 //! - [`facts`]: what a check, a branch or an abandonment proves holds where it dominates: a
 //!   value checked zero is the constant 0, a divisor checked non-zero (and an abandoned
 //!   identifier) is not zero, so repeated checks and selects on it fold.
+//! - [`decide_selects`]: a select on the condition a branch then tests is a constant on
+//!   each side of the branch (`cmov` then `loadprog`, a two-way jump, needs no target).
 //! - [`dce`]: pure values nothing uses, and the register writes of them, are removed.
 //! - [`same_words`]: a load of a word that an earlier load read (or a store wrote), with no
 //!   store that may change it and no abandonment in between, is known to read the same
@@ -25,6 +27,7 @@ pub struct Passes {
     pub simplify: bool,
     pub hoist: bool,
     pub facts: bool,
+    pub selects: bool,
     pub dce: bool,
     pub same_words: bool,
 }
@@ -35,6 +38,7 @@ impl Default for Passes {
             simplify: true,
             hoist: true,
             facts: true,
+            selects: true,
             dce: true,
             same_words: true,
         }
@@ -54,6 +58,9 @@ pub fn optimize(f: &mut Func, passes: Passes) {
         if passes.simplify {
             simplify(f);
         }
+    }
+    if passes.selects {
+        decide_selects(f);
     }
     if passes.dce {
         dce(f);
@@ -759,8 +766,198 @@ pub fn facts(f: &mut Func) {
     }
 }
 
+/// Selects a branch decides. Where block `p` ends with a branch on `c`, a select on `c`
+/// between two constants is the first of them on the branch's non-zero side and the second
+/// on its zero side. In a side entered only from `p` and the blocks it dominates, the
+/// select becomes its constant where it is a register's value or a word written out: in
+/// register writes, the registers blocks start and end with, the exits only one such block
+/// takes, the phis of the edges that leave them, outputs and the words amends store. A
+/// select some operation, check, terminator, array or offset reads is left alone (lowering
+/// expects constants there folded). Usually nothing else reads the select, and [`dce`]
+/// removes it with its register write at the end of `p`: a two-way jump (`cmov` of a
+/// target, then `loadprog`) then costs the branch alone.
+pub fn decide_selects(f: &mut Func) {
+    let order = f.rpo();
+    // Selects between two constants on a condition some branch tests.
+    let conds: HashSet<V> = order
+        .iter()
+        .filter_map(|&b| match f.blocks[b.0 as usize].term {
+            Some(Term::Branch { cond, .. }) => Some(cond),
+            _ => None,
+        })
+        .collect();
+    let mut candidates: HashMap<V, (V, V, V)> = HashMap::new();
+    for &b in &order {
+        for inst in &f.blocks[b.0 as usize].insts {
+            if let Inst::Def(v) = *inst
+                && let Op::Select(c, t, e) = *f.op(v)
+                && conds.contains(&c)
+                && f.konst(t).is_some()
+                && f.konst(e).is_some()
+            {
+                candidates.insert(v, (c, t, e));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return;
+    }
+    // Those read only where a constant needs no folding, by condition.
+    for &b in &order {
+        let blk = &f.blocks[b.0 as usize];
+        let mut pin = |v: V| {
+            candidates.remove(&v);
+        };
+        for inst in &blk.insts {
+            match *inst {
+                Inst::Def(v) if !matches!(f.op(v), Op::Phi(_)) => f.op(v).each_use(&mut pin),
+                Inst::Check(Check::NonZero(v) | Check::Zero(v), _)
+                | Inst::Abandon { id: v, .. } => pin(v),
+                Inst::Amend { arr, off, .. } => {
+                    pin(arr);
+                    pin(off)
+                }
+                _ => {}
+            }
+        }
+        match blk.term {
+            Some(Term::Branch { cond: v, .. }) | Some(Term::Switch { target: v, .. }) => pin(v),
+            _ => {}
+        }
+    }
+    let mut by_cond: HashMap<V, Vec<(V, V, V)>> = HashMap::new();
+    for (&s, &(c, t, e)) in &candidates {
+        by_cond.entry(c).or_default().push((s, t, e));
+    }
+    if by_cond.is_empty() {
+        return;
+    }
+    let idom = dominators(f);
+    let mut children: HashMap<B, Vec<B>> = HashMap::new();
+    for (&b, &p) in &idom {
+        if b != p {
+            children.entry(p).or_default().push(b);
+        }
+    }
+    // How many blocks take each exit, and the phis of each block.
+    let mut takers: HashMap<X, u32> = HashMap::new();
+    for &b in idom.keys() {
+        for x in f.exits_of(b) {
+            *takers.entry(x).or_default() += 1;
+        }
+    }
+    let mut phis: HashMap<B, Vec<V>> = HashMap::new();
+    for (i, v) in f.values.iter().enumerate() {
+        if matches!(v.op, Op::Phi(_)) {
+            phis.entry(v.block).or_default().push(V(i as u32));
+        }
+    }
+    // Walk the dominator tree with the selects decided where each block runs.
+    // (A preorder walk: each block adds what its branch decided, undone after its subtree.)
+    let mut decided: HashMap<V, V> = HashMap::new();
+    let mut walk: Vec<(B, Option<Vec<V>>)> = vec![(B(0), None)];
+    while let Some((b, undo)) = walk.pop() {
+        if let Some(added) = undo {
+            for s in added {
+                decided.remove(&s);
+            }
+            continue;
+        }
+        let mut added = Vec::new();
+        let bi = b.0 as usize;
+        if let [p] = f.blocks[bi].preds[..]
+            && let Some(Term::Branch {
+                cond,
+                nonzero,
+                zero,
+            }) = f.blocks[p.0 as usize].term
+            && nonzero != zero
+            && let Some(selects) = by_cond.get(&cond)
+        {
+            for &(s, t, e) in selects {
+                // (A select already decided above stays as it was decided there.)
+                if let std::collections::hash_map::Entry::Vacant(v) = decided.entry(s) {
+                    v.insert(if b == nonzero { t } else { e });
+                    added.push(s);
+                }
+            }
+        }
+        // A branch from here into a join: the phis there read the decided constant on
+        // that edge.
+        if let Some(Term::Branch {
+            cond,
+            nonzero,
+            zero,
+        }) = f.blocks[bi].term
+            && nonzero != zero
+            && let Some(selects) = by_cond.get(&cond)
+        {
+            for (side, nonzero_side) in [(nonzero, true), (zero, false)] {
+                let preds = &f.blocks[side.0 as usize].preds;
+                let (Some(k), Some(join_phis)) =
+                    (preds.iter().position(|&q| q == b), phis.get(&side))
+                else {
+                    continue;
+                };
+                if preds.len() < 2 {
+                    continue;
+                }
+                for &phi in join_phis {
+                    if let Op::Phi(ops) = &mut f.values[phi.0 as usize].op
+                        && let Some(o) = ops.get_mut(k)
+                        && let Some(&(_, t, e)) = selects.iter().find(|x| x.0 == *o)
+                    {
+                        *o = if nonzero_side { t } else { e };
+                    }
+                }
+            }
+        }
+        if !decided.is_empty() {
+            let to = |v: V| decided.get(&v).copied().unwrap_or(v);
+            let blk = &mut f.blocks[bi];
+            for r in blk.in_regs.iter_mut().chain(blk.out_regs.iter_mut()) {
+                *r = to(*r);
+            }
+            for inst in &mut blk.insts {
+                match inst {
+                    Inst::Set(_, v) | Inst::Output { v, .. } | Inst::Amend { val: v, .. } => {
+                        *v = to(*v)
+                    }
+                    _ => {}
+                }
+            }
+            for x in f.exits_of(b) {
+                if takers.get(&x) == Some(&1) {
+                    rewrite_exit(&mut f.exits[x.0 as usize], &to);
+                }
+            }
+            // The operands of this block's edges into joins.
+            for s in f.succs(b) {
+                let Some(join_phis) = phis.get(&s) else {
+                    continue;
+                };
+                let preds = &f.blocks[s.0 as usize].preds;
+                let Some(k) = preds.iter().position(|&q| q == b) else {
+                    continue;
+                };
+                for &phi in join_phis {
+                    if let Op::Phi(ops) = &mut f.values[phi.0 as usize].op
+                        && let Some(o) = ops.get_mut(k)
+                    {
+                        *o = to(*o);
+                    }
+                }
+            }
+        }
+        walk.push((b, Some(added)));
+        for &c in children.get(&b).into_iter().flatten() {
+            walk.push((c, None));
+        }
+    }
+}
+
 /// Remove pure values nothing uses (counting exits and the register writes that stay), and
-/// the register writes of them that their UM block overwrites.
+/// the register writes of them that nothing reads (see [`Block::droppable_sets`]).
 pub fn dce(f: &mut Func) {
     loop {
         let (main, exits) = f.use_counts();
@@ -771,12 +968,12 @@ pub fn dce(f: &mut Func) {
         let mut removed = false;
         for b in &mut f.blocks {
             let before = b.insts.len();
-            let overwritten = b.overwritten_sets();
+            let droppable = b.droppable_sets();
             let mut k = 0;
             b.insts.retain(|inst| {
                 let keep = match *inst {
                     Inst::Def(v) => !dead(v),
-                    Inst::Set(_, v) => !(dead(v) && overwritten[k]),
+                    Inst::Set(_, v) => !(dead(v) && droppable[k]),
                     _ => true,
                 };
                 k += 1;
@@ -820,6 +1017,47 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A two-way jump (`cmov` of the target, `loadprog`) whose target register each side
+    /// outputs, overwrites or carries into a join: the branch decides the select, which
+    /// then goes. An operation that reads the select keeps it.
+    #[test]
+    fn a_branch_decides_the_select_of_its_target() {
+        let two_way = |before_jump: &str| {
+            optimized(&format!(
+                "
+                    literal r0, 0         ; (else the jump checks r0 with the select in r4)
+                    input r1
+                    literal r4, zero
+                    literal r5, nonzero
+                    cmov r4, r5, r1
+                    {before_jump}
+                    loadprog r0, r4
+                nonzero:
+                    output r4
+                    halt
+                zero:
+                    literal r4, 'z'
+                    output r4
+                    input r1
+                    literal r4, nonzero
+                    loadprog r0, r4
+                "
+            ))
+        };
+        let selects = |f: &Func| {
+            defined_ops(f)
+                .iter()
+                .filter(|o| matches!(o, Op::Select(..)))
+                .count()
+        };
+        // `nonzero` is entered from `zero` too: it starts with r4 = a phi of the select's
+        // constant and `nonzero`.
+        let f = two_way("");
+        assert_eq!(selects(&f), 0, "{f}");
+        let f = two_way("add r3, r4, r1");
+        assert_eq!(selects(&f), 1, "{f}");
     }
 
     /// `nand r4, r4, r2` then `nand r4, r4, r4` (how UM code ands, in place): one and.
