@@ -875,7 +875,12 @@ pub fn decide_selects(f: &mut Func) {
             && let Some(selects) = by_cond.get(&cond)
         {
             for &(s, t, e) in selects {
-                // (A select already decided above stays as it was decided there.)
+                // Only a select made before the branch (one made after it is computed
+                // where it is needed, if anywhere). A select already decided above stays
+                // as it was decided there.
+                if !dominates(&idom, f.values[s.0 as usize].block, p) {
+                    continue;
+                }
                 if let std::collections::hash_map::Entry::Vacant(v) = decided.entry(s) {
                     v.insert(if b == nonzero { t } else { e });
                     added.push(s);
