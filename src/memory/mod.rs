@@ -187,15 +187,9 @@ impl Heap {
     /// table entry.
     #[inline(always)]
     fn word(&self, id: u32, offset: u32) -> Option<*mut u32> {
-        if offset < SLOT_CAPACITY && id < self.slab.ids {
-            // SAFETY: identifiers below `ids` have a slot in the reservation.
-            let slot = unsafe { self.slab.base.add(id as usize * SLOT_WORDS as usize) };
-            // SAFETY: the length word is in the slot.
-            let len = unsafe { *slot.add(alloc::SLOT_LEN_WORD as usize) };
-            if offset < len {
-                // SAFETY: a non-zero length word is the length of the array in the slot.
-                return Some(unsafe { slot.add(offset as usize) });
-            }
+        if offset < SLOT_CAPACITY && id < self.slab.ids && offset < self.slab.len_word(id) {
+            // SAFETY: a non-zero length word is the length of the array in the slot.
+            return Some(unsafe { self.slab.slot(id).add(offset as usize) });
         }
         let e = self.entry(id);
         if offset < e.len {

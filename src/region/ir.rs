@@ -56,7 +56,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// Call `f` on each value it reads (as [`Op::uses`], without a vector).
+    /// Call `f` on each value it reads.
     pub fn each_use(&self, mut f: impl FnMut(V)) {
         match *self {
             Op::Const(_) | Op::Entry(_) | Op::Input { .. } => {}
@@ -80,15 +80,9 @@ impl Op {
 
     /// The values it reads.
     pub fn uses(&self) -> Vec<V> {
-        match *self {
-            Op::Const(_) | Op::Entry(_) | Op::Input { .. } => vec![],
-            Op::Phi(ref vs) => vs.clone(),
-            Op::Bin(_, a, b) | Op::And(a, b) | Op::Div(a, b) => vec![a, b],
-            Op::Not(a) => vec![a],
-            Op::Select(c, t, f) => vec![c, t, f],
-            Op::Index { arr, off, .. } => vec![arr, off],
-            Op::Alloc { size, .. } => vec![size],
-        }
+        let mut out = Vec::new();
+        self.each_use(|v| out.push(v));
+        out
     }
 
     /// Whether it has an effect, or may leave the region, besides defining its value.

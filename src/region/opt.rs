@@ -563,6 +563,20 @@ pub fn dominators(f: &Func) -> HashMap<B, B> {
     idom
 }
 
+/// The children of each block in the dominator tree `idom`, in block order.
+fn dominator_children(idom: &HashMap<B, B>) -> HashMap<B, Vec<B>> {
+    let mut children: HashMap<B, Vec<B>> = HashMap::new();
+    for (&b, &p) in idom {
+        if b != p {
+            children.entry(p).or_default().push(b);
+        }
+    }
+    for c in children.values_mut() {
+        c.sort();
+    }
+    children
+}
+
 /// Whether `a` dominates `b`.
 fn dominates(idom: &HashMap<B, B>, a: B, mut b: B) -> bool {
     loop {
@@ -673,16 +687,7 @@ pub fn facts(f: &mut Func) {
     let idom = dominators(f);
     let mut consts = const_table(f);
     let zero = konst(f, &mut consts, 0);
-    // The dominator tree's children of each block.
-    let mut children: HashMap<B, Vec<B>> = HashMap::new();
-    for (&b, &p) in &idom {
-        if b != p {
-            children.entry(p).or_default().push(b);
-        }
-    }
-    for c in children.values_mut() {
-        c.sort();
-    }
+    let children = dominator_children(&idom);
     // Facts in force: value -> is zero (else not zero). Walk the tree, each block seeing
     // the facts of the blocks that dominate it.
     let mut known: HashMap<V, bool> = HashMap::new();
@@ -833,12 +838,7 @@ pub fn decide_selects(f: &mut Func) {
         return;
     }
     let idom = dominators(f);
-    let mut children: HashMap<B, Vec<B>> = HashMap::new();
-    for (&b, &p) in &idom {
-        if b != p {
-            children.entry(p).or_default().push(b);
-        }
-    }
+    let children = dominator_children(&idom);
     // How many blocks take each exit, and the phis of each block.
     let mut takers: HashMap<X, u32> = HashMap::new();
     for &b in idom.keys() {
@@ -887,36 +887,6 @@ pub fn decide_selects(f: &mut Func) {
                 }
             }
         }
-        // A branch from here into a join: the phis there read the decided constant on
-        // that edge.
-        if let Some(Term::Branch {
-            cond,
-            nonzero,
-            zero,
-        }) = f.blocks[bi].term
-            && nonzero != zero
-            && let Some(selects) = by_cond.get(&cond)
-        {
-            for (side, nonzero_side) in [(nonzero, true), (zero, false)] {
-                let preds = &f.blocks[side.0 as usize].preds;
-                let (Some(k), Some(join_phis)) =
-                    (preds.iter().position(|&q| q == b), phis.get(&side))
-                else {
-                    continue;
-                };
-                if preds.len() < 2 {
-                    continue;
-                }
-                for &phi in join_phis {
-                    if let Op::Phi(ops) = &mut f.values[phi.0 as usize].op
-                        && let Some(o) = ops.get_mut(k)
-                        && let Some(&(_, t, e)) = selects.iter().find(|x| x.0 == *o)
-                    {
-                        *o = if nonzero_side { t } else { e };
-                    }
-                }
-            }
-        }
         if !decided.is_empty() {
             let to = |v: V| decided.get(&v).copied().unwrap_or(v);
             let blk = &mut f.blocks[bi];
@@ -936,7 +906,18 @@ pub fn decide_selects(f: &mut Func) {
                     rewrite_exit(&mut f.exits[x.0 as usize], &to);
                 }
             }
-            // The operands of this block's edges into joins.
+        }
+        // The phi operands of this block's edges: what is decided here, and on an edge of
+        // a branch, what the branch decides for that side.
+        let branch = match f.blocks[bi].term {
+            Some(Term::Branch {
+                cond,
+                nonzero,
+                zero,
+            }) if nonzero != zero => by_cond.get(&cond).map(|selects| (nonzero, selects)),
+            _ => None,
+        };
+        if !decided.is_empty() || branch.is_some() {
             for s in f.succs(b) {
                 let Some(join_phis) = phis.get(&s) else {
                     continue;
@@ -949,7 +930,13 @@ pub fn decide_selects(f: &mut Func) {
                     if let Op::Phi(ops) = &mut f.values[phi.0 as usize].op
                         && let Some(o) = ops.get_mut(k)
                     {
-                        *o = to(*o);
+                        let mut w = decided.get(o).copied().unwrap_or(*o);
+                        if let Some((nonzero, selects)) = branch
+                            && let Some(&(_, t, e)) = selects.iter().find(|x| x.0 == w)
+                        {
+                            w = if s == nonzero { t } else { e };
+                        }
+                        *o = w;
                     }
                 }
             }
