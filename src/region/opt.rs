@@ -887,8 +887,8 @@ pub fn decide_selects(f: &mut Func) {
                 }
             }
         }
+        let to = |v: V| decided.get(&v).copied().unwrap_or(v);
         if !decided.is_empty() {
-            let to = |v: V| decided.get(&v).copied().unwrap_or(v);
             let blk = &mut f.blocks[bi];
             for r in blk.in_regs.iter_mut().chain(blk.out_regs.iter_mut()) {
                 *r = to(*r);
@@ -930,7 +930,7 @@ pub fn decide_selects(f: &mut Func) {
                     if let Op::Phi(ops) = &mut f.values[phi.0 as usize].op
                         && let Some(o) = ops.get_mut(k)
                     {
-                        let mut w = decided.get(o).copied().unwrap_or(*o);
+                        let mut w = to(*o);
                         if let Some((nonzero, selects)) = branch
                             && let Some(&(_, t, e)) = selects.iter().find(|x| x.0 == w)
                         {
