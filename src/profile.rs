@@ -751,10 +751,16 @@ mod tests {
         let dir = TempDir::new("jitdump-mapping");
         let p = Profiler::with_dir(ProfileFormat::JitDump, &dir.0).unwrap();
         let path = fs::canonicalize(p.path()).unwrap();
-        let maps = fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps
-            .lines()
-            .find(|line| line.ends_with(path.to_str().unwrap()))
+        // Reading /proc/self/maps is not atomic: while other tests' threads map and unmap
+        // memory, a read may miss a line (seen under qemu-user). A mapping that is there
+        // shows up in one of a few reads.
+        let line = (0..5)
+            .find_map(|_| {
+                let maps = fs::read_to_string("/proc/self/maps").unwrap();
+                maps.lines()
+                    .find(|line| line.ends_with(path.to_str().unwrap()))
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| panic!("{} is not mapped", path.display()));
         // "start-end perms offset dev inode path"
         let fields: Vec<&str> = line.split_whitespace().collect();
