@@ -106,6 +106,9 @@ pub fn run(
         }),
     };
     let mut ctx = Box::new(JitCtx::new());
+    // SAFETY: the context is boxed (its flag does not move) and outlives the watch, which
+    // is declared after it and so dropped before it.
+    let _watch = unsafe { signals::Watch::new(&ctx.interrupt) };
     ctx.regs = m.regs;
     ctx.code_base = cache.code_base() as u64;
     ctx.budget = max_steps.unwrap_or(u64::MAX);

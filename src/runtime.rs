@@ -88,14 +88,14 @@ pub struct JitCtx {
     /// Dispatch table: code offset of the block at each pc of array 0, 0 when none.
     pub dtable: *const u32,
     pub dtable_len: u32,
-    _pad: u32,
+    /// Non-zero once a signal asked the run to stop: set by the signal handler while a
+    /// [`crate::signals::Watch`] holds it, tested by generated code at backward and
+    /// computed jumps. Rust code never reads it.
+    pub interrupt: AtomicU32,
     /// One byte per word of array 0: non-zero where translated code covers the word.
     pub codemap: *const u8,
     /// Address of the code memory (dispatch table offsets are relative to it).
     pub code_base: u64,
-    /// Non-zero once a signal asked the run to stop ([`crate::signals::INTERRUPT`]):
-    /// tested at backward and computed jumps.
-    pub interrupt: *const AtomicU32,
     /// Instructions left in the step budget (`--max-steps`); blocks take theirs on entry
     /// when the budget is on.
     pub budget: u64,
@@ -124,10 +124,9 @@ impl JitCtx {
             heap: std::ptr::null_mut(),
             dtable: std::ptr::null(),
             dtable_len: 0,
-            _pad: 0,
+            interrupt: AtomicU32::new(0),
             codemap: std::ptr::null(),
             code_base: 0,
-            interrupt: &crate::signals::INTERRUPT,
             budget: u64::MAX,
             counters: std::ptr::null_mut(),
             profile: std::ptr::null_mut(),

@@ -253,8 +253,7 @@ impl Backend for A64 {
 
     fn branch_interrupted(&mut self, target: DynamicLabel) {
         asm!(self.ops
-            ; ldr x9, [x27, off::INTERRUPT as u32]
-            ; ldr w9, [x9]
+            ; ldr w9, [x27, off::INTERRUPT as u32]
             ; cbnz w9, =>target
         );
     }
@@ -489,8 +488,7 @@ impl Backend for A64 {
         let to_miss = self.ops.new_dynamic_label();
         let miss = self.routines.miss;
         asm!(self.ops
-            ; ldr x10, [x27, off::INTERRUPT as u32]
-            ; ldr w10, [x10]
+            ; ldr w10, [x27, off::INTERRUPT as u32]
             ; cbnz w10, =>to_miss
             ; ldr w10, [x27, off::DTABLE_LEN as u32]
             ; cmp w9, w10

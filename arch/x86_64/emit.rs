@@ -252,8 +252,7 @@ impl Backend for X64 {
 
     fn branch_interrupted(&mut self, target: DynamicLabel) {
         asm!(self.ops
-            ; mov rax, [BYTE r15 + INTERRUPT]
-            ; cmp DWORD [rax], 0
+            ; cmp DWORD [BYTE r15 + INTERRUPT], 0
             ; jne =>target
         );
     }
@@ -575,8 +574,7 @@ impl Backend for X64 {
         }
         let miss = self.routines.miss;
         asm!(self.ops
-            ; mov rax, [BYTE r15 + INTERRUPT]
-            ; cmp DWORD [rax], 0
+            ; cmp DWORD [BYTE r15 + INTERRUPT], 0
             ; jne extern miss
             ; cmp ecx, [BYTE r15 + DTABLE_LEN]
             ; jae extern miss
