@@ -22,13 +22,12 @@ pub const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// The first signal received, 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
 /// How many runs of generated code can be watched at once (one per engine running).
 const WATCH_SLOTS: usize = 64;
-/// The flags of the runs watched now, null where a slot is free.
-static WATCHED: [AtomicPtr<AtomicU32>; WATCH_SLOTS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; WATCH_SLOTS];
-/// Handlers setting flags now: a [`Watch`] that ends waits until none is.
-static IN_HANDLER: AtomicU32 = AtomicU32::new(0);
+
+/// The flags of the runs watched now.
+static WATCHED: Flags = Flags::new();
 
 extern "C" fn on_signal(signal: libc::c_int) {
     if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
@@ -40,16 +39,57 @@ extern "C" fn on_signal(signal: libc::c_int) {
         }
         return;
     }
-    IN_HANDLER.fetch_add(1, Ordering::SeqCst);
-    for slot in &WATCHED {
-        let flag = slot.load(Ordering::SeqCst);
-        if !flag.is_null() {
-            // SAFETY: a flag stays valid while its slot holds it, and the `Watch` that
-            // clears the slot waits for this handler to finish (`IN_HANDLER`).
-            unsafe { (*flag).store(1, Ordering::SeqCst) };
+    WATCHED.raise();
+}
+
+/// A registry of flags, each valid while its slot holds it.
+struct Flags {
+    /// The flags, null where a slot is free.
+    slots: [AtomicPtr<AtomicU32>; WATCH_SLOTS],
+    /// Calls of `raise` under way: a slot given back waits until there are none.
+    raising: AtomicU32,
+}
+
+impl Flags {
+    const fn new() -> Flags {
+        Flags {
+            slots: [const { AtomicPtr::new(ptr::null_mut()) }; WATCH_SLOTS],
+            raising: AtomicU32::new(0),
         }
     }
-    IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
+
+    /// Set every flag held to 1 (async-signal-safe: atomics only).
+    fn raise(&self) {
+        self.raising.fetch_add(1, Ordering::SeqCst);
+        for slot in &self.slots {
+            let flag = slot.load(Ordering::SeqCst);
+            if !flag.is_null() {
+                // SAFETY: a flag stays valid while its slot holds it, and `give_back`
+                // waits for this call to finish before its flag may go.
+                unsafe { (*flag).store(1, Ordering::SeqCst) };
+            }
+        }
+        self.raising.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Hold `flag` in a free slot, if there is one.
+    fn take(&self, flag: *const AtomicU32) -> Option<usize> {
+        let free = ptr::null_mut();
+        self.slots.iter().position(|s| {
+            s.compare_exchange(free, flag.cast_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// Free slot `i`; once this returns, no `raise` touches its flag.
+    fn give_back(&self, i: usize) {
+        self.slots[i].store(ptr::null_mut(), Ordering::SeqCst);
+        // A `raise` on another thread may have read the flag's address before the store
+        // above: it is done with it once none runs.
+        while self.raising.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// While it lives, a signal that interrupts the run also sets its flag to 1 (also when the
@@ -66,15 +106,11 @@ impl Watch {
     /// # Safety
     /// `flag` stays valid (not moved, not freed) until the `Watch` is dropped.
     pub unsafe fn new(flag: *const AtomicU32) -> Watch {
-        let free = ptr::null_mut();
-        let slot = WATCHED.iter().position(|s| {
-            s.compare_exchange(free, flag.cast_mut(), Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        });
+        let slot = WATCHED.take(flag);
         if slot.is_none() {
             log::warn!("more than {WATCH_SLOTS} runs at once: signals reach this one late");
         }
-        // A signal whose handler scanned the slots before this one was taken.
+        // A signal whose handler looked at the slots before this one was taken.
         if received().is_some() {
             // SAFETY: the caller keeps `flag` valid.
             unsafe { (*flag).store(1, Ordering::SeqCst) };
@@ -86,12 +122,7 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            WATCHED[i].store(ptr::null_mut(), Ordering::SeqCst);
-            // A handler on another thread may have read the flag's address before the
-            // store above: it is done with it once no handler runs.
-            while IN_HANDLER.load(Ordering::SeqCst) != 0 {
-                std::hint::spin_loop();
-            }
+            WATCHED.give_back(i);
         }
     }
 }
@@ -122,5 +153,44 @@ pub fn received() -> Option<i32> {
     match RECEIVED.load(Ordering::Relaxed) {
         0 => None,
         s => Some(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A registry of the tests' own: raising the process-wide one would reach the runs of
+    // other tests.
+
+    #[test]
+    fn raise_sets_the_flags_held_and_no_other() {
+        let flags = Flags::new();
+        let (a, b, c) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
+        let ia = flags.take(&a).expect("a free slot");
+        let ib = flags.take(&b).expect("a free slot");
+        assert_ne!(ia, ib);
+        flags.give_back(ib);
+        flags.raise();
+        assert_eq!(a.load(Ordering::SeqCst), 1);
+        assert_eq!(b.load(Ordering::SeqCst), 0, "given back before the raise");
+        assert_eq!(c.load(Ordering::SeqCst), 0, "never held");
+        assert_eq!(flags.raising.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn slots_run_out_and_come_back() {
+        let flags = Flags::new();
+        let held: Vec<AtomicU32> = (0..WATCH_SLOTS).map(|_| AtomicU32::new(0)).collect();
+        let slots: Vec<usize> = held.iter().map(|f| flags.take(f).unwrap()).collect();
+        let late = AtomicU32::new(0);
+        assert_eq!(flags.take(&late), None, "all {WATCH_SLOTS} slots are taken");
+        flags.give_back(slots[7]);
+        assert_eq!(flags.take(&late), Some(slots[7]));
+        flags.raise();
+        for (i, f) in held.iter().enumerate() {
+            assert_eq!(f.load(Ordering::SeqCst), u32::from(i != 7), "flag {i}");
+        }
+        assert_eq!(late.load(Ordering::SeqCst), 1);
     }
 }
