@@ -91,6 +91,10 @@ pub struct Routines {
     /// Per runtime function (`RtFn::index`): save what the call clobbers, call it, report
     /// failure; the allocation and abandonment routines first try the heap's fast path.
     pub call: [usize; RtFn::COUNT],
+    /// Whether generated code keeps the heap's [`crate::memory::Counts`] (the routines'
+    /// fast paths and the inline allocations and abandonments alike): statistics are all
+    /// they are for, so only when they are wanted.
+    pub counts_arrays: bool,
 }
 
 /// The signature of the `enter` routine: load the UM registers from the context, jump to
@@ -115,8 +119,9 @@ pub trait Backend: Sized {
 
     type Label: Copy;
 
-    /// Assemble the shared routines for code memory at address `base`.
-    fn routines(base: usize) -> (Vec<u8>, Routines);
+    /// Assemble the shared routines for code memory at address `base`; with
+    /// `counts_arrays`, their allocation and abandonment keep the heap's counts.
+    fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines);
 
     /// An emitter for a block that will be placed at address `base`; `check_ids` when the
     /// heap's table does not cover every identifier.

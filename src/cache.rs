@@ -174,17 +174,20 @@ impl<B: Backend> Cache<B> {
     /// An empty cache for an array 0 of `program_len` words, with the backend's routines at
     /// the start of code memory of `kind`.
     pub fn new(program_len: u32, kind: code_memory::Kind) -> std::io::Result<Cache<B>> {
-        Cache::with_threshold(program_len, kind, u16::MAX)
+        Cache::with_options(program_len, kind, u16::MAX, true)
     }
 
-    /// As [`Cache::new`], with hotness counters starting at `threshold`.
-    pub fn with_threshold(
+    /// As [`Cache::new`], with hotness counters starting at `threshold`, and generated code
+    /// that keeps the heap's counts of arrays only if `counts_arrays` (see
+    /// [`Routines::counts_arrays`]).
+    pub fn with_options(
         program_len: u32,
         kind: code_memory::Kind,
         threshold: u16,
+        counts_arrays: bool,
     ) -> std::io::Result<Cache<B>> {
         let mut mem = CodeMemory::new(B::CODE_CAPACITY, kind)?;
-        let (code, routines) = B::routines(mem.next_address());
+        let (code, routines) = B::routines(mem.next_address(), counts_arrays);
         let at = mem.append(&code).expect("routines fit");
         assert_eq!(at, 0, "the miss routine sits at offset 0");
         Ok(Cache {

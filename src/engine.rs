@@ -102,7 +102,7 @@ impl Engine {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// Count instructions (per operator for the interpreter) and the counters of generated
-    /// code, for `--stats`.
+    /// code, for `--stats`; generated code then also keeps the heap's counts of arrays.
     pub count: bool,
     /// With `count`, the translator also counts each operator (`--stats=ops`).
     pub count_ops: bool,

@@ -78,13 +78,14 @@ pub fn run(
     // The tier needs exact per-operator counts it does not keep: off with --stats=ops.
     let threshold = opts.opt_threshold.filter(|_| !(stats && count_ops));
     let counter_start = threshold.map_or(u16::MAX, |t| t.min(MAX_OPT_THRESHOLD) as u16);
-    let mut cache = match Cache::<Host>::with_threshold(m.heap.program().1, kind, counter_start) {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("cannot map code memory ({e}); interpreting instead");
-            return (interpreter::run(m, stats, max_steps), Stats::default());
-        }
-    };
+    let mut cache =
+        match Cache::<Host>::with_options(m.heap.program().1, kind, counter_start, stats) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cannot map code memory ({e}); interpreting instead");
+                return (interpreter::run(m, stats, max_steps), Stats::default());
+            }
+        };
     let routines = cache.routines_code();
     observers.code_loaded("routines", 0, &[], cache.code_base(), routines);
     // Tracing every block entry: no chaining and no dispatch table, so that every entry

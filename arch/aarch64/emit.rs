@@ -182,8 +182,8 @@ impl Backend for A64 {
 
     type Label = DynamicLabel;
 
-    fn routines(base: usize) -> (Vec<u8>, Routines) {
-        super::routines::routines(base)
+    fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) {
+        super::routines::routines(base, counts_arrays)
     }
 
     fn new(base: usize, routines: &Routines, check_ids: bool) -> A64 {
@@ -405,7 +405,8 @@ impl Backend for A64 {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        abandon_inline(&mut self.ops, h(r), self.check_ids, slow);
+        let counts = self.routines.counts_arrays;
+        abandon_inline(&mut self.ops, h(r), self.check_ids, counts, slow);
         asm!(self.ops
             ; b =>done
             ; =>slow
@@ -417,7 +418,8 @@ impl Backend for A64 {
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        alloc_inline(&mut self.ops, words, self.check_ids, slow);
+        let counts = self.routines.counts_arrays;
+        alloc_inline(&mut self.ops, words, self.check_ids, counts, slow);
         asm!(self.ops
             ; mov W(h(a)), w10
             ; b =>done

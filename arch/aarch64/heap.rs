@@ -36,7 +36,7 @@ const _: () = assert!(SMALL_SHIFT <= 4 && ENTRY_SHIFT <= 4);
 /// The allocation routine's fast path, `Heap::alloc_fast` with the size in w1: returns the
 /// identifier in x0, or falls through (having changed nothing) to the call into Rust that
 /// follows. Clobbers x9..x11, x14..x17.
-pub(super) fn alloc_fast_path(ops: &mut Ops) {
+pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
     let fresh = ops.new_dynamic_label();
@@ -122,7 +122,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; str w17, [x16, ACTIVE]
     );
     // A6. Count it.
-    count_alloc(ops);
+    if counts {
+        count_alloc(ops);
+    }
     asm!(ops
         ; mov w0, w14
         ; ret
@@ -130,7 +132,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     );
 }
 
-/// Step A6: count a new array as `Heap::alloc_fast` does: allocations, live arrays and
+/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does: allocations, live arrays and
 /// their peak (clobbers x16, x17).
 fn count_alloc(ops: &mut Ops) {
     let allocations = HEAP_ALLOCATIONS as u32;
@@ -153,7 +155,7 @@ fn count_alloc(ops: &mut Ops) {
 /// The abandonment routine's fast path, `Heap::abandon_fast` with the identifier in w1:
 /// returns 0 in x0, or falls through (having changed nothing) to the call into Rust that
 /// follows (faults included). Clobbers x9..x11, x14..x17.
-pub(super) fn abandon_fast_path(ops: &mut Ops) {
+pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
     let buffer = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
@@ -204,7 +206,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
     );
-    release_entry(ops);
+    release_entry(ops, counts);
     asm!(ops
         ; movz x0, 0
         ; ret
@@ -216,7 +218,13 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// far as the constant decides them, then A4..A6, leaving the identifier in w10; `slow`
 /// (having changed nothing) when the step cannot be taken, for the routine to try all of
 /// it. Clobbers x9..x11, x14..x17.
-pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: DynamicLabel) {
+pub(super) fn alloc_inline(
+    ops: &mut Ops,
+    words: u32,
+    check_ids: bool,
+    counts: bool,
+    slow: DynamicLabel,
+) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
     if words <= SLOT_CAPACITY {
         // A1. The identifier on top of `free_ids` and its slot (which, with the
@@ -283,7 +291,9 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: Dyn
     load_x(ops, 15, entry_len_active(words));
     asm!(ops ; str x15, [x14, LEN]);
     // A6. Count it.
-    count_alloc(ops);
+    if counts {
+        count_alloc(ops);
+    }
 }
 
 /// The inline abandonment (`Backend::abandon`) of the identifier in host register `id`:
@@ -293,7 +303,13 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: Dyn
 /// length 0. With `check_ids`, the table is bounded and the identifier is checked first
 /// against its length and the slab's (B1's and B2's tests of the identifier; without,
 /// every identifier has an entry and a slot). Clobbers x9..x11, x14..x16.
-pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
+pub(super) fn abandon_inline(
+    ops: &mut Ops,
+    id: u8,
+    check_ids: bool,
+    counts: bool,
+    slow: DynamicLabel,
+) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     asm!(ops ; cbz W(id), =>slow);
     if check_ids {
@@ -326,12 +342,12 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; ldr x9, [x10, BASE]                 // x9 = the slot
         ; str wzr, [x9, SLOT_LEN_AT]
     );
-    release_entry(ops);
+    release_entry(ops, counts);
 }
 
 /// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at x10 becomes inactive, and
-/// the abandonment is counted (clobbers x9).
-fn release_entry(ops: &mut Ops) {
+/// with `counts` the abandonment is counted (clobbers x9).
+fn release_entry(ops: &mut Ops, counts: bool) {
     let abandonments = HEAP_ABANDONMENTS as u32;
     let live = HEAP_LIVE as u32;
     // B4. The entry becomes inactive.
@@ -339,7 +355,12 @@ fn release_entry(ops: &mut Ops) {
     asm!(ops
         ; str x9, [x10, BASE]
         ; str xzr, [x10, LEN]
-        // B5. Count it.
+    );
+    if !counts {
+        return;
+    }
+    // B5. Count it.
+    asm!(ops
         ; ldr x9, [x28, abandonments]
         ; add x9, x9, 1
         ; str x9, [x28, abandonments]

@@ -8,7 +8,7 @@ use crate::translator::{Options, translate};
 const BASE: usize = 0x40_0000;
 
 fn emitter() -> A64 {
-    let (_, routines) = A64::routines(BASE - 0x1000);
+    let (_, routines) = A64::routines(BASE - 0x1000, true);
     A64::new(BASE, &routines, false)
 }
 
@@ -108,7 +108,7 @@ fn division_checks_for_zero_then_udiv() {
 /// index r0, r1, k through register pair 1 (x6/w7), uncached, with the table of the whole
 /// identifier space (`check_ids` false) or a bounded one.
 fn index_r1_at(k: u32, check_ids: bool) -> Vec<u32> {
-    let (_, routines) = A64::routines(BASE - 0x1000);
+    let (_, routines) = A64::routines(BASE - 0x1000, true);
     let mut e = A64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
     let arr = ArrayUse {

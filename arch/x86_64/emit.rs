@@ -194,8 +194,8 @@ impl Backend for X64 {
 
     type Label = DynamicLabel;
 
-    fn routines(base: usize) -> (Vec<u8>, Routines) {
-        super::routines::routines(base)
+    fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) {
+        super::routines::routines(base, counts_arrays)
     }
 
     fn new(base: usize, routines: &Routines, check_ids: bool) -> X64 {
@@ -496,7 +496,8 @@ impl Backend for X64 {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        abandon_inline(&mut self.ops, h(r), self.check_ids, slow);
+        let counts = self.routines.counts_arrays;
+        abandon_inline(&mut self.ops, h(r), self.check_ids, counts, slow);
         asm!(self.ops
             ; jmp BYTE =>done
             ; =>slow
@@ -508,7 +509,8 @@ impl Backend for X64 {
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        alloc_inline(&mut self.ops, words, self.check_ids, slow);
+        let counts = self.routines.counts_arrays;
+        alloc_inline(&mut self.ops, words, self.check_ids, counts, slow);
         enc::mov_rr(&mut self.ops, h(a), RDX);
         asm!(self.ops
             ; jmp =>done

@@ -36,7 +36,7 @@ const SMALL_CAP: i32 = HEAP_SMALL + STACK_CAP;
 /// The allocation routine's fast path, `Heap::alloc_fast` with the size in esi: returns
 /// the identifier in eax with carry clear, or falls through (having changed nothing) to the
 /// call into Rust that follows. Clobbers rax, rcx, rdx, rdi.
-pub(super) fn alloc_fast_path(ops: &mut Ops) {
+pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
     let buffers = ops.new_dynamic_label();
     let fresh = ops.new_dynamic_label();
@@ -124,7 +124,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
         ; mov DWORD [BYTE rax + ACTIVE], 1
     );
     // A6. Count it.
-    count_alloc(ops);
+    if counts {
+        count_alloc(ops);
+    }
     asm!(ops
         ; mov eax, edx
         ; clc
@@ -133,7 +135,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops) {
     );
 }
 
-/// Step A6: count a new array as `Heap::alloc_fast` does: allocations, live arrays and
+/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does: allocations, live arrays and
 /// their peak (clobbers rax).
 pub(super) fn count_alloc(ops: &mut Ops) {
     let no_peak = ops.new_dynamic_label();
@@ -152,7 +154,7 @@ pub(super) fn count_alloc(ops: &mut Ops) {
 /// The abandonment routine's fast path, `Heap::abandon_fast` with the identifier in esi:
 /// returns with carry clear, or falls through (having changed nothing) to the call into
 /// Rust that follows (faults included). Clobbers rax, rcx, rdx, rdi.
-pub(super) fn abandon_fast_path(ops: &mut Ops) {
+pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
     let buffer = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
@@ -205,7 +207,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
         ; inc edx
         ; mov [BYTE r14 + FREE_LEN], edx
     );
-    release_entry(ops);
+    release_entry(ops, counts);
     asm!(ops
         ; xor eax, eax
         ; ret
@@ -217,7 +219,13 @@ pub(super) fn abandon_fast_path(ops: &mut Ops) {
 /// far as the constant decides them, then A4..A6, leaving the identifier in edx; `slow`
 /// (having changed nothing) when the step cannot be taken, for the routine to try all of
 /// it. Clobbers rax, rcx, rdx.
-pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: DynamicLabel) {
+pub(super) fn alloc_inline(
+    ops: &mut Ops,
+    words: u32,
+    check_ids: bool,
+    counts: bool,
+    slow: DynamicLabel,
+) {
     debug_assert!((1..=SMALL_MAX as u32).contains(&words));
     if words <= SLOT_CAPACITY {
         // With the whole-space table every identifier has a slot.
@@ -258,7 +266,9 @@ pub(super) fn alloc_inline(ops: &mut Ops, words: u32, check_ids: bool, slow: Dyn
         ; mov [BYTE rcx + LEN], rax
     );
     // A6. Count it.
-    count_alloc(ops);
+    if counts {
+        count_alloc(ops);
+    }
 }
 
 /// Step A4: zero `units` 8-byte units from rax (clobbers rcx).
@@ -309,7 +319,13 @@ fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: Option<DynamicLabel>) {
 /// every identifier has an entry and a slot). The branches to `slow` are short: it must
 /// follow within 127 bytes (the caller places it right after a jump over it). Clobbers
 /// rax, rcx, rdx.
-pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: DynamicLabel) {
+pub(super) fn abandon_inline(
+    ops: &mut Ops,
+    id: u8,
+    check_ids: bool,
+    counts: bool,
+    slow: DynamicLabel,
+) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     enc::test_rr(ops, id, id);
     asm!(ops ; jz BYTE =>slow);
@@ -344,18 +360,22 @@ pub(super) fn abandon_inline(ops: &mut Ops, id: u8, check_ids: bool, slow: Dynam
         ; mov rcx, [BYTE rax + BASE]              // rcx = the slot
         ; mov DWORD [BYTE rcx + SLOT_LEN as i8], 0
     );
-    release_entry(ops);
+    release_entry(ops, counts);
 }
 
 /// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at rax becomes inactive, and
-/// the abandonment is counted.
-fn release_entry(ops: &mut Ops) {
+/// with `counts` the abandonment is counted.
+fn release_entry(ops: &mut Ops, counts: bool) {
+    // B4. The entry becomes inactive.
     asm!(ops
-        // B4. The entry becomes inactive.
         ; mov QWORD [BYTE rax + BASE], ENTRY_FREE_BASE as i32
         ; mov QWORD [BYTE rax + LEN], 0
-        // B5. Count it.
-        ; inc QWORD [BYTE r14 + ABANDONMENTS]
-        ; dec QWORD [BYTE r14 + LIVE]
     );
+    // B5. Count it.
+    if counts {
+        asm!(ops
+            ; inc QWORD [BYTE r14 + ABANDONMENTS]
+            ; dec QWORD [BYTE r14 + LIVE]
+        );
+    }
 }

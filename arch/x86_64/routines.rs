@@ -51,7 +51,7 @@ fn output_fast_path(ops: &mut Ops) {
 }
 
 /// Assemble the routines for code memory at `base`.
-pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
+pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) {
     let mut ops = Ops::new(base);
     // Both leave for pc ecx, with their own exit kind.
     let miss = ops.offset().0;
@@ -120,8 +120,8 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
     for f in RtFn::ALL {
         call[f.index()] = base + ops.offset().0;
         match f {
-            RtFn::Alloc => alloc_fast_path(&mut ops),
-            RtFn::Abandon => abandon_fast_path(&mut ops),
+            RtFn::Alloc => alloc_fast_path(&mut ops, counts_arrays),
+            RtFn::Abandon => abandon_fast_path(&mut ops, counts_arrays),
             RtFn::Output => output_fast_path(&mut ops),
             RtFn::Input => {}
         }
@@ -157,6 +157,7 @@ pub(super) fn routines(base: usize) -> (Vec<u8>, Routines) {
             exit_with: base + exit_with,
             exit_as,
             call,
+            counts_arrays,
         },
     )
 }

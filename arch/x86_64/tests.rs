@@ -10,7 +10,7 @@ use crate::translator::{Options, translate};
 const BASE: usize = 0x40_0000;
 
 fn emitter() -> X64 {
-    let (_, routines) = X64::routines(BASE - 0x1000);
+    let (_, routines) = X64::routines(BASE - 0x1000, true);
     X64::new(BASE, &routines, false)
 }
 
@@ -76,7 +76,7 @@ fn division_checks_for_zero_then_divides() {
 /// index r0, r1, k through register pair 0 (rdi/esi), uncached, with the table of the
 /// whole identifier space (`check_ids` false) or a bounded one.
 fn index_r1_at(k: u32, check_ids: bool) -> Vec<u8> {
-    let (_, routines) = X64::routines(BASE - 0x1000);
+    let (_, routines) = X64::routines(BASE - 0x1000, true);
     let mut e = X64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
     let arr = ArrayUse {

@@ -148,7 +148,8 @@ impl Slab {
     }
 }
 
-/// The counts of arrays, kept by every allocation path (generated code included).
+/// The counts of arrays, for statistics: kept by every allocation path in Rust, and by
+/// generated code when statistics are on ([`crate::backend::Routines::counts_arrays`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

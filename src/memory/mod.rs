@@ -126,7 +126,8 @@ impl Heap {
         &self.table
     }
 
-    /// The counts of arrays allocated, abandoned and live.
+    /// The counts of arrays allocated, abandoned and live (see [`Counts`] for when they are
+    /// kept).
     pub fn counts(&self) -> Counts {
         self.counts
     }
