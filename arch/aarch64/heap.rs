@@ -132,8 +132,8 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     );
 }
 
-/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does: allocations, live arrays and
-/// their peak (clobbers x16, x17).
+/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does:
+/// allocations, live arrays and their peak (clobbers x16, x17).
 fn count_alloc(ops: &mut Ops) {
     let allocations = HEAP_ALLOCATIONS as u32;
     let live = HEAP_LIVE as u32;
@@ -356,16 +356,15 @@ fn release_entry(ops: &mut Ops, counts: bool) {
         ; str x9, [x10, BASE]
         ; str xzr, [x10, LEN]
     );
-    if !counts {
-        return;
-    }
     // B5. Count it.
-    asm!(ops
-        ; ldr x9, [x28, abandonments]
-        ; add x9, x9, 1
-        ; str x9, [x28, abandonments]
-        ; ldr x9, [x28, live]
-        ; sub x9, x9, 1
-        ; str x9, [x28, live]
-    );
+    if counts {
+        asm!(ops
+            ; ldr x9, [x28, abandonments]
+            ; add x9, x9, 1
+            ; str x9, [x28, abandonments]
+            ; ldr x9, [x28, live]
+            ; sub x9, x9, 1
+            ; str x9, [x28, live]
+        );
+    }
 }

@@ -135,8 +135,8 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     );
 }
 
-/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does: allocations, live arrays and
-/// their peak (clobbers rax).
+/// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does:
+/// allocations, live arrays and their peak (clobbers rax).
 pub(super) fn count_alloc(ops: &mut Ops) {
     let no_peak = ops.new_dynamic_label();
     asm!(ops
