@@ -8,7 +8,7 @@ use super::regs::{R14, RAX, RCX, RDX};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
-use crate::memory::{SLOT_CAPACITY, Stack};
+use crate::memory::{SLOT_CAPACITY, SLOT_WORDS, Stack};
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 /// `free_ids`: its pointer, length and capacity.
@@ -32,6 +32,9 @@ const _: () = assert!(std::mem::size_of::<Stack<*mut u32>>() == 1 << SMALL_SHIFT
 const SMALL_PTR: i32 = HEAP_SMALL + STACK_PTR;
 const SMALL_LEN: i32 = HEAP_SMALL + STACK_LEN;
 const SMALL_CAP: i32 = HEAP_SMALL + STACK_CAP;
+/// The allocation routine fills a slot with four 8-byte stores, the last one ending in the
+/// length word.
+const _: () = assert!(SLOT_WORDS == 8 && SLOT_LEN == 28);
 
 /// The allocation routine's fast path, `Heap::alloc_fast` with the size in esi: returns
 /// the identifier in eax with carry clear, or falls through (having changed nothing) to the
@@ -44,7 +47,6 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
-    let zero_slot = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
@@ -73,16 +75,16 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; add rax, [BYTE r14 + SLAB]
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill_slot
-        // A4 in a slot: zero the words in whole 8-byte units, then the length word
-        //     (which the last unit of a full slot covers).
+        // A4 in a slot: zero it whole, its last unit holding the length word (four
+        //     stores, no loop: the words beyond the length are never read).
         ; =>fill_slot
-        ; lea ecx, [rsi + 1]
-        ; shr ecx, 1
-        ; =>zero_slot
-        ; mov QWORD [rdi + rcx * 8 - 8], 0
-        ; dec ecx
-        ; jnz =>zero_slot
-        ; mov [BYTE rdi + SLOT_LEN as i8], esi
+        ; xor ecx, ecx
+        ; mov [rdi], rcx
+        ; mov [BYTE rdi + 8], rcx
+        ; mov [BYTE rdi + 16], rcx
+        ; mov ecx, esi
+        ; shl rcx, 32
+        ; mov [BYTE rdi + 24], rcx
         ; jmp =>zeroed
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
