@@ -242,7 +242,9 @@ impl Heap {
             _ => return None,
         };
         // A4. Zero the words, in whole 8-byte units (buffers and slots are rounded up);
-        //     in a slot, then its length word (which the zeroing may have reached).
+        //     in a slot, then its length word (which the zeroing may have reached). The
+        //     routines zero a slot whole instead, the length word in its last unit: the
+        //     words beyond an array's length are never read, so both leave the same heap.
         zero_small(base, words);
         if in_slot {
             self.slab.set_len_word(id, words);
