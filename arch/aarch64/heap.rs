@@ -135,16 +135,10 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
 /// Step A6 (when generated code counts): count a new array as `Heap::alloc_fast` does:
 /// allocations, live arrays and their peak (clobbers x16, x17).
 fn count_alloc(ops: &mut Ops) {
-    let allocations = HEAP_ALLOCATIONS as u32;
-    let live = HEAP_LIVE as u32;
     let peak = HEAP_PEAK_LIVE as u32;
+    bump(ops, 16, HEAP_ALLOCATIONS, true);
+    bump(ops, 16, HEAP_LIVE, true);
     asm!(ops
-        ; ldr x16, [x28, allocations]
-        ; add x16, x16, 1
-        ; str x16, [x28, allocations]
-        ; ldr x16, [x28, live]
-        ; add x16, x16, 1
-        ; str x16, [x28, live]
         ; ldr x17, [x28, peak]
         ; cmp x16, x17
         ; csel x17, x16, x17, hi
@@ -348,8 +342,6 @@ pub(super) fn abandon_inline(
 /// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at x10 becomes inactive, and
 /// with `counts` the abandonment is counted (clobbers x9).
 fn release_entry(ops: &mut Ops, counts: bool) {
-    let abandonments = HEAP_ABANDONMENTS as u32;
-    let live = HEAP_LIVE as u32;
     // B4. The entry becomes inactive.
     load_x(ops, 9, ENTRY_FREE_BASE);
     asm!(ops
@@ -358,13 +350,19 @@ fn release_entry(ops: &mut Ops, counts: bool) {
     );
     // B5. Count it.
     if counts {
-        asm!(ops
-            ; ldr x9, [x28, abandonments]
-            ; add x9, x9, 1
-            ; str x9, [x28, abandonments]
-            ; ldr x9, [x28, live]
-            ; sub x9, x9, 1
-            ; str x9, [x28, live]
-        );
+        bump(ops, 9, HEAP_ABANDONMENTS, true);
+        bump(ops, 9, HEAP_LIVE, false);
     }
+}
+
+/// Add 1 to (`up`) or take 1 from the heap's 64-bit counter at `field`, leaving its new
+/// value in x`reg`.
+fn bump(ops: &mut Ops, reg: u8, field: i32, up: bool) {
+    let at = field as u32;
+    asm!(ops ; ldr X(reg), [x28, at]);
+    match up {
+        true => asm!(ops ; add XSP(reg), XSP(reg), 1),
+        false => asm!(ops ; sub XSP(reg), XSP(reg), 1),
+    }
+    asm!(ops ; str X(reg), [x28, at]);
 }
