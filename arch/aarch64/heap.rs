@@ -77,8 +77,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; add w9, w14, 1
         ; str w9, [x28, IDS]
         ; ldr x15, [x28, SLAB]
-        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
-        ; b =>fill_slot
+        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot (on into A4)
         // A4 in a slot: zero it whole, its last unit holding the length word.
         ; =>fill_slot
         ; ubfiz x9, x1, 32, 32

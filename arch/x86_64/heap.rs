@@ -73,8 +73,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; mov eax, edx
         ; shl rax, SLOT_SHIFT as i8
         ; add rax, [BYTE r14 + SLAB]
-        ; mov rdi, rax                            // rdi = its slot
-        ; jmp =>fill_slot
+        ; mov rdi, rax                            // rdi = its slot (on into A4)
         // A4 in a slot: zero it whole, its last unit holding the length word (four
         //     stores, no loop: the words beyond the length are never read).
         ; =>fill_slot
