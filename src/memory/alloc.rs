@@ -163,6 +163,26 @@ pub struct Counts {
     pub peak_live: u64,
 }
 
+impl Counts {
+    /// One more abandonment, one fewer live array.
+    ///
+    /// The two stores are kept apart on purpose. Left to itself, LLVM fuses these two
+    /// neighbouring fields into one 16-byte load, add and store. The next allocation then
+    /// writes `live` alone (8 bytes), and the next abandonment's 16-byte load spans that
+    /// store, which the core cannot forward: it waits for the store to reach the cache. With
+    /// the stores apart, `--interp` runs micro-allocfree (50 M allocations and abandonments)
+    /// in 0.43 s instead of 0.97 s (AMD EPYC).
+    #[inline(always)]
+    fn count_abandon(&mut self) {
+        // SAFETY: both pointers are to fields of `self`, live and aligned; a volatile store
+        // is an ordinary store that the compiler may not merge with another.
+        unsafe {
+            ptr::write_volatile(&mut self.abandonments, self.abandonments + 1);
+            ptr::write_volatile(&mut self.live, self.live - 1);
+        }
+    }
+}
+
 /// Layout of a buffer of `words` words: 8-aligned and rounded up to whole 8-byte units, so
 /// that small buffers can be zeroed 8 bytes at a time.
 fn layout(words: u32) -> Layout {
@@ -292,8 +312,7 @@ impl Heap {
             self.slab.set_len_word(id, 0);
         }
         // B5. Count it.
-        self.counts.abandonments += 1;
-        self.counts.live -= 1;
+        self.counts.count_abandon();
         Some(())
     }
 
@@ -361,8 +380,7 @@ impl Heap {
             self.drop_buffer(e.base, e.len);
         }
         self.free_ids.push(id);
-        self.counts.abandonments += 1;
-        self.counts.live -= 1;
+        self.counts.count_abandon();
         Ok(())
     }
 
