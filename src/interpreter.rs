@@ -109,12 +109,22 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool, const TO_JUMP: bool>(
                     r[a] = r[b];
                 }
             }
+            // Array 0 is the one array whose base and length are already at hand (it is
+            // never abandoned, and only load program replaces it), so its words skip the
+            // heap's lookup: programs read their own tables of constants there.
+            1 if r[b] == 0 && r[c] < prog_len => {
+                // SAFETY: `r[c] < prog_len`, and `prog` is array 0's base (see the fetch).
+                r[a] = unsafe { *prog.add(r[c] as usize) };
+            }
             1 => match m.heap.load(r[b], r[c]) {
                 Ok(v) => r[a] = v,
                 Err(e) => break stop(e),
             },
             2 => {
-                if let Err(e) = m.heap.store(r[a], r[b], r[c]) {
+                if r[a] == 0 && r[b] < prog_len {
+                    // SAFETY: as for op 1 above.
+                    unsafe { *prog.add(r[b] as usize) = r[c] };
+                } else if let Err(e) = m.heap.store(r[a], r[b], r[c]) {
                     break stop(e);
                 }
                 if TO_JUMP && r[a] == 0 {
