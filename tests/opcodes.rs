@@ -618,6 +618,40 @@ fn index_reads_array_0() {
     assert_eq!(r[1], 0x1000_0049);
 }
 
+/// A program that makes array 0 a 3-word array holding `code` (3 words) and jumps to its
+/// word 0, with r5 = `r5` and r6 = 77.
+fn into_three_words(code: [u32; 3], r5: u32) -> String {
+    let mut s = String::from("literal r7, 3\nalloc r1, r7\n");
+    for (i, w) in code.iter().enumerate() {
+        s += &format!("{}literal r4, {i}\namend r1, r4, r3\n", set(3, 2, *w));
+    }
+    s + &format!("literal r5, {r5}\nliteral r6, 77\nliteral r4, 0\nloadprog r1, r4\n")
+}
+
+#[test]
+fn index_and_amend_of_array_0_after_load_program_replaced_it() {
+    // The old program is much longer than 3 words: an engine that kept its length or its
+    // base would read the old words or let offset 3 through.
+    let index = Instr::encode(Op::Index, 2, 0, 5); // r2 = array0[r5]
+    let amend = Instr::encode(Op::Amend, 0, 5, 6); // array0[r5] = r6
+    let halt = Instr::encode(Op::Halt, 0, 0, 0);
+    let r = regs(&into_three_words([index, halt, 0xABCDE], 2));
+    assert_eq!(r[2], 0xABCDE, "the new array 0's word 2");
+    let r = regs(&into_three_words([amend, index, halt], 0));
+    assert_eq!(r[2], 77, "amend of the new array 0, then index of it");
+    for (code, op) in [([index, halt, 0], "index"), ([amend, halt, 0], "amend")] {
+        let out = run_src(&into_three_words(code, 3), b"");
+        let f = out
+            .result
+            .clone()
+            .expect_err("offset 3 of a 3-word array 0");
+        assert_eq!(
+            f.to_string(),
+            format!("fault at pc 0 ({op}): offset 3 outside array 0 (length 3)")
+        );
+    }
+}
+
 #[test]
 fn index_and_amend_with_aliased_registers() {
     // index A = B: r1 = r1[r2]
