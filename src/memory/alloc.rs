@@ -164,6 +164,14 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// One more allocation, one more live array, and perhaps a new peak.
+    #[inline(always)]
+    fn count_alloc(&mut self) {
+        self.allocations += 1;
+        self.live += 1;
+        self.peak_live = self.peak_live.max(self.live);
+    }
+
     /// One more abandonment, one fewer live array.
     ///
     /// The two stores are kept apart on purpose. Left to itself, LLVM fuses these two
@@ -272,8 +280,7 @@ impl Heap {
         // A5. The identifier's entry: base, length, active.
         self.table.set(id, Entry::active(base, words));
         // A6. Count it.
-        self.counts.allocations += 1;
-        self.count_live();
+        self.counts.count_alloc();
         Some(id)
     }
 
@@ -316,12 +323,6 @@ impl Heap {
         Some(())
     }
 
-    #[inline(always)]
-    fn count_live(&mut self) {
-        self.counts.live += 1;
-        self.counts.peak_live = self.counts.peak_live.max(self.counts.live);
-    }
-
     #[inline(never)]
     fn alloc_slow(&mut self, words: u32) -> Result<u32, Reason> {
         let oom = |e| match e {
@@ -359,8 +360,7 @@ impl Heap {
             }
         };
         self.table.set(id, Entry::active(base, words));
-        self.counts.allocations += 1;
-        self.count_live();
+        self.counts.count_alloc();
         Ok(id)
     }
 
