@@ -45,13 +45,6 @@ pub fn div_keeps_arrays(c: Val) -> bool {
 /// How many arrays a backend keeps at hand (see [`ArrayUse`]).
 pub const ARRAY_PAIRS: usize = 2;
 
-/// Whether an access at `offset` can be to an array in its identifier's slot: not at a
-/// constant offset beyond a slot's capacity, which only a larger array can pass (its
-/// address comes straight from the table entry then).
-pub fn may_be_in_slot(offset: Val) -> bool {
-    !matches!(offset, Val::Imm(k) if k >= crate::memory::SLOT_CAPACITY)
-}
-
 /// How an index or amend reaches its array, as the translator decided: the backend keeps
 /// the base and length of up to [`ARRAY_PAIRS`] arrays in pairs of host registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +57,6 @@ pub struct ArrayUse {
     /// The constant offset is known to be in bounds (a larger one passed the check before),
     /// so no check is needed.
     pub checked: bool,
-    /// When the pair is loaded for an identifier in a register: assume the array lives in
-    /// the identifier's slot, compute the base from the identifier alone and compare it
-    /// with the entry's base only afterwards, so the element's load need not wait for the
-    /// entry's (walking a linked structure then costs one cache miss per node, not two).
-    pub speculate: bool,
 }
 
 /// Addresses of the shared routines a backend assembles at the start of code memory (their

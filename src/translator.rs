@@ -250,10 +250,8 @@ impl<E: Backend> Translator<'_, E> {
     }
 
     /// Where array `id` is to be accessed at `offset`: the pair already holding it, or the
-    /// least recently used one, which from now on holds it. Loads (`speculate`) guess that
-    /// an identifier in a register names an array in its slot; stores do not (a wrong
-    /// guess there would cost a store to undo).
-    fn use_array(&mut self, id: Val, offset: Val, speculate: bool) -> ArrayUse {
+    /// least recently used one, which from now on holds it.
+    fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -283,7 +281,6 @@ impl<E: Backend> Translator<'_, E> {
             pair: pair as u8,
             cached,
             checked,
-            speculate: speculate && !cached && matches!(id, Val::Reg(_)),
         }
     }
 
@@ -410,7 +407,7 @@ impl<E: Backend> Translator<'_, E> {
             Op::Index => {
                 let fail = self.stub(ExitKind::Interp, pc, 0, not_run);
                 let (vb, vc) = (self.val(b), self.val(c));
-                let arr = self.use_array(vb, vc, true);
+                let arr = self.use_array(vb, vc);
                 self.e.index(a, vb, vc, arr, fail);
                 self.written(a);
             }
@@ -432,7 +429,7 @@ impl<E: Backend> Translator<'_, E> {
                 let smc = check.then(|| {
                     self.stub_after(Op::Amend, ExitKind::Smc, pc + 1, b as u32, not_run - 1)
                 });
-                let arr = self.use_array(va, vb, false);
+                let arr = self.use_array(va, vb);
                 self.e.amend(va, vb, vc, arr, fail, smc);
             }
             Op::Alloc if matches!(self.val(c), Val::Imm(n) if (1..=SMALL_MAX as u32).contains(&n)) =>

@@ -160,3 +160,68 @@ fn machine_code_fast_paths_leave_the_heap_rust_leaves() {
         }
     }
 }
+
+/// With a bounded table, identifiers beyond the slots (the first 2^20) have no slot: their
+/// arrays live in buffers described by table entries. Generated code reaches them through
+/// the table, and its fast paths write those entries; every engine must leave the heap the
+/// interpreter leaves.
+#[test]
+fn identifiers_beyond_the_slots_of_a_bounded_table() {
+    let src = "
+        literal r1, 1048584     ; 2^20 + 8 arrays, never abandoned
+        literal r2, 2
+        nand r7, r0, r0         ; r7 = -1
+loop:   alloc r3, r2
+        add r1, r1, r7
+        literal r4, done
+        literal r5, loop
+        cmov r4, r5, r1
+        loadprog r0, r4
+done:   literal r1, 1           ; r3: an identifier beyond the slots
+        literal r4, 'a'
+        amend r3, r1, r4
+        index r5, r3, r1
+        output r5               ; through its table entry
+        abandon r3              ; to the routine, which frees it through the entry
+        alloc r3, r2            ; its identifier again, with the buffer just cached
+        literal r4, 'b'
+        amend r3, r0, r4
+        index r5, r3, r0
+        output r5
+        index r5, r3, r1
+        literal r4, '0'
+        add r5, r5, r4
+        output r5               ; '0': the buffer was zeroed
+        literal r6, 20
+        alloc r4, r6            ; a 20-word buffer (the slow path), beyond the slots too
+        abandon r4
+        literal r5, 20
+        alloc r4, r5            ; inline: the cached buffer and that identifier again
+        literal r6, 19
+        literal r5, 'c'
+        amend r4, r6, r5
+        index r5, r4, r6
+        output r5
+        halt
+    ";
+    let program = asm(src);
+    let mut want: Option<(Vec<u8>, umdbt::memory::Snapshot)> = None;
+    for engine in Engine::all_configurations() {
+        let out = SharedOutput::default();
+        let console = Console::new(Box::new(std::io::empty()), Box::new(out.clone()));
+        let mut m = Machine::new(&program, console, TEST_MEMORY).unwrap();
+        m.heap = Heap::with_table(&program, TEST_MEMORY, false).unwrap();
+        let (result, _) = engine::run_with_stats(&mut m, &engine, RunOptions::default());
+        assert_eq!(result, Ok(()), "{}", engine.describe());
+        m.console.flush().unwrap();
+        let mut snap = m.heap.snapshot();
+        snap.counts = Default::default(); // kept by generated code only with statistics
+        assert!(snap.entries.len() > 1 << 20, "identifiers beyond the slots");
+        let got = (out.0.borrow().clone(), snap);
+        assert_eq!(got.0, b"ab0c", "{}", engine.describe());
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert!(got == *w, "{}: heaps differ", engine.describe()),
+        }
+    }
+}

@@ -3,9 +3,10 @@
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x, logical_imm};
-use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, may_be_in_slot};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS, SLOT_LEN,
+    SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -14,6 +15,7 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
 const SLAB: u32 = HEAP_SLAB as u32;
+const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 
@@ -55,6 +57,45 @@ impl A64 {
         }
     }
 
+    /// `base` and `len` := the base and length of the array whose identifier is in `hid`,
+    /// from its slot (see `memory::Slab`): the length word, when not zero, is the length of
+    /// the array in the slot, else the descriptor at the slot's start says where the array
+    /// is; one cache line either way. With a bounded table the identifier is first checked
+    /// against the table's length (`fail`), and one without a slot is described by its
+    /// table entry. Clobbers x9, x11.
+    fn describe(&mut self, hid: u8, base: u8, len: u8, fail: DynamicLabel) {
+        let done = self.ops.new_dynamic_label();
+        let table = self.ops.new_dynamic_label();
+        if self.check_ids {
+            self.check_id(hid, fail);
+            asm!(self.ops
+                ; ldr w11, [x28, SLAB_IDS]
+                ; cmp W(hid), w11
+                ; b.hs =>table
+            );
+        }
+        asm!(self.ops
+            ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
+            ; ldr x9, [x28, SLAB]
+            ; add X(base), X(base), x9
+            ; ldr W(len), [X(base), SLOT_LEN as u32]
+            ; cbnz W(len), =>done
+            ; ldr W(len), [X(base), LEN]
+            ; ldr X(base), [X(base), BASE]
+        );
+        if self.check_ids {
+            asm!(self.ops
+                ; b =>done
+                ; =>table
+                ; ldr x9, [x28, ENTRIES]
+                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
+                ; ldr W(len), [x9, LEN]
+                ; ldr X(base), [x9, BASE]
+            );
+        }
+        asm!(self.ops ; =>done);
+    }
+
     /// Make the pair's registers hold the base and length of array `id` (unless cached),
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
     /// pair's base register and the constant offset when it can be an immediate, else the
@@ -67,53 +108,18 @@ impl A64 {
         fail: DynamicLabel,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
-        let slot = may_be_in_slot(offset);
-        if let (false, false, true, Val::Reg(r)) = (arr.cached, self.check_ids, slot, id) {
-            // Every identifier has a slot: its length word, when not zero, is the array's
-            // length and the slot holds the words (one cache line); else the entry says
-            // where they are.
-            let hid = h(r);
-            let in_slot = self.ops.new_dynamic_label();
-            asm!(self.ops
-                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
-                ; ldr x10, [x28, SLAB]
-                ; add X(base), X(base), x10
-                ; ldr W(len), [X(base), SLOT_LEN as u32]
-                ; cbnz W(len), =>in_slot
+        match id {
+            _ if arr.cached => {}
+            // Array 0 is described in the table's first entry.
+            Val::Imm(0) => asm!(self.ops
                 ; ldr x9, [x28, ENTRIES]
-                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
                 ; ldr W(len), [x9, LEN]
                 ; ldr X(base), [x9, BASE]
-                ; =>in_slot
-            );
-        } else if let (false, true, true, Val::Reg(r)) = (arr.cached, arr.speculate, slot, id) {
-            // The slot's address from the identifier alone; the entry's base replaces it
-            // only when they differ (an array with a buffer of its own).
-            let hid = h(r);
-            self.check_id(hid, fail);
-            let in_slot = self.ops.new_dynamic_label();
-            asm!(self.ops
-                ; ldr x9, [x28, ENTRIES]
-                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
-                ; ldr W(len), [x9, LEN]
-                ; ldr x9, [x9, BASE]
-                ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
-                ; ldr x10, [x28, SLAB]
-                ; add X(base), X(base), x10
-                ; cmp x9, X(base)
-                ; b.eq =>in_slot
-                ; mov X(base), x9
-                ; =>in_slot
-            );
-        } else if !arr.cached {
-            let hid = self.reg_of(id, 10);
-            self.check_id(hid, fail);
-            asm!(self.ops
-                ; ldr x9, [x28, ENTRIES]
-                ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
-                ; ldr W(len), [x9, LEN]
-                ; ldr X(base), [x9, BASE]
-            );
+            ),
+            _ => {
+                let hid = self.reg_of(id, 10);
+                self.describe(hid, base, len, fail);
+            }
         }
         let elem = match offset {
             Val::Imm(k) if k < 4096 => {

@@ -44,6 +44,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
+    let counted = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; sub w9, w1, 1
@@ -83,7 +84,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; ubfiz x9, x1, 32, 32
         ; stp xzr, xzr, [x15]
         ; stp xzr, x9, [x15, 16]
-        ; b =>zeroed
+        ; b =>counted
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -112,13 +113,15 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; str xzr, [x15, x9, lsl 3]
         ; cbnz w9, =>zero_loop
         ; =>zeroed
-        // A5. The entry: base, length, active.
-        ; ldr x16, [x28, ENTRIES]
-        ; add x16, x16, x14, lsl ENTRY_SHIFT
+    );
+    // A5. A buffer's entry: base, length, active.
+    entry_of(ops, 14, 16, true);
+    asm!(ops
         ; str x15, [x16, BASE]
         ; str w1, [x16, LEN]
         ; movz w17, 1
         ; str w17, [x16, ACTIVE]
+        ; =>counted
     );
     // A6. Count it.
     if counts {
@@ -150,39 +153,45 @@ fn count_alloc(ops: &mut Ops) {
 /// follows (faults included). Clobbers x9..x11, x14..x17.
 pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
-    let buffer = ops.new_dynamic_label();
+    let table = ops.new_dynamic_label();
+    let described = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
     asm!(ops
         // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
-        //     below the table's length.
+        //     below the table's length: in its slot when the length word is not 0, else
+        //     described at the start of the slot, or in the table for an identifier
+        //     without a slot.
         ; cbz w1, =>slow
         ; ldr w9, [x28, IDS]
         ; cmp w1, w9
         ; b.hs =>slow
+        ; ldr w14, [x28, FREE_LEN]
+        ; ldr w15, [x28, FREE_CAP]
+        ; cmp w14, w15
+        ; b.hs =>slow
+        ; ldr w9, [x28, SLAB_IDS]
+        ; cmp w1, w9
+        ; b.hs =>table
+        ; ubfiz x10, x1, SLOT_SHIFT, 32
+        ; ldr x9, [x28, SLAB]
+        ; add x10, x10, x9                    // x10 = the slot
+        ; ldr w11, [x10, SLOT_LEN_AT]
+        ; cbz w11, =>described
+        // B2. In its slot: push the identifier (`free_ids` is not full).
+        ; str wzr, [x10, SLOT_LEN_AT]
+        ; b =>free
+        ; =>table
         ; ldr x10, [x28, ENTRIES]
         ; add x10, x10, w1, uxtw ENTRY_SHIFT  // x10 = the entry
+        ; =>described
         ; ldr w11, [x10, ACTIVE]
         ; cbz w11, =>slow
         ; ldr w11, [x10, LEN]                 // w11 = its length
         ; sub w9, w11, 1
         ; cmp w9, SMALL_MAX as u32 - 1
         ; b.hi =>slow
-        // B2. In its slot: push the identifier, unless `free_ids` is full.
-        ; ldr w14, [x28, FREE_LEN]
-        ; ldr w15, [x28, FREE_CAP]
-        ; cmp w14, w15
-        ; b.hs =>slow
-        ; cmp w9, SLOT_CAPACITY - 1
-        ; b.hi =>buffer
-        ; ldr w15, [x28, SLAB_IDS]
-        ; cmp w1, w15
-        ; b.hs =>buffer
-        ; ldr x9, [x10, BASE]                 // x9 = the slot
-        ; str wzr, [x9, SLOT_LEN_AT]
-        ; b =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless that stack is
         //     full too.
-        ; =>buffer
         ; add x16, x28, w11, uxtw SMALL_SHIFT // x16 + SMALL_* = small[n]
         ; ldr w15, [x16, SMALL_LEN]
         ; ldr w17, [x16, SMALL_CAP]
@@ -268,24 +277,49 @@ pub(super) fn alloc_inline(
     if units % 2 == 1 {
         asm!(ops ; str xzr, [x11, 8 * (units - 1)]);
     }
-    // In a slot, then its length word.
     if words <= SLOT_CAPACITY {
+        // In a slot, then its length word.
         asm!(ops
             ; movz w9, words
             ; str w9, [x11, SLOT_LEN_AT]
         );
+    } else {
+        // A5. A buffer's entry, base then length and active in one store.
+        entry_of(ops, 10, 14, check_ids);
+        asm!(ops ; str x11, [x14, BASE]);
+        load_x(ops, 15, entry_len_active(words));
+        asm!(ops ; str x15, [x14, LEN]);
     }
-    // A5. The entry: base, then length and active in one store.
-    asm!(ops
-        ; ldr x14, [x28, ENTRIES]
-        ; add x14, x14, x10, lsl ENTRY_SHIFT
-        ; str x11, [x14, BASE]
-    );
-    load_x(ops, 15, entry_len_active(words));
-    asm!(ops ; str x15, [x14, LEN]);
     // A6. Count it.
     if counts {
         count_alloc(ops);
+    }
+}
+
+/// x`at` := where the entry of the identifier in w`id` (zero-extended into x`id`) is: its
+/// slot's descriptor, or, when `bounded` and the identifier has no slot, its table entry.
+fn entry_of(ops: &mut Ops, id: u8, at: u8, bounded: bool) {
+    let table = ops.new_dynamic_label();
+    let done = ops.new_dynamic_label();
+    if bounded {
+        asm!(ops
+            ; ldr W(at), [x28, SLAB_IDS]
+            ; cmp W(id), W(at)
+            ; b.hs =>table
+        );
+    }
+    asm!(ops
+        ; ldr X(at), [x28, SLAB]
+        ; add X(at), X(at), X(id), lsl SLOT_SHIFT
+    );
+    if bounded {
+        asm!(ops
+            ; b =>done
+            ; =>table
+            ; ldr X(at), [x28, ENTRIES]
+            ; add X(at), X(at), X(id), lsl ENTRY_SHIFT
+            ; =>done
+        );
     }
 }
 
@@ -315,9 +349,10 @@ pub(super) fn abandon_inline(
         }
     }
     asm!(ops
-        ; ldr x10, [x28, ENTRIES]
-        ; add x10, x10, W(id), uxtw ENTRY_SHIFT // x10 = the entry
-        ; ldr w11, [x10, LEN]
+        ; ubfiz x10, X(id), SLOT_SHIFT, 32
+        ; ldr x9, [x28, SLAB]
+        ; add x10, x10, x9                    // x10 = the slot
+        ; ldr w11, [x10, SLOT_LEN_AT]
         ; sub w9, w11, 1
         ; cmp w9, SLOT_CAPACITY - 1
         ; b.hi =>slow
@@ -332,13 +367,13 @@ pub(super) fn abandon_inline(
         ; str W(id), [x16, x14, lsl 2]
         ; add w14, w14, 1
         ; str w14, [x28, FREE_LEN]
-        ; ldr x9, [x10, BASE]                 // x9 = the slot
-        ; str wzr, [x9, SLOT_LEN_AT]
+        ; str wzr, [x10, SLOT_LEN_AT]
     );
     release_entry(ops, counts);
 }
 
-/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at x10 becomes inactive, and
+/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at x10 (a slot's descriptor or
+/// a table entry) becomes inactive, and
 /// with `counts` the abandonment is counted (clobbers x9).
 fn release_entry(ops: &mut Ops, counts: bool) {
     // B4. The entry becomes inactive.

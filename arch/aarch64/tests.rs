@@ -115,63 +115,45 @@ fn index_r1_at(k: u32, check_ids: bool) -> Vec<u32> {
         pair: 1,
         cached: false,
         checked: false,
-        speculate: true,
     };
     e.index(0, Val::Reg(1), Val::Imm(k), arr, fail);
     e.bind(fail);
     words(&finish(e))
 }
 
-#[test]
-fn index_through_a_slot_and_its_length_word() {
-    let w = index_r1_at(3, false);
-    // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
-    assert_eq!(w[0], 0xD37B_7E86);
-    assert_eq!(crate::memory::layout::SLOT_LEN, 28);
-    let at = w.iter().position(|&x| x == 0xB940_1CC7);
-    let at = at.expect("ldr w7, [x6, #28]: the slot's length word");
-    assert_eq!(w[at + 1] & 0xFF00_001F, 0x3500_0007, "cbnz w7: in the slot");
-    assert!(
-        w.contains(&0xB940_0927),
-        "else ldr w7, [x9, #8]: the entry's length"
-    );
-    // The element is loaded through x6: ldr w19, [x6, #12].
-    assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
-}
+/// ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
+const SLOT_OF_R1: u32 = 0xD37B_7E86;
+/// ldr w7, [x6, #8] and ldr x6, [x6]: the descriptor at the slot's start.
+const DESCRIPTOR: [u32; 2] = [0xB940_08C7, 0xF940_00C6];
+/// ldr w7, [x9, #8] and ldr x6, [x9]: a table entry.
+const TABLE_ENTRY: [u32; 2] = [0xB940_0927, 0xF940_0126];
 
 #[test]
-fn an_offset_beyond_a_slot_goes_straight_to_the_entry() {
-    let k = crate::memory::SLOT_CAPACITY;
-    for check_ids in [false, true] {
-        let w = index_r1_at(k, check_ids);
-        assert!(
-            !w.contains(&0xD37B_7E86),
-            "no slot address: ubfiz x6, x20, #5, #32"
-        );
-        assert!(
-            w.contains(&0xB940_0927),
-            "ldr w7, [x9, #8]: the entry's length"
-        );
-        assert!(w.contains(&0xF940_0126), "ldr x6, [x9]: the entry's base");
-        // ldr w19, [x6, #4k].
+fn index_through_a_slot_its_length_word_and_its_descriptor() {
+    assert_eq!(crate::memory::layout::SLOT_LEN, 28);
+    // Any offset, also one beyond a slot's capacity: an array in its slot is told by the
+    // length word, never by what the descriptor's place holds (its words).
+    for k in [3, crate::memory::SLOT_CAPACITY] {
+        let w = index_r1_at(k, false);
+        assert_eq!(w[0], SLOT_OF_R1);
+        let at = w.iter().position(|&x| x == 0xB940_1CC7);
+        let at = at.expect("ldr w7, [x6, #28]: the slot's length word");
+        assert_eq!(w[at + 1] & 0xFF00_001F, 0x3500_0007, "cbnz w7: in the slot");
+        assert_eq!(w[at + 2..at + 4], DESCRIPTOR, "else the descriptor");
+        assert!(!w.contains(&TABLE_ENTRY[0]), "no table entry");
+        // The element is loaded through x6: ldr w19, [x6, #4k].
         assert_eq!(*w.last().unwrap(), 0xB940_00D3 | k << 10);
     }
 }
 
 #[test]
-fn speculative_index_through_a_slot_with_a_bounded_table() {
+fn index_with_a_bounded_table_checks_the_identifier_then_takes_slot_or_entry() {
     let w = index_r1_at(3, true);
-    assert!(w.contains(&0xB940_0927), "ldr w7, [x9, #8]: the length");
-    // ubfiz x6, x20, #5, #32: the slot of identifier r1 (w20), from it alone.
-    assert!(w.contains(&0xD37B_7E86));
-    assert!(
-        w.contains(&0xEB06_013F),
-        "cmp x9, x6: then compared with the entry"
-    );
-    assert!(
-        !w.contains(&0xB940_1CC7),
-        "no length word with a bounded table"
-    );
+    // cmp w20, w11: against the table's length, then against the slab's.
+    assert_eq!(w.iter().filter(|&&x| x == 0x6B0B_029F).count(), 2);
+    assert!(w.contains(&SLOT_OF_R1));
+    assert!(w.windows(2).any(|p| p == DESCRIPTOR));
+    assert!(w.windows(2).any(|p| p == TABLE_ENTRY));
     assert_eq!(*w.last().unwrap(), 0xB940_0CD3);
 }
 

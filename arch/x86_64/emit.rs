@@ -4,9 +4,10 @@ use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
-use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, may_be_in_slot};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, SLOT_LEN, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS, SLOT_LEN,
+    SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -15,6 +16,7 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 const ENTRIES: i8 = d8(HEAP_ENTRIES);
 const IDS: i8 = d8(HEAP_IDS);
 const SLAB: i8 = d8(HEAP_SLAB);
+const SLAB_IDS: i8 = d8(HEAP_SLAB_IDS);
 const BASE: i8 = d8(ENTRY_BASE);
 const LEN: i8 = d8(ENTRY_LEN);
 const CODEMAP: i8 = d8(off::CODEMAP);
@@ -66,44 +68,6 @@ impl X64 {
         }
     }
 
-    /// rax := address of the heap entry for identifier `id`; `fail` if it is beyond the
-    /// table.
-    fn entry(&mut self, id: Val, fail: DynamicLabel) {
-        match id {
-            Val::Imm(0) => {
-                asm!(self.ops ; mov rax, [BYTE r14 + ENTRIES]);
-            }
-            Val::Imm(x) if x < 1 << 24 => {
-                if self.check_ids {
-                    asm!(self.ops
-                        ; cmp DWORD [BYTE r14 + IDS], x as i32
-                        ; jbe =>fail
-                    );
-                }
-                asm!(self.ops
-                    ; mov rax, [BYTE r14 + ENTRIES]
-                    ; add rax, (x << ENTRY_SHIFT) as i32
-                );
-            }
-            _ => {
-                match id {
-                    Val::Reg(r) => enc::mov_rr(&mut self.ops, RAX, h(r)),
-                    Val::Imm(x) => asm!(self.ops ; mov eax, x as i32),
-                }
-                if self.check_ids {
-                    asm!(self.ops
-                        ; cmp eax, [BYTE r14 + IDS]
-                        ; jae =>fail
-                    );
-                }
-                asm!(self.ops
-                    ; shl rax, ENTRY_SHIFT as i8
-                    ; add rax, [BYTE r14 + ENTRIES]
-                );
-            }
-        }
-    }
-
     /// Make the pair's registers hold the base and length of array `id` (unless cached),
     /// then check `offset` against the length unless known in bounds (`fail`). Returns the
     /// pair's base register and how to address the word: a constant displacement, or the
@@ -112,44 +76,14 @@ impl X64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
-            Val::Reg(r) if !self.check_ids && may_be_in_slot(offset) => {
-                // Every identifier has a slot: its length word, when not zero, is the
-                // array's length and the slot holds the words (one cache line); else the
-                // entry says where they are.
-                let in_slot = self.ops.new_dynamic_label();
+            // Array 0 is described in the table's first entry.
+            Val::Imm(0) => {
                 let ops = &mut self.ops;
-                enc::mov_rr(ops, base, h(r));
-                enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
-                enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
-                enc::load(ops, len, Mem::at(base, SLOT_LEN));
-                enc::test_rr(ops, len, len);
-                asm!(ops ; jnz =>in_slot);
-                self.entry(id, fail);
-                enc::load(&mut self.ops, len, Mem::at(RAX, LEN.into()));
-                enc::load64(&mut self.ops, base, Mem::at(RAX, BASE.into()));
-                asm!(self.ops ; =>in_slot);
-            }
-            Val::Reg(r) if arr.speculate && may_be_in_slot(offset) => {
-                // The slot's address from the identifier alone; the entry's base replaces
-                // it only when they differ (an array with a buffer of its own).
-                let in_slot = self.ops.new_dynamic_label();
-                self.entry(id, fail);
-                let ops = &mut self.ops;
+                asm!(ops ; mov rax, [BYTE r14 + ENTRIES]);
                 enc::load(ops, len, Mem::at(RAX, LEN.into()));
-                asm!(ops ; mov rax, [BYTE rax + BASE]);
-                enc::mov_rr(ops, base, h(r));
-                enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
-                enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
-                enc::cmp64_rr(ops, RAX, base);
-                asm!(ops ; je =>in_slot);
-                enc::mov64_rr(ops, base, RAX);
-                asm!(ops ; =>in_slot);
+                enc::load64(ops, base, Mem::at(RAX, BASE.into()));
             }
-            _ => {
-                self.entry(id, fail);
-                enc::load(&mut self.ops, len, Mem::at(RAX, LEN.into()));
-                enc::load64(&mut self.ops, base, Mem::at(RAX, BASE.into()));
-            }
+            _ => self.describe(id, base, len, fail),
         }
         let elem = match offset {
             Val::Imm(k) if k < 1 << 28 => {
@@ -172,6 +106,59 @@ impl X64 {
             }
         };
         (base, elem)
+    }
+
+    /// `base` and `len` := the base and length of array `id` (a register or a non-zero
+    /// constant), from its slot (see `memory::Slab`): the length word, when not zero, is
+    /// the length of the array in the slot, else the descriptor at the slot's start says
+    /// where the array is; one cache line either way. With a bounded table the identifier
+    /// is first checked against the table's length (`fail`), and one without a slot is
+    /// described by its table entry. Clobbers rax.
+    fn describe(&mut self, id: Val, base: u8, len: u8, fail: DynamicLabel) {
+        let done = self.ops.new_dynamic_label();
+        let table = self.ops.new_dynamic_label();
+        let ops = &mut self.ops;
+        let from = match (id, self.check_ids) {
+            (Val::Reg(r), false) => h(r),
+            (Val::Imm(x), false) => {
+                enc::mov_ri(ops, base, x);
+                base
+            }
+            (id, true) => {
+                match id {
+                    Val::Reg(r) => enc::mov_rr(ops, RAX, h(r)),
+                    Val::Imm(x) => enc::mov_ri(ops, RAX, x),
+                }
+                asm!(ops
+                    ; cmp eax, [BYTE r14 + IDS]
+                    ; jae =>fail
+                    ; cmp eax, [BYTE r14 + SLAB_IDS]
+                    ; jae =>table
+                );
+                RAX
+            }
+        };
+        if from != base {
+            enc::mov_rr(ops, base, from);
+        }
+        enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
+        enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
+        enc::load(ops, len, Mem::at(base, SLOT_LEN));
+        enc::test_rr(ops, len, len);
+        asm!(ops ; jnz =>done);
+        enc::load(ops, len, Mem::at(base, LEN.into()));
+        enc::load64(ops, base, Mem::at(base, BASE.into()));
+        if self.check_ids {
+            asm!(ops
+                ; jmp =>done
+                ; =>table
+                ; shl rax, ENTRY_SHIFT as i8
+                ; add rax, [BYTE r14 + ENTRIES]
+            );
+            enc::load(ops, len, Mem::at(RAX, LEN.into()));
+            enc::load64(ops, base, Mem::at(RAX, BASE.into()));
+        }
+        asm!(ops ; =>done);
     }
 
     /// Call the routine of `f` (argument in esi); `fail` on failure.

@@ -228,13 +228,3 @@ pub(super) fn shl64_ri(ops: &mut Ops, r: u8, n: u8) {
 pub(super) fn add64_rm(ops: &mut Ops, dst: u8, m: Mem) {
     reg_mem(ops, true, &[0x03], dst, m);
 }
-
-/// `cmp a, b` on 64-bit registers.
-pub(super) fn cmp64_rr(ops: &mut Ops, a: u8, b: u8) {
-    reg_reg(ops, true, &[0x39], b, a);
-}
-
-/// `mov dst, src` on 64-bit registers.
-pub(super) fn mov64_rr(ops: &mut Ops, dst: u8, src: u8) {
-    reg_reg(ops, true, &[0x89], src, dst);
-}

@@ -47,6 +47,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     let fill_slot = ops.new_dynamic_label();
     let zeroed = ops.new_dynamic_label();
     let zero_loop = ops.new_dynamic_label();
+    let counted = ops.new_dynamic_label();
     asm!(ops
         // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
@@ -84,7 +85,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; mov ecx, esi
         ; shl rcx, 32
         ; mov [BYTE rdi + 24], rcx
-        ; jmp =>zeroed
+        ; jmp =>counted
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
@@ -116,13 +117,14 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; dec ecx
         ; jnz =>zero_loop
         ; =>zeroed
-        // A5. The entry: base, length, active.
-        ; mov eax, edx
-        ; shl rax, ENTRY_SHIFT as i8
-        ; add rax, [BYTE r14 + ENTRIES]
+    );
+    // A5. A buffer's entry: base, length, active.
+    entry_of(ops, RDX, RAX, true);
+    asm!(ops
         ; mov [BYTE rax + BASE], rdi
         ; mov [BYTE rax + LEN], esi
         ; mov DWORD [BYTE rax + ACTIVE], 1
+        ; =>counted
     );
     // A6. Count it.
     if counts {
@@ -157,38 +159,43 @@ pub(super) fn count_alloc(ops: &mut Ops) {
 /// Rust that follows (faults included). Clobbers rax, rcx, rdx, rdi.
 pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
     let slow = ops.new_dynamic_label();
-    let buffer = ops.new_dynamic_label();
+    let table = ops.new_dynamic_label();
+    let described = ops.new_dynamic_label();
     let free = ops.new_dynamic_label();
     asm!(ops
         // B1. An active array of 1..=SMALL_MAX words other than array 0, with an identifier
-        //     below the table's length.
+        //     below the table's length: in its slot when the length word is not 0, else
+        //     described at the start of the slot, or in the table for an identifier
+        //     without a slot.
         ; test esi, esi
         ; jz =>slow
         ; cmp esi, [BYTE r14 + IDS]
         ; jae =>slow
         ; mov eax, esi
+        ; cmp esi, [BYTE r14 + SLAB_IDS]
+        ; jae =>table
+        ; shl rax, SLOT_SHIFT as i8
+        ; add rax, [BYTE r14 + SLAB]         // rax = the slot
+        ; cmp DWORD [BYTE rax + SLOT_LEN as i8], 0
+        ; je =>described
+        // B2. In its slot: push the identifier, unless `free_ids` is full.
+        ; mov edx, [BYTE r14 + FREE_LEN]
+        ; cmp edx, [BYTE r14 + FREE_CAP]
+        ; jae =>slow
+        ; mov DWORD [BYTE rax + SLOT_LEN as i8], 0
+        ; jmp =>free
+        ; =>table
         ; shl rax, ENTRY_SHIFT as i8
         ; add rax, [BYTE r14 + ENTRIES]      // rax = the entry
+        ; =>described
         ; cmp DWORD [BYTE rax + ACTIVE], 0
         ; je =>slow
         ; mov ecx, [BYTE rax + LEN]
         ; lea edx, [rcx - 1]
         ; cmp edx, BYTE (SMALL_MAX - 1) as i32
         ; ja =>slow
-        // B2. In its slot: push the identifier, unless `free_ids` is full.
-        ; cmp edx, BYTE (SLOT_CAPACITY - 1) as i32
-        ; ja =>buffer
-        ; cmp esi, [BYTE r14 + SLAB_IDS]
-        ; jae =>buffer
-        ; mov edx, [BYTE r14 + FREE_LEN]
-        ; cmp edx, [BYTE r14 + FREE_CAP]
-        ; jae =>slow
-        ; mov rdi, [BYTE rax + BASE]              // rdi = the slot
-        ; mov DWORD [BYTE rdi + SLOT_LEN as i8], 0
-        ; jmp =>free
         // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
         //     is full.
-        ; =>buffer
         ; shl ecx, SMALL_SHIFT                    // rcx = offset of small[n] from small[0]
         ; mov edx, [BYTE r14 + FREE_LEN]
         ; cmp edx, [BYTE r14 + FREE_CAP]
@@ -256,16 +263,15 @@ pub(super) fn alloc_inline(
     zero_units(ops, words.div_ceil(2));
     if words <= SLOT_CAPACITY {
         asm!(ops ; mov DWORD [BYTE rax + SLOT_LEN as i8], words as i32);
+    } else {
+        // A5. A buffer's entry, base then length and active in one store.
+        entry_of(ops, RDX, RCX, check_ids);
+        asm!(ops
+            ; mov [BYTE rcx + BASE], rax
+            ; mov rax, QWORD entry_len_active(words) as i64
+            ; mov [BYTE rcx + LEN], rax
+        );
     }
-    // A5. The entry: base, then length and active in one store.
-    asm!(ops
-        ; mov ecx, edx
-        ; shl rcx, ENTRY_SHIFT as i8
-        ; add rcx, [BYTE r14 + ENTRIES]
-        ; mov [BYTE rcx + BASE], rax
-        ; mov rax, QWORD entry_len_active(words) as i64
-        ; mov [BYTE rcx + LEN], rax
-    );
     // A6. Count it.
     if counts {
         count_alloc(ops);
@@ -311,6 +317,26 @@ fn pop_slot(ops: &mut Ops, empty: DynamicLabel, no_slot: Option<DynamicLabel>) {
     );
 }
 
+/// `at` := where the entry of the identifier in the 32-bit register `id` is: its slot's
+/// descriptor, or, when `bounded` and the identifier has no slot, its table entry.
+fn entry_of(ops: &mut Ops, id: u8, at: u8, bounded: bool) {
+    let table = ops.new_dynamic_label();
+    let done = ops.new_dynamic_label();
+    enc::mov_rr(ops, at, id);
+    if bounded {
+        enc::cmp_rm(ops, id, Mem::at(R14, SLAB_IDS.into()));
+        asm!(ops ; jae =>table);
+    }
+    enc::shl64_ri(ops, at, SLOT_SHIFT as u8);
+    enc::add64_rm(ops, at, Mem::at(R14, SLAB.into()));
+    if bounded {
+        asm!(ops ; jmp =>done ; =>table);
+        enc::shl64_ri(ops, at, ENTRY_SHIFT as u8);
+        enc::add64_rm(ops, at, Mem::at(R14, ENTRIES.into()));
+        asm!(ops ; =>done);
+    }
+}
+
 /// The inline abandonment (`Backend::abandon`) of the identifier in host register `id`:
 /// steps B1, B2, B4 and B5 for an array in its slot, which is what nearly every
 /// abandonment is; `slow` (having changed nothing) for anything else, for the routine to
@@ -338,9 +364,9 @@ pub(super) fn abandon_inline(
     }
     enc::mov_rr(ops, RAX, id);
     asm!(ops
-        ; shl rax, ENTRY_SHIFT as i8
-        ; add rax, [BYTE r14 + ENTRIES]          // rax = the entry
-        ; mov ecx, [BYTE rax + LEN]
+        ; shl rax, SLOT_SHIFT as i8
+        ; add rax, [BYTE r14 + SLAB]             // rax = the slot
+        ; mov ecx, [BYTE rax + SLOT_LEN as i8]
         ; dec ecx
     );
     enc::alu_ri(ops, Alu::Cmp, RCX, (SLOT_CAPACITY - 1) as i32);
@@ -358,14 +384,13 @@ pub(super) fn abandon_inline(
     asm!(ops
         ; inc ecx
         ; mov [BYTE r14 + FREE_LEN], ecx
-        ; mov rcx, [BYTE rax + BASE]              // rcx = the slot
-        ; mov DWORD [BYTE rcx + SLOT_LEN as i8], 0
+        ; mov DWORD [BYTE rax + SLOT_LEN as i8], 0
     );
     release_entry(ops, counts);
 }
 
-/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at rax becomes inactive, and
-/// with `counts` the abandonment is counted.
+/// Steps B4 and B5, as `Heap::abandon_fast` ends: the entry at rax (a slot's descriptor or
+/// a table entry) becomes inactive, and with `counts` the abandonment is counted.
 fn release_entry(ops: &mut Ops, counts: bool) {
     // B4. The entry becomes inactive.
     asm!(ops

@@ -8,14 +8,14 @@
 //!   their identifier's own slot of a reserved region ([`Slab`]): they need no buffer of
 //!   their own, and arrays with neighbouring identifiers (a list allocated in a row) sit
 //!   next to each other in memory, which keeps walks over them in cache. A slot's last
-//!   word repeats the length of the array living in it (0 when none does), so that
-//!   generated code can reach such an array through one cache line, without its table
-//!   entry (see [`Slab`]).
+//!   word repeats the length of the array living in it (0 when none does, and the slot
+//!   then starts with the identifier's entry), so that generated code reaches any array,
+//!   and allocates and abandons it, through one cache line (see [`Slab`]).
 //! - Other arrays of up to [`SMALL_MAX`] words get buffers that are recycled through one
 //!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
 //!   allocator and go back to it.
-//! - Every byte (buffers, cached buffers, slots and table entries of identifiers handed out)
-//!   is charged against the limit; cached buffers are released before an allocation fails.
+//! - Every byte (buffers, cached buffers, slots, and table entries of identifiers handed out
+//!   without a slot) is charged against the limit; cached buffers are released before an allocation fails.
 //!
 //! # The fast paths
 //!
@@ -50,18 +50,21 @@ pub(super) const SLAB_IDS_BOUNDED: u32 = 1 << 20;
 /// Table entries and slots are backed with memory this many identifiers at a time, once
 /// identifiers reach the second such group (see `Heap::populate`).
 pub(super) const POPULATE_IDS: u32 = 1 << 14;
-/// Bytes charged to the memory limit for each identifier handed out.
+/// Bytes charged to the memory limit for an identifier without a slot (its table entry).
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
-/// What a never-used identifier with a slot costs: its entry and its slot.
-pub const FRESH_BYTES: u64 = ENTRY_BYTES + SLOT_WORDS as u64 * 4;
+/// What a never-used identifier with a slot costs: its slot, which holds its entry too.
+pub const FRESH_BYTES: u64 = SLOT_WORDS as u64 * 4;
 
 /// The slots: [`SLOT_WORDS`] words for each identifier below `ids`, at `base + id *
 /// SLOT_WORDS`. `base` and `ids` are read by generated code.
 ///
 /// Invariant: word [`SLOT_LEN_WORD`] of a slot is the length of the array living in it,
-/// and 0 when none does (the identifier is inactive or its array has a buffer). Every path
-/// that puts an array in a slot or abandons one keeps it (the fast paths' machine code
-/// included). With the whole-space table the reservation covers all 2^32 slots, so that
+/// and 0 when none does (the identifier is inactive or its array has a buffer). When it is
+/// 0, the slot starts with the identifier's [`Entry`] (its descriptor: base, length,
+/// active; all zero, so inactive, in a slot never used), so that an identifier with a slot
+/// needs nothing outside its slot's cache line: neither an access, nor an allocation, nor
+/// an abandonment touches the table for it. Every path that puts an array in a slot or
+/// abandons one keeps this (the fast paths' machine code included). With the whole-space table the reservation covers all 2^32 slots, so that
 /// generated code may read any identifier's slot without checking the identifier first:
 /// a non-zero length word there is a complete check of the identifier and its length.
 #[repr(C)]
@@ -127,6 +130,22 @@ impl Slab {
     fn set_len_word(&mut self, id: u32, len: u32) {
         // SAFETY: as in `len_word`; `&mut self` makes this the only access.
         unsafe { *self.slot(id).add(SLOT_LEN_WORD as usize) = len };
+    }
+
+    /// The descriptor at the start of the slot of `id` (below `ids`): its entry, when the
+    /// length word is 0.
+    #[inline(always)]
+    pub(super) fn descriptor(&self, id: u32) -> Entry {
+        // SAFETY: a slot is 32-byte aligned and starts with an `Entry`'s worth of plain data
+        // (see `slot`); any bits are a valid `Entry` (a raw pointer and two integers).
+        unsafe { *self.slot(id).cast::<Entry>() }
+    }
+
+    /// Write the descriptor of `id` (below `ids`; see [`Slab`]).
+    #[inline(always)]
+    pub(super) fn set_descriptor(&mut self, id: u32, e: Entry) {
+        // SAFETY: as in `descriptor`; `&mut self` makes this the only access.
+        unsafe { *self.slot(id).cast::<Entry>() = e };
     }
 
     /// Back the slots of the `n` identifiers from `id` (those that have one) with memory now
@@ -245,8 +264,8 @@ impl Heap {
         //     recycled identifier: pop both.
         // A3. Else, 1..=SLOT_CAPACITY words, no recycled identifier, and the next never-used
         //     identifier below `fresh_end` (so it has a slot, and the table needs neither
-        //     to grow nor to be backed with memory ahead), with the bytes of its entry and
-        //     slot within the limit: take it and charge them.
+        //     to grow nor to be backed with memory ahead), with the bytes of its slot
+        //     within the limit: take it and charge them.
         //     Else give up.
         let (id, base, in_slot) = match self.free_ids.top() {
             Some(id) if self.slab.holds(id, words) => {
@@ -276,9 +295,11 @@ impl Heap {
         zero_small(base, words);
         if in_slot {
             self.slab.set_len_word(id, words);
+        } else {
+            // A5. A buffer's entry: base, length, active (in the slot's descriptor when
+            //     the identifier has a slot).
+            self.set_entry(id, Entry::active(base, words));
         }
-        // A5. The identifier's entry: base, length, active.
-        self.table.set(id, Entry::active(base, words));
         // A6. Count it.
         self.counts.count_alloc();
         Some(id)
@@ -289,11 +310,12 @@ impl Heap {
     #[inline(always)]
     pub fn abandon_fast(&mut self, id: u32) -> Option<()> {
         // B1. Only an active array of 1..=SMALL_MAX words other than array 0, with an
-        //     identifier below the table's length.
+        //     identifier below the table's length: in its slot when the slot's length
+        //     word is not 0, else as the descriptor (or the table, beyond the slots) says.
         if id == 0 || id >= self.table.len {
             return None;
         }
-        let e = self.table.get(id);
+        let e = self.entry(id);
         if e.active == 0 || e.len.wrapping_sub(1) >= SMALL_MAX as u32 {
             return None;
         }
@@ -314,7 +336,7 @@ impl Heap {
         }
         self.free_ids.push_within(id);
         // B4. The entry becomes inactive, and so does the slot's length word.
-        self.table.set(id, Entry::FREE);
+        self.set_entry(id, Entry::FREE);
         if in_slot {
             self.slab.set_len_word(id, 0);
         }
@@ -336,10 +358,10 @@ impl Heap {
                 None => self.fresh_id().map_err(oom)?,
             };
             if self.slab.holds(id, words) {
-                let base = self.slab.slot(id);
-                zero_small(base, words);
+                zero_small(self.slab.slot(id), words);
                 self.slab.set_len_word(id, words);
-                (id, base)
+                self.counts.count_alloc();
+                return Ok(id);
             } else {
                 match self.new_buffer(words) {
                     Ok(b) => (id, b.as_ptr()),
@@ -359,21 +381,21 @@ impl Heap {
                 }
             }
         };
-        self.table.set(id, Entry::active(base, words));
+        self.set_entry(id, Entry::active(base, words));
         self.counts.count_alloc();
         Ok(id)
     }
 
     #[inline(never)]
     fn abandon_slow(&mut self, id: u32) -> Result<(), Reason> {
-        let e = self.table.get(id);
+        let e = self.entry(id);
         if id == 0 {
             return Err(Reason::AbandonZero);
         }
         if e.active == 0 {
             return Err(Reason::InactiveArray(id));
         }
-        self.table.set(id, Entry::FREE);
+        self.set_entry(id, Entry::FREE);
         if self.slab.holds(id, e.len) {
             self.slab.set_len_word(id, 0);
         } else {
@@ -407,7 +429,7 @@ impl Heap {
     }
 
     /// Where the fast path's run of never-used identifiers (step A3) ends: each one below
-    /// it has a slot and an entry the table already holds, and none is one where
+    /// it has a slot the table already counts, and none is one where
     /// `fresh_id` backs the next ones with memory (a multiple of `POPULATE_IDS`). Recomputed by
     /// `fresh_id`, the only other place identifiers are first handed out.
     fn fresh_end(&self) -> u32 {
@@ -423,14 +445,14 @@ impl Heap {
         self.slab.ids.min(populate_at).min(self.table.capacity())
     }
 
-    /// Back the table entries and slots of the `POPULATE_IDS` identifiers from `id` with
-    /// memory in one call each, instead of a page fault per page (a program that gets this
-    /// far is likely to use them; one that never does pays nothing). Only the whole-space
-    /// table is populated: a bounded one is a heap allocation, written when it grows.
+    /// Back the slots of the `POPULATE_IDS` identifiers from `id` with memory in one call,
+    /// instead of a page fault per page (a program that gets this far is likely to use
+    /// them; one that never does pays nothing). Only with the whole-space table, whose
+    /// entries are then never used beyond array 0's (every identifier has a slot, which
+    /// holds its entry); a bounded table is a heap allocation, written when it grows.
     #[cold]
     fn populate(&mut self, id: u32) {
         if self.table.covers_whole_space() {
-            self.table.populate(id, POPULATE_IDS);
             self.slab.populate(id, POPULATE_IDS);
         }
     }
@@ -499,7 +521,7 @@ impl Heap {
     /// Free every buffer (the heap is being dropped).
     pub(super) fn free_all_buffers(&mut self) {
         for id in 0..self.table.len() {
-            let e = self.table.get(id);
+            let e = self.entry(id);
             if e.active != 0 && e.len != 0 && !self.slab.holds(id, e.len) {
                 // SAFETY: active entries own their buffers, allocated by `new_buffer`.
                 unsafe { alloc::dealloc(e.base.cast(), layout(e.len)) };

@@ -11,7 +11,7 @@ use std::mem::{offset_of, size_of};
 
 /// `log2(size_of::<Entry>())`: an identifier shifted left by this is its entry's offset.
 pub const ENTRY_SHIFT: u32 = size_of::<Entry>().trailing_zeros();
-/// Offsets in an [`Entry`].
+/// Offsets in an [`Entry`]: a table entry, or a slot's descriptor (at the slot's start).
 pub const ENTRY_BASE: i32 = offset_of!(Entry, base) as i32;
 pub const ENTRY_LEN: i32 = offset_of!(Entry, len) as i32;
 pub const ENTRY_ACTIVE: i32 = offset_of!(Entry, active) as i32;
@@ -52,7 +52,7 @@ pub const HEAP_PEAK_LIVE: i32 = (offset_of!(Heap, counts) + offset_of!(Counts, p
 pub const HEAP_USED_BYTES: i32 = offset_of!(Heap, used_bytes) as i32;
 pub const HEAP_LIMIT_BYTES: i32 = offset_of!(Heap, limit_bytes) as i32;
 pub const HEAP_FRESH_END: i32 = offset_of!(Heap, fresh_end) as i32;
-/// What step A3 charges for a never-used identifier: its entry and its slot.
+/// What step A3 charges for a never-used identifier: its slot.
 pub use super::alloc::FRESH_BYTES;
 /// `small[0]`; `small[n]` is at `HEAP_SMALL + n * STACK_SIZE` ([`heap_small`]).
 pub const HEAP_SMALL: i32 = offset_of!(Heap, small) as i32;
@@ -72,6 +72,8 @@ const _: () = {
     // The length word is the slot's last, and slots are aligned to their size: an array in
     // its slot and its length share one cache line.
     assert!(SLOT_LEN as u32 == (SLOT_WORDS - 1) * 4 && SLOT_WORDS * 4 <= 64);
+    // A slot's descriptor ends before its length word, which tells whether it is one.
+    assert!(size_of::<Entry>() <= SLOT_LEN as usize);
     // A slot or buffer is zeroed in whole 8-byte units.
     assert!(SLOT_WORDS.is_multiple_of(2));
     // Stacks of identifiers and of buffers have the same layout, length and capacity

@@ -1,10 +1,10 @@
 //! The array heap: the arrays of a Universal Machine and the operations on them.
 //!
-//! Every array is described by an [`Entry`] (base pointer, length, active flag) in one
-//! table indexed by identifier ([`table`]), so that generated machine code reaches an
-//! array with two loads: the table pointer from the [`Heap`] header, then the entry (or,
-//! for a small array in its identifier's slot, through the slot's length word; see
-//! [`Slab`]). An
+//! Every array is described by an [`Entry`] (base pointer, length, active flag). An
+//! identifier's 32-byte slot ([`Slab`]) holds either a small array and its length, or its
+//! entry: generated machine code reaches any array through the one cache line of its slot.
+//! Array 0, and identifiers beyond the slots when they are bounded, have their entry in a
+//! table indexed by identifier ([`table`]). An
 //! identifier that is not active (never allocated, or abandoned) has length 0, so the single
 //! check `offset < len` guards every index and amend. Where arrays live and how they are
 //! recycled is the allocator's business ([`alloc`]); what generated code may assume about
@@ -110,7 +110,7 @@ impl Heap {
         unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
         let id = heap.fresh_id()?;
         debug_assert_eq!(id, 0);
-        heap.table.set(0, Entry::active(base.as_ptr(), words));
+        heap.set_entry(0, Entry::active(base.as_ptr(), words));
         Ok(heap)
     }
 
@@ -143,10 +143,36 @@ impl Heap {
         self.generation
     }
 
-    /// The entry of `id` (inactive for identifiers never handed out).
+    /// The entry of `id` (inactive for identifiers never handed out). An identifier with a
+    /// slot keeps its entry there (see [`Slab`]): an array in the slot is told by the
+    /// slot's length word, any other by the descriptor at the start of the slot. Array 0
+    /// and identifiers beyond the slots keep theirs in the table.
     #[inline(always)]
     pub fn entry(&self, id: u32) -> Entry {
-        self.table.get(id)
+        if id == 0 || id >= self.slab.ids {
+            return self.table.get(id);
+        }
+        match self.slab.len_word(id) {
+            0 => match self.slab.descriptor(id) {
+                e if e.active == 0 => Entry::FREE,
+                e => e,
+            },
+            len => Entry::active(self.slab.slot(id), len),
+        }
+    }
+
+    /// Set the entry of `id` to an array that does not live in its slot, or to inactive
+    /// (the length word of its slot, if any, is the caller's). Array 0's entry is kept in
+    /// the table and repeated in slot 0's descriptor, for generated code that reaches
+    /// array 0 through an identifier in a register.
+    #[inline(always)]
+    pub(crate) fn set_entry(&mut self, id: u32, e: Entry) {
+        if id < self.slab.ids {
+            self.slab.set_descriptor(id, e);
+        }
+        if id == 0 || id >= self.slab.ids {
+            self.table.set(id, e);
+        }
     }
 
     /// Array 0: base pointer and length.
@@ -183,16 +209,18 @@ impl Heap {
     }
 
     /// Where word `offset` of array `id` is; `None` when the access faults. Like generated
-    /// code, an offset that fits in a slot is first tried through the slot's length word
-    /// (one cache line for a small array; see [`Slab`]), and anything else goes through the
-    /// table entry.
+    /// code: through the slot's length word, or else the descriptor beside it (one cache
+    /// line; see [`Slab`]), or the table entry for an identifier without a slot.
     #[inline(always)]
     fn word(&self, id: u32, offset: u32) -> Option<*mut u32> {
-        if offset < SLOT_CAPACITY && id < self.slab.ids && offset < self.slab.len_word(id) {
-            // SAFETY: a non-zero length word is the length of the array in the slot.
-            return Some(unsafe { self.slab.slot(id).add(offset as usize) });
-        }
-        let e = self.entry(id);
+        let e = if id < self.slab.ids {
+            match self.slab.len_word(id) {
+                0 => self.slab.descriptor(id),
+                len => Entry::active(self.slab.slot(id), len),
+            }
+        } else {
+            self.table.get(id)
+        };
         if offset < e.len {
             // SAFETY: `offset < len` and the entry describes a live buffer of `len` words.
             return Some(unsafe { e.base.add(offset as usize) });
@@ -236,7 +264,7 @@ impl Heap {
         // SAFETY: both buffers hold `src.len` words and are distinct allocations.
         unsafe { ptr::copy_nonoverlapping(src.base, base.as_ptr(), src.len as usize) };
         let old = self.entry(0);
-        self.table.set(0, Entry::active(base.as_ptr(), src.len));
+        self.set_entry(0, Entry::active(base.as_ptr(), src.len));
         self.drop_buffer(old.base, old.len);
         self.generation += 1;
         Ok(())
@@ -451,13 +479,14 @@ mod tests {
                 assert_eq!(h.load(id, 0), Err(Reason::InactiveArray(id)));
                 assert_eq!(h.store(id, 0, 1), Err(Reason::InactiveArray(id)));
             }
-            // A slot's identifier reused with a buffer: the slot's stale words are not
-            // reached.
+            // A slot's identifier reused with a buffer: the slot now describes the buffer,
+            // and the words of the array that lived there are not reached.
             let reused = h.alloc(30).unwrap();
             assert_eq!(reused, ids[0]);
-            // SAFETY: the slot of an identifier below `slab.ids` is readable.
-            let stale = unsafe { *h.slab.slot(reused) };
-            assert_eq!(stale, ids[0] * 100, "the slot still holds the old word");
+            let buffer = h.slab.descriptor(reused);
+            assert_eq!((buffer.len, buffer.active), (30, 1));
+            assert_ne!(buffer.base, h.slab.slot(reused));
+            assert_eq!(h.slab.len_word(reused), 0);
             assert_eq!(h.load(reused, 0), Ok(0), "the buffer, not the stale slot");
             h.store(reused, 0, 9).unwrap();
             assert_eq!(h.array(reused)[0], 9);

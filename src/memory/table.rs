@@ -1,5 +1,8 @@
 //! The identifier table: one [`Entry`] per array identifier, in one `#[repr(C)]` array that
-//! generated code indexes directly (`entries + id * size_of::<Entry>()`).
+//! generated code indexes directly (`entries + id * size_of::<Entry>()`). Identifiers with a
+//! slot keep their entry in it (see `Slab`), so the table's entries are used only for
+//! array 0 and, when the slots are bounded, for identifiers beyond them; the table also
+//! counts the identifiers handed out.
 //!
 //! The table normally covers the whole identifier space: 2^32 entries reserved at once
 //! ([`Reservation`]), all zero (inactive) until used, so only the pages of identifiers
@@ -139,17 +142,6 @@ impl Table {
         }
         self.entries = p;
         self.cap = new_cap;
-    }
-
-    /// Back the entries of the `n` identifiers from `id` with memory now (whole-space
-    /// tables only; see [`reserve::populate`]).
-    pub(super) fn populate(&mut self, id: u32, n: u32) {
-        if self.covers_whole_space() {
-            let n = n.min(u32::MAX - id) as usize;
-            // SAFETY: the whole-space table reserves an entry for every identifier.
-            let from = unsafe { self.entries.add(id as usize) };
-            reserve::populate(from.cast(), n * std::mem::size_of::<Entry>());
-        }
     }
 
     /// How many identifiers have an entry without the table growing (at most `u32::MAX`,

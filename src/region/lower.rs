@@ -202,10 +202,8 @@ impl<E: Backend> Lower<'_, E> {
     }
 
     /// As the baseline's: the pair holding array `id`, or the least recently used one. A
-    /// pair is keyed by the earliest value known to equal `id` (`Func::same`); `speculate`
-    /// only where `id` is in a register.
-    fn use_array(&mut self, id: V, offset: Val, speculate: bool) -> ArrayUse {
-        let speculate = speculate && matches!(self.val(id), Val::Reg(_));
+    /// pair is keyed by the earliest value known to equal `id` (`Func::same`).
+    fn use_array(&mut self, id: V, offset: Val) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
@@ -237,7 +235,6 @@ impl<E: Backend> Lower<'_, E> {
             pair: pair as u8,
             cached,
             checked,
-            speculate: speculate && !cached,
         }
     }
 
@@ -488,7 +485,7 @@ impl<E: Backend> Lower<'_, E> {
                 let fail = self.exit_stub(exit);
                 let smc = smc.map(|x| self.exit_stub(x));
                 let (va, vb, vc) = (self.val(arr), self.val(off), self.val(val));
-                let use_ = self.use_array(arr, vb, false);
+                let use_ = self.use_array(arr, vb);
                 self.e.amend(va, vb, vc, use_, fail, smc);
                 1
             }
@@ -547,7 +544,7 @@ impl<E: Backend> Lower<'_, E> {
             Op::Index { arr, off, exit } => {
                 let fail = self.exit_stub(exit);
                 let (vb, vc) = (self.val(arr), self.val(off));
-                let use_ = self.use_array(arr, vc, true);
+                let use_ = self.use_array(arr, vc);
                 self.e.index(r, vb, vc, use_, fail);
             }
             Op::Alloc { size, exit } => {
