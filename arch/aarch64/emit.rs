@@ -5,8 +5,8 @@ use super::regs::{PAIRS, h};
 use super::{A64, Ops, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS, SLOT_LEN,
-    SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
+    HEAP_SLAB_IDS, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -15,6 +15,7 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
 const SLAB: u32 = HEAP_SLAB as u32;
+const PROGRAM: u32 = HEAP_PROGRAM as u32;
 const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
@@ -110,11 +111,10 @@ impl A64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
-            // Array 0 is described in the table's first entry.
+            // Array 0's entry is the heap's own.
             Val::Imm(0) => asm!(self.ops
-                ; ldr x9, [x28, ENTRIES]
-                ; ldr W(len), [x9, LEN]
-                ; ldr X(base), [x9, BASE]
+                ; ldr W(len), [x28, PROGRAM + LEN]
+                ; ldr X(base), [x28, PROGRAM + BASE]
             ),
             _ => {
                 let hid = self.reg_of(id, 10);

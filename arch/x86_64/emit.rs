@@ -6,8 +6,8 @@ use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
 use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_SLAB, HEAP_SLAB_IDS, SLOT_LEN,
-    SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
+    HEAP_SLAB_IDS, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -76,12 +76,11 @@ impl X64 {
         let (base, len) = PAIRS[arr.pair as usize];
         match id {
             _ if arr.cached => {}
-            // Array 0 is described in the table's first entry.
+            // Array 0's entry is the heap's own.
             Val::Imm(0) => {
                 let ops = &mut self.ops;
-                asm!(ops ; mov rax, [BYTE r14 + ENTRIES]);
-                enc::load(ops, len, Mem::at(RAX, LEN.into()));
-                enc::load64(ops, base, Mem::at(RAX, BASE.into()));
+                enc::load(ops, len, Mem::at(R14, HEAP_PROGRAM + ENTRY_LEN));
+                enc::load64(ops, base, Mem::at(R14, HEAP_PROGRAM + ENTRY_BASE));
             }
             _ => self.describe(id, base, len, fail),
         }

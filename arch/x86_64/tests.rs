@@ -90,7 +90,16 @@ fn index_r1_at(k: u32, check_ids: bool) -> Vec<u8> {
 }
 
 /// The table entry of the identifier in eax: shl rax, 4; add rax, [r14 + entries].
-const TABLE_ENTRY: [u8; 8] = [0x48, 0xC1, 0xE0, 0x04, 0x49, 0x03, 0x46, 0x00];
+const TABLE_ENTRY: [u8; 8] = [
+    0x48,
+    0xC1,
+    0xE0,
+    0x04,
+    0x49,
+    0x03,
+    0x46,
+    crate::memory::layout::HEAP_ENTRIES as u8,
+];
 
 #[test]
 fn index_through_a_slot_its_length_word_and_its_descriptor() {

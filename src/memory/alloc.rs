@@ -435,7 +435,7 @@ impl Heap {
     fn fresh_end(&self) -> u32 {
         // The first multiple of POPULATE_IDS at or after the next identifier (identifiers
         // below POPULATE_IDS are never populated for; a bounded table never is).
-        let populate_at = if self.table.covers_whole_space() {
+        let populate_at = if self.slab.covers_whole_space() {
             let next = u64::from(self.table.len).max(u64::from(POPULATE_IDS));
             let at = next.div_ceil(u64::from(POPULATE_IDS)) * u64::from(POPULATE_IDS);
             u32::try_from(at).unwrap_or(u32::MAX)
@@ -447,12 +447,12 @@ impl Heap {
 
     /// Back the slots of the `POPULATE_IDS` identifiers from `id` with memory in one call,
     /// instead of a page fault per page (a program that gets this far is likely to use
-    /// them; one that never does pays nothing). Only with the whole-space table, whose
-    /// entries are then never used beyond array 0's (every identifier has a slot, which
-    /// holds its entry); a bounded table is a heap allocation, written when it grows.
+    /// them; one that never does pays nothing). Only with the whole-space table, where
+    /// every identifier has a slot and the table has no entries; a bounded slab is small,
+    /// and a bounded table a heap allocation, written when it grows.
     #[cold]
     fn populate(&mut self, id: u32) {
-        if self.table.covers_whole_space() {
+        if self.slab.covers_whole_space() {
             self.slab.populate(id, POPULATE_IDS);
         }
     }

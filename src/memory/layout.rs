@@ -37,6 +37,8 @@ pub const STACK_SIZE: i32 = size_of::<Stack<*mut u32>>() as i32;
 
 /// Offsets in the [`Heap`].
 pub const HEAP_ENTRIES: i32 = (offset_of!(Heap, table) + offset_of!(Table, entries)) as i32;
+/// Array 0's entry: add `ENTRY_BASE` or `ENTRY_LEN`.
+pub const HEAP_PROGRAM: i32 = offset_of!(Heap, program) as i32;
 pub const HEAP_IDS: i32 = (offset_of!(Heap, table) + offset_of!(Table, len)) as i32;
 pub const HEAP_SLAB: i32 = (offset_of!(Heap, slab) + offset_of!(Slab, base)) as i32;
 pub const HEAP_SLAB_IDS: i32 = (offset_of!(Heap, slab) + offset_of!(Slab, ids)) as i32;
@@ -84,6 +86,7 @@ const _: () = {
     // The fields the fast paths touch on every allocation are within a signed byte of the
     // heap pointer, so x86-64 reaches them with one-byte displacements.
     assert!(HEAP_ENTRIES < 128 && HEAP_IDS < 128 && HEAP_SLAB < 128 && HEAP_SLAB_IDS < 128);
+    assert!(HEAP_PROGRAM + ENTRY_ACTIVE < 128);
     assert!(HEAP_FREE_IDS + STACK_CAP < 128);
     assert!(HEAP_ALLOCATIONS < 128 && HEAP_ABANDONMENTS < 128);
     assert!(HEAP_LIVE < 128 && HEAP_PEAK_LIVE < 128);

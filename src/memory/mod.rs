@@ -36,6 +36,8 @@ pub const SMALL_MAX: usize = 64;
 /// through the offsets in [`layout`]; the fields it touches on every allocation come first.
 #[repr(C)]
 pub struct Heap {
+    /// Array 0's entry (repeated in slot 0's descriptor, see [`Heap::set_entry`]).
+    pub(crate) program: Entry,
     /// The identifier table.
     pub(crate) table: Table,
     /// Identifiers free for reuse.
@@ -58,32 +60,34 @@ pub struct Heap {
 
 impl Heap {
     /// A heap whose array 0 holds `program`; allocations beyond `limit_bytes` fail cleanly.
-    /// The table covers the whole identifier space unless the host refuses, or
-    /// `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging knob).
+    /// Every identifier has a slot (the whole-space table) unless the host refuses the
+    /// reservation, or `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging
+    /// knob).
     pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
         let bounded = std::env::var_os("UMDBT_BOUNDED_TABLE").is_some_and(|v| v == "1");
         Heap::with_table(program, limit_bytes, !bounded)
     }
 
-    /// As [`Heap::new`], choosing the table kind: `whole_space` tries the reservation of
-    /// every identifier, otherwise the table is bounded and grows.
+    /// As [`Heap::new`], choosing the table kind: `whole_space` tries the reservation of a
+    /// slot for every identifier, otherwise the slab is bounded and the table grows.
     pub fn with_table(
         program: &[u32],
         limit_bytes: u64,
         whole_space: bool,
     ) -> Result<Box<Heap>, Reason> {
-        // The whole space needs both reservations (generated code then checks neither
-        // identifiers against the table nor slots against the slab); else both are bounded.
+        // With a slot for every identifier the table needs no entries (and generated code
+        // checks neither identifiers against the table nor slots against the slab); else
+        // the slab is bounded and the table holds the entries of identifiers beyond it.
         let whole = match whole_space {
-            true => Table::whole_space().and_then(|table| {
-                let slab = Slab::new(alloc::SLAB_IDS_WHOLE);
-                slab.covers_whole_space().then_some((table, slab))
-            }),
+            true => Some(Slab::new(alloc::SLAB_IDS_WHOLE)).filter(Slab::covers_whole_space),
             false => None,
         };
-        let (table, slab) =
-            whole.unwrap_or_else(|| (Table::bounded(), Slab::new(alloc::SLAB_IDS_BOUNDED)));
+        let (table, slab) = match whole {
+            Some(slab) => (Table::without_entries(), slab),
+            None => (Table::bounded(), Slab::new(alloc::SLAB_IDS_BOUNDED)),
+        };
         let mut heap = Box::new(Heap {
+            program: Entry::FREE,
             table,
             free_ids: Stack::new(),
             counts: Counts {
@@ -98,9 +102,8 @@ impl Heap {
             fresh_end: 0,
             generation: 0,
         });
-        // Entries and slots 2 KiB apart from the heap's fields in their pages.
+        // Slots 2 KiB apart from the heap's fields in their pages.
         let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);
-        heap.table.place(offset);
         heap.slab.place(offset);
         let words =
             u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
@@ -114,11 +117,11 @@ impl Heap {
         Ok(heap)
     }
 
-    /// Whether the table has an entry and the slab a slot for every identifier (else
-    /// generated code must check identifiers against `table.len()`, and reaches arrays
-    /// only through their entries).
+    /// Whether the slab has a slot for every identifier (else generated code must check
+    /// identifiers against `table.len()` and `slab.ids`, and reaches those beyond the
+    /// slots through their table entries).
     pub fn covers_whole_space(&self) -> bool {
-        self.table.covers_whole_space()
+        self.slab.covers_whole_space()
     }
 
     /// The identifier table.
@@ -146,10 +149,13 @@ impl Heap {
     /// The entry of `id` (inactive for identifiers never handed out). An identifier with a
     /// slot keeps its entry there (see [`Slab`]): an array in the slot is told by the
     /// slot's length word, any other by the descriptor at the start of the slot. Array 0
-    /// and identifiers beyond the slots keep theirs in the table.
+    /// has its own in the heap, and identifiers beyond the slots theirs in the table.
     #[inline(always)]
     pub fn entry(&self, id: u32) -> Entry {
-        if id == 0 || id >= self.slab.ids {
+        if id == 0 {
+            return self.program;
+        }
+        if id >= self.slab.ids {
             return self.table.get(id);
         }
         match self.slab.len_word(id) {
@@ -162,15 +168,18 @@ impl Heap {
     }
 
     /// Set the entry of `id` to an array that does not live in its slot, or to inactive
-    /// (the length word of its slot, if any, is the caller's). Array 0's entry is kept in
-    /// the table and repeated in slot 0's descriptor, for generated code that reaches
-    /// array 0 through an identifier in a register.
+    /// (the length word of its slot, if any, is the caller's). Array 0's entry is the
+    /// heap's own field, repeated where the entry of identifier 0 would otherwise be (slot
+    /// 0's descriptor, or the table's first entry when there are no slots), for generated
+    /// code and `word` that reach array 0 through an identifier that is not a constant.
     #[inline(always)]
     pub(crate) fn set_entry(&mut self, id: u32, e: Entry) {
+        if id == 0 {
+            self.program = e;
+        }
         if id < self.slab.ids {
             self.slab.set_descriptor(id, e);
-        }
-        if id == 0 || id >= self.slab.ids {
+        } else {
             self.table.set(id, e);
         }
     }
@@ -178,8 +187,7 @@ impl Heap {
     /// Array 0: base pointer and length.
     #[inline(always)]
     pub fn program(&self) -> (*mut u32, u32) {
-        let e = self.entry(0);
-        (e.base, e.len)
+        (self.program.base, self.program.len)
     }
 
     /// The words of an active array (empty for an inactive identifier).
@@ -494,18 +502,13 @@ mod tests {
     }
 
     #[test]
-    fn entries_and_slots_are_placed_half_a_page_from_the_heap() {
+    fn slots_are_placed_half_a_page_from_the_heap() {
         let mut h = Heap::new(&[0], BIG).unwrap();
         let heap = &*h as *const Heap as usize % 4096;
         let a = h.alloc(2).unwrap();
-        let mut tables = vec![h.slab.slot(0) as usize];
-        if h.covers_whole_space() {
-            tables.push(h.table.entries as usize);
-        }
-        for table in tables {
-            let apart = (table % 4096 + 4096 - heap) % 4096;
-            assert!((0x7C0..=0x800).contains(&apart), "{heap:#x} {table:#x}");
-        }
+        let slots = h.slab.slot(0) as usize;
+        let apart = (slots % 4096 + 4096 - heap) % 4096;
+        assert!((0x7C0..=0x800).contains(&apart), "{heap:#x} {slots:#x}");
         assert_eq!(h.entry(a).base, h.slab.slot(a));
         h.store(a, 1, 5).unwrap();
         assert_eq!(h.array(a), &[0, 5]);
@@ -517,6 +520,8 @@ mod tests {
         if h.covers_whole_space() {
             assert!(h.slab.covers_whole_space());
             assert_eq!(h.slab.len_word(u32::MAX - 1), 0);
+            assert!(h.table.entries.is_null(), "no table entries then");
+            assert_eq!(h.entry(0), h.slab.descriptor(0), "array 0 in slot 0 too");
         }
         let h = Heap::with_table(&[0], BIG, false).unwrap();
         assert!(!h.covers_whole_space() && !h.slab.covers_whole_space());
@@ -619,13 +624,13 @@ mod tests {
                     None => {
                         slow.push(next);
                         assert_eq!(h.alloc(1), Ok(next));
-                        if !h.table.covers_whole_space() {
+                        if !h.covers_whole_space() {
                             assert_eq!(next, cap, "a bounded table grows here");
                         }
                     }
                 }
             }
-            if h.table.covers_whole_space() {
+            if h.covers_whole_space() {
                 let p = alloc::POPULATE_IDS;
                 assert_eq!(slow, [p, 2 * p, 3 * p]);
             } else {

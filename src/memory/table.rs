@@ -1,16 +1,12 @@
-//! The identifier table: one [`Entry`] per array identifier, in one `#[repr(C)]` array that
-//! generated code indexes directly (`entries + id * size_of::<Entry>()`). Identifiers with a
-//! slot keep their entry in it (see `Slab`), so the table's entries are used only for
-//! array 0 and, when the slots are bounded, for identifiers beyond them; the table also
-//! counts the identifiers handed out.
-//!
-//! The table normally covers the whole identifier space: 2^32 entries reserved at once
-//! ([`Reservation`]), all zero (inactive) until used, so only the pages of identifiers
-//! actually handed out cost memory and no identifier indexes outside the table. Where the
-//! host refuses such a reservation the table is an ordinary allocation that doubles as
-//! identifiers are handed out, and generated code must then also check `id < len`.
+//! The identifier table: it counts the identifiers handed out, and, when the slots of
+//! small arrays are bounded (see `Slab`), holds one [`Entry`] per identifier beyond them, in
+//! one `#[repr(C)]` array that generated code indexes directly (`entries + id *
+//! size_of::<Entry>()`). Identifiers with a slot keep their entry in it, and array 0 has
+//! its own in the heap, so with a slot for every identifier (the normal case: the slab
+//! reserves 2^32 slots) the table has no entries at all. The bounded table is an ordinary
+//! allocation that doubles as identifiers are handed out, and generated code must then
+//! also check `id < len`.
 
-use super::reserve::{self, Reservation};
 use std::alloc::{self, Layout};
 use std::ptr;
 
@@ -46,10 +42,10 @@ impl Entry {
     }
 }
 
-/// Where the entries are.
+/// Whether there are entries.
 enum Storage {
-    /// A reservation of all 2^32 entries (kept for its `Drop`, which unmaps it).
-    WholeSpace { _mapping: Reservation },
+    /// None: every identifier has a slot, which holds its entry.
+    None,
     /// A heap allocation of `cap` entries.
     Bounded,
 }
@@ -57,41 +53,23 @@ enum Storage {
 /// The entries, indexed by identifier. `entries` and `len` are read by generated code.
 #[repr(C)]
 pub struct Table {
-    /// The first entry. Moves only when a bounded table grows.
+    /// The first entry (null without entries). Moves when a bounded table grows.
     pub(super) entries: *mut Entry,
     /// Identifiers handed out so far: every identifier at or above it is inactive.
     pub(super) len: u32,
-    /// Entries readable at `entries`, all initialised (2^32 for the whole space).
+    /// Entries readable at `entries`, all initialised.
     cap: u64,
     storage: Storage,
 }
 
 impl Table {
-    /// A table of the whole identifier space, or `None` when the host refuses the
-    /// reservation.
-    pub(super) fn whole_space() -> Option<Table> {
-        let bytes = (1usize << 32) * std::mem::size_of::<Entry>();
-        match Reservation::new(bytes + reserve::PLACEMENT_SLACK) {
-            Ok(mut r) => Some(Table {
-                entries: r.as_mut_ptr().cast(),
-                len: 0,
-                cap: 1 << 32,
-                storage: Storage::WholeSpace { _mapping: r },
-            }),
-            Err(e) => {
-                log::info!("cannot reserve the identifier space ({e}); using a bounded table");
-                None
-            }
-        }
-    }
-
-    /// Start the whole-space table `offset` bytes into its reservation (see
-    /// [`reserve::page_offset_apart`]); only before any entry is used.
-    pub(super) fn place(&mut self, offset: usize) {
-        if let Storage::WholeSpace { _mapping: r } = &mut self.storage {
-            assert!(self.len == 0 && offset < reserve::PLACEMENT_SLACK);
-            assert!(offset.is_multiple_of(std::mem::size_of::<Entry>()));
-            self.entries = r.as_mut_ptr().wrapping_add(offset).cast();
+    /// A table without entries, for when every identifier has a slot.
+    pub(super) fn without_entries() -> Table {
+        Table {
+            entries: ptr::null_mut(),
+            len: 0,
+            cap: 0,
+            storage: Storage::None,
         }
     }
 
@@ -105,11 +83,6 @@ impl Table {
         };
         t.grow();
         t
-    }
-
-    /// Whether every identifier has an entry (else generated code checks `id < len`).
-    pub fn covers_whole_space(&self) -> bool {
-        matches!(self.storage, Storage::WholeSpace { .. })
     }
 
     /// Identifiers handed out so far.
@@ -144,10 +117,13 @@ impl Table {
         self.cap = new_cap;
     }
 
-    /// How many identifiers have an entry without the table growing (at most `u32::MAX`,
-    /// which is never handed out).
+    /// How many identifiers can be handed out without the table growing (at most
+    /// `u32::MAX`, which is never handed out; all of them without entries).
     pub(super) fn capacity(&self) -> u32 {
-        self.cap.min(u32::MAX as u64) as u32
+        match self.storage {
+            Storage::None => u32::MAX,
+            Storage::Bounded => self.cap.min(u32::MAX as u64) as u32,
+        }
     }
 
     /// Hand out the next never-used identifier (`None` when only `u32::MAX` is left, which
@@ -157,14 +133,15 @@ impl Table {
         if id == u32::MAX {
             return None;
         }
-        if id as u64 >= self.cap {
+        if id >= self.capacity() {
             self.grow();
         }
         self.len = id + 1;
         Some(id)
     }
 
-    /// The entry of `id`; an inactive one for identifiers beyond a bounded table.
+    /// The entry of `id`; an inactive one for identifiers beyond a bounded table (and for
+    /// every identifier without entries).
     #[inline(always)]
     pub fn get(&self, id: u32) -> Entry {
         if (id as u64) < self.cap {
@@ -175,10 +152,14 @@ impl Table {
         }
     }
 
-    /// Set the entry of an identifier that was handed out.
+    /// Set the entry of an identifier that was handed out (with entries only).
     #[inline(always)]
     pub(super) fn set(&mut self, id: u32, e: Entry) {
         assert!(id < self.len, "entry {id} was never handed out");
+        assert!(
+            matches!(self.storage, Storage::Bounded),
+            "a table without entries"
+        );
         // SAFETY: `id < len <= cap`, so it indexes an initialised entry.
         unsafe { *self.entries.add(id as usize) = e };
     }
@@ -193,6 +174,5 @@ impl Drop for Table {
             // SAFETY: a bounded table was allocated by `grow` with this layout.
             unsafe { alloc::dealloc(self.entries.cast(), layout) };
         }
-        // A whole-space table is unmapped when its reservation drops.
     }
 }
