@@ -63,7 +63,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
         ; b =>fill_slot
         // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
-        //     its entry and slot charged within the limit.
+        //     its slot charged within the limit.
         ; =>fresh
         ; ldr w14, [x28, IDS]                 // w14 = the identifier
         ; ldr w15, [x28, FRESH_END]

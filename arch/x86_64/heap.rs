@@ -59,7 +59,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; mov rdi, rax                            // rdi = its slot
         ; jmp =>fill_slot
         // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
-        //     its entry and slot charged within the limit.
+        //     its slot charged within the limit.
         ; =>fresh
         ; mov edx, [BYTE r14 + IDS]
         ; cmp edx, [r14 + HEAP_FRESH_END]

@@ -1,6 +1,6 @@
 //! Reservations of address space from the operating system: zero-filled, readable and
 //! writable, and backed by memory only where they are written (`MAP_NORESERVE`), so that a
-//! table for every one of the 2^32 identifiers costs only the pages actually used.
+//! slot for every one of the 2^32 identifiers costs only the pages actually used.
 
 use memmap2::{MmapMut, MmapOptions};
 use std::io;
