@@ -3,8 +3,8 @@
 //! Every array is described by an [`Entry`] (base pointer, length, active flag). An
 //! identifier's 32-byte slot ([`Slab`]) holds either a small array and its length, or its
 //! entry: generated machine code reaches any array through the one cache line of its slot.
-//! Array 0, and identifiers beyond the slots when they are bounded, have their entry in a
-//! table indexed by identifier ([`table`]). An
+//! Array 0's entry is a field of the [`Heap`]; identifiers beyond the slots, when they are
+//! bounded, have theirs in a table indexed by identifier ([`table`]). An
 //! identifier that is not active (never allocated, or abandoned) has length 0, so the single
 //! check `offset < len` guards every index and amend. Where arrays live and how they are
 //! recycled is the allocator's business ([`alloc`]); what generated code may assume about
@@ -33,7 +33,8 @@ use std::ptr;
 pub const SMALL_MAX: usize = 64;
 
 /// The set of arrays. `#[repr(C)]`: generated code reads and updates the header fields
-/// through the offsets in [`layout`]; the fields it touches on every allocation come first.
+/// through the offsets in [`layout`]; array 0's entry and the fields it touches on every
+/// allocation come first (within a one-byte displacement on x86-64).
 #[repr(C)]
 pub struct Heap {
     /// Array 0's entry (repeated in slot 0's descriptor, see [`Heap::set_entry`]).
