@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TEST_MEMORY, asm, emulated};
+use common::{TEST_MEMORY, asm, assert_translated, emulated};
 use umdbt::console::{Console, SharedOutput};
 use umdbt::engine::{self, Engine, RunOptions};
 use umdbt::generator::Rng;
@@ -138,17 +138,7 @@ fn machine_code_fast_paths_leave_the_heap_rust_leaves() {
                     engine.describe()
                 );
                 assert_eq!(result, Ok(()), "{case}");
-                // (A configuration that interprets code before translating it runs this
-                // straight-line program in the interpreter.)
-                if let Engine::Translator(o) = &engine
-                    && o.translate_after == 0
-                {
-                    use umdbt::stats::Counter;
-                    assert!(
-                        stats[Counter::BlocksTranslated] + stats[Counter::RegionsCompiled] > 0,
-                        "{case}: translated"
-                    );
-                }
+                assert_translated(&engine, &stats, &case);
                 let mut got = m.heap.snapshot();
                 if count {
                     assert_eq!(got.counts, want.counts, "{case}");
@@ -211,8 +201,9 @@ done:   literal r1, 1           ; r3: an identifier beyond the slots
         let console = Console::new(Box::new(std::io::empty()), Box::new(out.clone()));
         let mut m = Machine::new(&program, console, TEST_MEMORY).unwrap();
         m.heap = Heap::with_table(&program, TEST_MEMORY, false).unwrap();
-        let (result, _) = engine::run_with_stats(&mut m, &engine, RunOptions::default());
+        let (result, stats) = engine::run_with_stats(&mut m, &engine, RunOptions::default());
         assert_eq!(result, Ok(()), "{}", engine.describe());
+        assert_translated(&engine, &stats, &engine.describe());
         m.console.flush().unwrap();
         let mut snap = m.heap.snapshot();
         snap.counts = Default::default(); // kept by generated code only with statistics

@@ -15,7 +15,8 @@
 //!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
 //!   allocator and go back to it.
 //! - Every byte (buffers, cached buffers, slots, and table entries of identifiers handed out
-//!   without a slot) is charged against the limit; cached buffers are released before an allocation fails.
+//!   without a slot) is charged against the limit; cached buffers are released before an
+//!   allocation fails.
 //!
 //! # The fast paths
 //!
@@ -64,9 +65,10 @@ pub const FRESH_BYTES: u64 = SLOT_WORDS as u64 * 4;
 /// active; all zero, so inactive, in a slot never used), so that an identifier with a slot
 /// needs nothing outside its slot's cache line: neither an access, nor an allocation, nor
 /// an abandonment touches the table for it. Every path that puts an array in a slot or
-/// abandons one keeps this (the fast paths' machine code included). With the whole-space table the reservation covers all 2^32 slots, so that
-/// generated code may read any identifier's slot without checking the identifier first:
-/// a non-zero length word there is a complete check of the identifier and its length.
+/// abandons one keeps this (the fast paths' machine code included). With the whole-space
+/// table the reservation covers all 2^32 slots, so that generated code may read any
+/// identifier's slot without checking the identifier first: a non-zero length word there
+/// is a complete check of the identifier and its length.
 #[repr(C)]
 pub struct Slab {
     pub(super) base: *mut u32,

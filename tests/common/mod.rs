@@ -95,22 +95,28 @@ pub fn run_all(program: &[u32], input: &[u8]) -> Runs {
     run_all_with(program, input, RunOptions::default())
 }
 
+/// Assert that `engine`, when it translates code at first sight, translated something, so
+/// that a translator that silently fell back to the interpreter cannot pass (`case` names
+/// the run). Code that runs once is only interpreted where translation waits, so other
+/// configurations are not asked.
+pub fn assert_translated(engine: &Engine, stats: &Stats, case: &str) {
+    if let Engine::Translator(o) = engine
+        && o.translate_after == 0
+    {
+        assert!(
+            stats[Counter::BlocksTranslated] + stats[Counter::RegionsCompiled] > 0,
+            "{case} translated nothing: {stats:?}"
+        );
+    }
+}
+
 /// As [`run_all`], with run options (a step limit, counting) for every configuration.
 pub fn run_all_with(program: &[u32], input: &[u8], opts: RunOptions) -> Runs {
     let mut outcome: Option<Outcome> = None;
     let mut stats = Vec::new();
     for engine in Engine::all_configurations() {
         let (out, s) = run_captured_with(program, input, &engine, TEST_MEMORY, opts);
-        // (Code that runs once is only interpreted where translation waits.)
-        if let Engine::Translator(o) = &engine
-            && o.translate_after == 0
-        {
-            assert!(
-                s[Counter::BlocksTranslated] + s[Counter::RegionsCompiled] > 0,
-                "{} translated nothing: {s:?}",
-                engine.describe()
-            );
-        }
+        assert_translated(&engine, &s, &engine.describe());
         match &outcome {
             None => outcome = Some(out),
             Some(first) => assert_eq!(
