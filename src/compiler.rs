@@ -114,6 +114,7 @@ impl Compiler {
             self.max_block,
             // At first sight nothing has run yet: take in all that is reachable.
             &|p| opts.first_sight || cache.entered(p),
+            &|p| cache.has_region(Pc(p)),
             &|p| cache.predicted(p),
         );
         let ranges: Vec<(u32, u32)> = plan

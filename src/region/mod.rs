@@ -50,9 +50,10 @@ pub fn plan(
     seed: u32,
     max_block: u32,
     entered: &dyn Fn(u32) -> bool,
+    claimed: &dyn Fn(u32) -> bool,
     predicted: &dyn Fn(u32) -> Vec<u32>,
 ) -> form::Plan {
-    form::form(program, seed, max_block, entered, predicted)
+    form::form(program, seed, max_block, entered, claimed, predicted)
 }
 
 /// Build, optimize and lower `plan` for placement at `base`; its chain requests report
