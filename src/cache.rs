@@ -247,6 +247,15 @@ impl<B: Backend> Cache<B> {
         }
     }
 
+    /// How many jumps baseline code has counted into `pc` (see `reset_counter`): any
+    /// number at or above the threshold once the counter ran out.
+    pub fn jumps_counted(&self, pc: u32) -> u32 {
+        match self.counters.get(pc as usize) {
+            Some(&c) if c <= self.threshold => u32::from(self.threshold - c),
+            _ => u32::MAX,
+        }
+    }
+
     /// Where counters start.
     pub fn threshold(&self) -> u16 {
         self.threshold

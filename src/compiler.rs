@@ -115,6 +115,11 @@ impl Compiler {
             // At first sight nothing has run yet: take in all that is reachable.
             &|p| opts.first_sight || cache.entered(p),
             &|p| cache.has_region(Pc(p)),
+            // At first sight nothing has been counted either.
+            &|p| match opts.first_sight {
+                true => u32::MAX,
+                false => cache.jumps_counted(p),
+            },
             &|p| cache.predicted(p),
         );
         let ranges: Vec<(u32, u32)> = plan

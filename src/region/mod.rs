@@ -51,9 +51,12 @@ pub fn plan(
     max_block: u32,
     entered: &dyn Fn(u32) -> bool,
     claimed: &dyn Fn(u32) -> bool,
+    counted: &dyn Fn(u32) -> u32,
     predicted: &dyn Fn(u32) -> Vec<u32>,
 ) -> form::Plan {
-    form::form(program, seed, max_block, entered, claimed, predicted)
+    form::form(
+        program, seed, max_block, entered, claimed, counted, predicted,
+    )
 }
 
 /// Build, optimize and lower `plan` for placement at `base`; its chain requests report
