@@ -108,20 +108,17 @@ impl Compiler {
     ) -> Option<BlockId> {
         let opts = self.regions?;
         let t0 = Instant::now();
-        let plan = region::plan(
-            program,
-            pc,
-            self.max_block,
-            // At first sight nothing has run yet: take in all that is reachable.
-            &|p| opts.first_sight || cache.entered(p),
-            &|p| cache.has_region(Pc(p)),
-            // At first sight nothing has been counted either.
-            &|p| match opts.first_sight {
+        // At first sight nothing has run or been counted yet: take in all that is reachable.
+        let seen = region::Seen {
+            entered: &|p| opts.first_sight || cache.entered(p),
+            claimed: &|p| cache.has_region(Pc(p)),
+            counted: &|p| match opts.first_sight {
                 true => u32::MAX,
                 false => cache.jumps_counted(p),
             },
-            &|p| cache.predicted(p),
-        );
+            predicted: &|p| cache.predicted(p),
+        };
+        let plan = region::plan(program, pc, self.max_block, &seen);
         let ranges: Vec<(u32, u32)> = plan
             .nodes
             .iter()

@@ -36,6 +36,14 @@ pub struct Options {
     pub hot: bool,
 }
 
+/// Whether a constant jump from the block starting at `block_start` to `target` goes
+/// backwards (to a block starting at or before it). Every loop of constant jumps has one:
+/// there generated code notices signals and, for the optimizing tier, counts the jumps
+/// into `target` (which region formation reads back, see `region::form::COLD_JUMPS`).
+pub fn jumps_back(block_start: u32, target: u32) -> bool {
+    target <= block_start
+}
+
 /// The result of translating a run.
 pub struct Translation {
     pub exits: Vec<ExitSite>,
@@ -309,9 +317,7 @@ impl<E: Backend> Translator<'_, E> {
         if self.opts.stats {
             self.e.count_event(off::counter(Counter::ConstExits));
         }
-        // Every loop of constant jumps has a jump backwards (to a block starting at or
-        // before this one's): there a signal is noticed.
-        if target <= self.start {
+        if jumps_back(self.start, target) {
             self.e.branch_interrupted(label);
             if self.opts.hot {
                 let hot = self.stub(ExitKind::Hot, target, 0, 0);

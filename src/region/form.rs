@@ -21,6 +21,7 @@
 
 use crate::decoder::Op;
 use crate::discoverer::{End, Run, discover};
+use crate::translator::jumps_back;
 use foldhash::{HashMap, HashMapExt};
 
 /// The most blocks in a region.
@@ -171,22 +172,35 @@ fn classify(run: &Run, entry: [K; 8]) -> (Ending, Vec<u32>) {
     }
 }
 
+/// What the code cache knows of the code around a seed, which decides what the former
+/// takes in: every question is about a pc of array 0.
+pub struct Seen<'a> {
+    /// Whether the block at the pc has run (paths not yet taken stay side exits, so that a
+    /// region is what is hot, not all that is reachable).
+    pub entered: &'a dyn Fn(u32) -> bool,
+    /// Whether another region starts there (its code is left to it).
+    pub claimed: &'a dyn Fn(u32) -> bool,
+    /// The jumps into the pc that baseline code counted (a block reached by a jump
+    /// backwards with fewer than [`COLD_JUMPS`] is left out).
+    pub counted: &'a dyn Fn(u32) -> u32,
+    /// The targets seen for the computed jump at that word, most recent first.
+    pub predicted: &'a dyn Fn(u32) -> Vec<u32>,
+}
+
+#[cfg(test)]
+impl Seen<'static> {
+    /// For tests: every block has run often, none is claimed, no computed jump was seen.
+    pub(crate) const EVERYTHING_RAN: Seen<'static> = Seen {
+        entered: &|_| true,
+        claimed: &|_| false,
+        counted: &|_| u32::MAX,
+        predicted: &|_| Vec::new(),
+    };
+}
+
 /// Form the region that starts at `seed` (inside `program`, array 0), with blocks of at
-/// most `max_block` operations. Only blocks that `entered(pc)` says have run are taken in
-/// (paths not yet taken stay side exits, so a region is what is hot, not all that is
-/// reachable), none where `claimed(pc)` says another region starts, and none reached by a
-/// jump backwards that `counted(pc)` (the jumps into `pc` that baseline code counted) says
-/// is rarely taken; `predicted(pc)` gives the targets seen for the computed jump at word
-/// `pc`, most recent first.
-pub fn form(
-    program: &[u32],
-    seed: u32,
-    max_block: u32,
-    entered: &dyn Fn(u32) -> bool,
-    claimed: &dyn Fn(u32) -> bool,
-    counted: &dyn Fn(u32) -> u32,
-    predicted: &dyn Fn(u32) -> Vec<u32>,
-) -> Plan {
+/// most `max_block` operations, taking in what `seen` says is hot (see [`Seen`]).
+pub fn form(program: &[u32], seed: u32, max_block: u32, seen: &Seen) -> Plan {
     let mut nodes: Vec<Node> = Vec::new();
     let mut index: HashMap<u32, usize> = HashMap::new();
     let mut ops = 0;
@@ -203,7 +217,7 @@ pub fn form(
         let (mut ending, known) = classify(&run, entry[node]);
         if let Ending::Computed { predicted: p, .. } = &mut ending {
             let mut targets = known;
-            for t in predicted(run.next_pc() - 1) {
+            for t in (seen.predicted)(run.next_pc() - 1) {
                 if !targets.contains(&t) {
                     targets.push(t);
                 }
@@ -224,9 +238,9 @@ pub fn form(
             if let Some(&i) = index.get(&t) {
                 **e = Edge::Node(i);
             } else if room(index.len(), ops)
-                && entered(t)
-                && !claimed(t)
-                && !(t <= from && counted(t) < COLD_JUMPS)
+                && (seen.entered)(t)
+                && !(seen.claimed)(t)
+                && !(jumps_back(from, t) && (seen.counted)(t) < COLD_JUMPS)
             {
                 let i = index.len();
                 index.insert(t, i);
@@ -280,9 +294,12 @@ mod tests {
     #[test]
     fn a_loop_with_a_two_way_branch_and_a_computed_return() {
         let p = assemble(&format!("{LOOP}        done:   loadprog r0, r3\n")).unwrap();
-        let plan = form(&p, 1, 256, &|_| true, &|_| false, &|_| u32::MAX, &|pc| {
-            if pc == 9 { vec![1, 4] } else { vec![] }
-        });
+        let predicted = |pc| if pc == 9 { vec![1, 4] } else { vec![] };
+        let seen = Seen {
+            predicted: &predicted,
+            ..Seen::EVERYTHING_RAN
+        };
+        let plan = form(&p, 1, 256, &seen);
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 5, 9, 4]);
         assert_eq!(
@@ -310,34 +327,18 @@ mod tests {
     fn limits_and_stops() {
         // Load program from an array known not to be 0 ends the region.
         let p = assemble("literal r1, 5\nliteral r2, 1\nloadprog r2, r1\nhalt\n").unwrap();
-        let plan = form(
-            &p,
-            0,
-            256,
-            &|_| true,
-            &|_| false,
-            &|_| u32::MAX,
-            &|_| vec![],
-        );
+        let plan = form(&p, 0, 256, &Seen::EVERYTHING_RAN);
         assert_eq!(plan.nodes.len(), 1);
         assert_eq!(plan.nodes[0].ending, Ending::Stop);
         // From an array not known: a jump (guarded in the region's code that B is 0).
         let p = assemble("literal r1, 3\nalloc r2, r1\nloadprog r2, r1\nhalt\n").unwrap();
-        let plan = form(
-            &p,
-            0,
-            256,
-            &|_| true,
-            &|_| false,
-            &|_| u32::MAX,
-            &|_| vec![],
-        );
+        let plan = form(&p, 0, 256, &Seen::EVERYTHING_RAN);
         assert_eq!(plan.nodes.len(), 2);
         assert_eq!(plan.nodes[0].ending, Ending::Jump(Edge::Node(1)));
         // A long chain of blocks stops at MAX_NODES, the rest leaving the region.
         let chain = "literal r1, 1\n".repeat(200);
         let p = assemble(&(chain + "halt\n")).unwrap();
-        let plan = form(&p, 0, 2, &|_| true, &|_| false, &|_| u32::MAX, &|_| vec![]);
+        let plan = form(&p, 0, 2, &Seen::EVERYTHING_RAN);
         assert_eq!(plan.nodes.len(), MAX_NODES);
         assert!(matches!(
             plan.nodes.last().unwrap().ending,
@@ -354,10 +355,10 @@ mod tests {
             &p,
             1,
             256,
-            &|_| true,
-            &|pc| pc == 5,
-            &|_| u32::MAX,
-            &|_| vec![],
+            &Seen {
+                claimed: &|pc| pc == 5,
+                ..Seen::EVERYTHING_RAN
+            },
         );
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 9]);
@@ -374,10 +375,10 @@ mod tests {
             &p,
             1,
             256,
-            &|_| true,
-            &|pc| pc == 1,
-            &|_| u32::MAX,
-            &|_| vec![],
+            &Seen {
+                claimed: &|pc| pc == 1,
+                ..Seen::EVERYTHING_RAN
+            },
         );
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 5, 9]);
@@ -390,11 +391,27 @@ mod tests {
         // From the loop's body (pc 5), the jump back to the head (pc 1): counted only a
         // few times, the head is left out; counted often, it is taken in.
         let few = |pc| if pc == 1 { COLD_JUMPS - 1 } else { 0 };
-        let plan = form(&p, 5, 256, &|_| true, &|_| false, &few, &|_| vec![]);
+        let plan = form(
+            &p,
+            5,
+            256,
+            &Seen {
+                counted: &few,
+                ..Seen::EVERYTHING_RAN
+            },
+        );
         assert_eq!(plan.nodes.len(), 1);
         assert_eq!(plan.nodes[0].ending, Ending::Jump(Edge::Out(1)));
         let often = |pc| if pc == 1 { COLD_JUMPS } else { 0 };
-        let plan = form(&p, 5, 256, &|_| true, &|_| false, &often, &|_| vec![]);
+        let plan = form(
+            &p,
+            5,
+            256,
+            &Seen {
+                counted: &often,
+                ..Seen::EVERYTHING_RAN
+            },
+        );
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [5, 1, 9]);
         // Blocks reached forwards (here the loop's exit at pc 9, counted 0 times) are
@@ -417,10 +434,10 @@ mod tests {
             &p,
             1,
             256,
-            &|pc| pc != 9,
-            &|_| false,
-            &|_| u32::MAX,
-            &|_| vec![],
+            &Seen {
+                entered: &|pc| pc != 9,
+                ..Seen::EVERYTHING_RAN
+            },
         );
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 5]);

@@ -23,6 +23,7 @@ pub mod opt;
 use crate::backend::{Backend, Routines, TooLong};
 use crate::cache::ExitSite;
 use crate::translator::Options;
+pub use form::Seen;
 pub use opt::Passes;
 
 /// A region compiled to machine code.
@@ -45,18 +46,8 @@ pub struct Compiled {
 
 /// Form the region at `seed` of `program` (array 0): its blocks, before anything is
 /// compiled (so that the cache can make room for the words it covers).
-pub fn plan(
-    program: &[u32],
-    seed: u32,
-    max_block: u32,
-    entered: &dyn Fn(u32) -> bool,
-    claimed: &dyn Fn(u32) -> bool,
-    counted: &dyn Fn(u32) -> u32,
-    predicted: &dyn Fn(u32) -> Vec<u32>,
-) -> form::Plan {
-    form::form(
-        program, seed, max_block, entered, claimed, counted, predicted,
-    )
+pub fn plan(program: &[u32], seed: u32, max_block: u32, seen: &form::Seen) -> form::Plan {
+    form::form(program, seed, max_block, seen)
 }
 
 /// Build, optimize and lower `plan` for placement at `base`; its chain requests report

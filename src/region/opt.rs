@@ -994,15 +994,7 @@ mod tests {
     /// The optimized IR of the region at pc 0 of `src` (every block counts as run).
     fn optimized(src: &str) -> Func {
         let program = assemble(src).unwrap();
-        let plan = form::form(
-            &program,
-            0,
-            256,
-            &|_| true,
-            &|_| false,
-            &|_| u32::MAX,
-            &|_| vec![],
-        );
+        let plan = form::form(&program, 0, 256, &form::Seen::EVERYTHING_RAN);
         let mut f = build::build(&plan, &|_| false).func;
         optimize(&mut f, Passes::default());
         f
