@@ -163,7 +163,7 @@ fn execute(c: &mut Criterion) {
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
         work.push(Work {
             name,
-            program: loader::load(&p).expect("micro benchmark"),
+            program: loader::load(&p).expect("micro benchmark").to_vec(),
             input: Vec::new(),
             steps: None,
         });
@@ -171,7 +171,7 @@ fn execute(c: &mut Criterion) {
     let sandmark = loader::load(&dir.join("sandmark.umz")).expect("sandmark.umz");
     work.push(Work {
         name: "sandmark-300M".into(),
-        program: sandmark,
+        program: sandmark.to_vec(),
         input: Vec::new(),
         steps: Some(300_000_000),
     });
@@ -180,7 +180,7 @@ fn execute(c: &mut Criterion) {
     let input = format!("{}\np\n", key.trim_end()).into_bytes();
     work.push(Work {
         name: "codex-300M".into(),
-        program: codex,
+        program: codex.to_vec(),
         input,
         steps: Some(300_000_000),
     });

@@ -330,17 +330,16 @@ fn run(args: &RunArgs) -> ExitCode {
             ram as f64 / (1u64 << 30) as f64
         );
     }
-    let mut m = match Machine::new(&program, Console::stdio(), limit) {
+    let words = program.len();
+    let mut m = match Machine::from_words(program, Console::stdio(), limit) {
         Ok(m) => m,
         Err(reason) => {
             return usage_error(format!(
-                "{} ({} words) does not fit in the memory limit of {limit} bytes: {reason}",
+                "{} ({words} words) does not fit in the memory limit of {limit} bytes: {reason}",
                 args.program.display(),
-                program.len()
             ));
         }
     };
-    drop(program);
     if let Err(e) = signals::install() {
         log::warn!("cannot catch SIGINT, SIGTERM and SIGHUP: {e}");
     }

@@ -1,6 +1,9 @@
 //! The loader: a program scroll becomes big-endian 32-bit words.
 
+use crate::memory::Words;
 use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
 #[derive(Debug)]
@@ -41,8 +44,9 @@ pub fn words_from_bytes(bytes: &[u8]) -> Vec<u32> {
 }
 
 /// Read the program at `path` (a file, or a pipe or device read to its end; `-` is
-/// standard input).
-pub fn load(path: &Path) -> Result<Vec<u32>, LoadError> {
+/// standard input), into a buffer that a heap can take as array 0 as it is. A regular
+/// file is read straight into that buffer, and its words put in host order in place.
+pub fn load(path: &Path) -> Result<Words, LoadError> {
     let stdin = path == Path::new("-");
     let name = if stdin {
         "standard input".to_string()
@@ -53,18 +57,46 @@ pub fn load(path: &Path) -> Result<Vec<u32>, LoadError> {
         path: name.clone(),
         error,
     };
-    let bytes = if stdin {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(read)?;
-        bytes
+    let mut file = if stdin {
+        None
     } else {
-        if std::fs::metadata(path).map_err(read)?.is_dir() {
-            return Err(read(std::io::Error::other("is a directory")));
+        let file = File::open(path).map_err(read)?;
+        let meta = file.metadata().map_err(read)?;
+        if meta.is_dir() {
+            return Err(read(io::Error::other("is a directory")));
         }
-        std::fs::read(path).map_err(read)?
+        Some((file, meta.is_file().then_some(meta.len())))
     };
-    check_length(&name, bytes.len() as u64)?;
-    Ok(words_from_bytes(&bytes))
+    let Some((file, Some(len))) = &mut file else {
+        // Standard input, a pipe or a device: its length is known once it is read.
+        let mut bytes = Vec::new();
+        let result = match &mut file {
+            Some((f, _)) => f.read_to_end(&mut bytes),
+            None => io::stdin().lock().read_to_end(&mut bytes),
+        };
+        result.map_err(read)?;
+        check_length(&name, bytes.len() as u64)?;
+        let mut words = Words::zeroed((bytes.len() / 4) as u32).ok_or_else(|| read(no_room()))?;
+        for (w, c) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+            *w = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        return Ok(words);
+    };
+    check_length(&name, *len)?;
+    let mut words = Words::zeroed((*len / 4) as u32).ok_or_else(|| read(no_room()))?;
+    file.read_exact(words.as_bytes_mut()).map_err(read)?;
+    // A file that grew while it was read is not the program it was.
+    if file.read(&mut [0; 1]).map_err(read)? != 0 {
+        return Err(read(io::Error::other("it changed while being read")));
+    }
+    for w in words.iter_mut() {
+        *w = u32::from_be(*w);
+    }
+    Ok(words)
+}
+
+fn no_room() -> io::Error {
+    io::Error::from(io::ErrorKind::OutOfMemory)
 }
 
 fn check_length(path: &str, len: u64) -> Result<(), LoadError> {

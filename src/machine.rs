@@ -3,7 +3,7 @@
 use crate::console::Console;
 use crate::decoder::Op;
 use crate::fault::{Reason, Stop};
-use crate::memory::Heap;
+use crate::memory::{Heap, Words};
 
 pub struct Machine {
     pub regs: [u32; 8],
@@ -20,7 +20,16 @@ impl Machine {
     /// A machine about to run `program` from pc 0 with all registers zero; fails when the
     /// program itself does not fit within `memory_limit`.
     pub fn new(program: &[u32], console: Console, memory_limit: u64) -> Result<Machine, Reason> {
-        let heap = Heap::new(program, memory_limit)?;
+        Machine::from_words(Words::from_slice(program), console, memory_limit)
+    }
+
+    /// As [`Machine::new`], with `program`'s buffer becoming array 0 as it is (no copy).
+    pub fn from_words(
+        program: Words,
+        console: Console,
+        memory_limit: u64,
+    ) -> Result<Machine, Reason> {
+        let heap = Heap::from_words(program, memory_limit)?;
         Ok(Machine {
             regs: [0; 8],
             pc: 0,

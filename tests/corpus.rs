@@ -199,7 +199,7 @@ next:   literal r1, 10
 
 /// `um.um` followed by `program`.
 fn with_um_um(dir: &Path, program: &[u32]) -> Vec<u32> {
-    let mut words = umdbt::loader::load(&dir.join("um.um")).unwrap();
+    let mut words = umdbt::loader::load(&dir.join("um.um")).unwrap().to_vec();
     words.extend_from_slice(program);
     words
 }

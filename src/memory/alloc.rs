@@ -11,12 +11,12 @@
 //!   word repeats the length of the array living in it (0 when none does, and the slot
 //!   then starts with the identifier's entry), so that generated code reaches any array,
 //!   and allocates and abandons it, through one cache line (see [`Slab`]).
-//! - Other arrays of up to [`SMALL_MAX`] words get buffers that are recycled through one
-//!   stack of free buffers per exact size (`small[n]`); larger ones come from the system
-//!   allocator and go back to it.
+//! - Other arrays of up to [`SMALL_MAX`] words get buffers cut from one arena per size
+//!   ([`Arenas`](super::arena::Arenas)), recycled through one stack of free buffers per
+//!   exact size (`small[n]`); larger ones come from the system allocator and go back to it.
 //! - Every byte (buffers, cached buffers, slots, and table entries of identifiers handed out
-//!   without a slot) is charged against the limit; cached buffers are released before an
-//!   allocation fails.
+//!   without a slot) is charged against the limit; before an allocation fails, the arena
+//!   chunks whose buffers are all cached are given back.
 //!
 //! # The fast paths
 //!
@@ -214,13 +214,13 @@ impl Counts {
 
 /// Layout of a buffer of `words` words: 8-aligned and rounded up to whole 8-byte units, so
 /// that small buffers can be zeroed 8 bytes at a time.
-fn layout(words: u32) -> Layout {
+pub(super) fn layout(words: u32) -> Layout {
     // Cannot fail: at most 2^32 * 4 + 4 bytes, far below isize::MAX on a 64-bit host.
     Layout::from_size_align(charge_of(words) as usize, 8).expect("array layout")
 }
 
 /// Bytes allocated (and charged) for a buffer of `words` words.
-fn charge_of(words: u32) -> u64 {
+pub(super) fn charge_of(words: u32) -> u64 {
     (words as u64).div_ceil(2) * 8
 }
 
@@ -470,15 +470,12 @@ impl Heap {
         Ok(())
     }
 
-    /// Give every cached free buffer back to the system allocator.
+    /// Give back the memory of cached free buffers where the arenas can: every chunk whose
+    /// buffers are all cached (see `Arenas::release`).
     fn release_cached(&mut self) {
         for words in 1..=SMALL_MAX as u32 {
-            while let Some(buf) = self.small[words as usize].pop() {
-                // SAFETY: every cached buffer was allocated by `new_buffer` with `words`
-                // words and is referenced by no entry.
-                unsafe { alloc::dealloc(buf.cast(), layout(words)) };
-                self.used_bytes -= charge_of(words);
-            }
+            let gone = self.arenas.release(words, &mut self.small[words as usize]);
+            self.used_bytes -= u64::from(gone) * charge_of(words);
         }
     }
 
@@ -495,6 +492,15 @@ impl Heap {
         }
         let oom = Reason::OutOfMemory { words };
         self.charge(charge_of(words)).map_err(|_| oom.clone())?;
+        if words as usize <= SMALL_MAX {
+            return match self.arenas.cut(words) {
+                Some(p) => Ok(NonNull::new(p).expect("arenas are not at address 0")),
+                None => {
+                    self.used_bytes -= charge_of(words);
+                    Err(oom)
+                }
+            };
+        }
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { alloc::alloc_zeroed(layout(words)) }.cast::<u32>();
         match NonNull::new(p) {
@@ -506,7 +512,18 @@ impl Heap {
         }
     }
 
-    /// Return a buffer of `words` words obtained from `new_buffer`.
+    /// Charge the limit for a buffer of `words` words that did not come from
+    /// `new_buffer` (array 0's, see `Words`), as `new_buffer` would have.
+    pub(super) fn charge_buffer(&mut self, words: u32) -> Result<(), Reason> {
+        if words == 0 {
+            return Ok(());
+        }
+        self.charge(charge_of(words))
+            .map_err(|_| Reason::OutOfMemory { words })
+    }
+
+    /// Return a buffer of `words` words obtained from `new_buffer` (or adopted, see
+    /// `charge_buffer`).
     pub(super) fn drop_buffer(&mut self, base: *mut u32, words: u32) {
         if words == 0 {
             return;
@@ -524,11 +541,12 @@ impl Heap {
     pub(super) fn free_all_buffers(&mut self) {
         for id in 0..self.table.len() {
             let e = self.entry(id);
-            if e.active != 0 && e.len != 0 && !self.slab.holds(id, e.len) {
+            // (Buffers of up to SMALL_MAX words go with the arenas.)
+            if e.active != 0 && e.len as usize > SMALL_MAX {
                 // SAFETY: active entries own their buffers, allocated by `new_buffer`.
                 unsafe { alloc::dealloc(e.base.cast(), layout(e.len)) };
             }
         }
-        self.release_cached();
+        // The arenas and the stacks free themselves.
     }
 }

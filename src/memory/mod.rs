@@ -10,6 +10,9 @@
 //! recycled is the allocator's business ([`alloc`]); what generated code may assume about
 //! all this is in [`layout`].
 //!
+//! - [`arena`]: where the buffers of arrays of up to [`SMALL_MAX`] words come from.
+//! - [`buffer`]: a buffer of words allocated as an array's, which a new heap adopts as
+//!   array 0.
 //! - [`stack`]: the raw stacks of free identifiers and buffers.
 //! - [`reserve`]: zero-filled reservations of address space from the system.
 //! - [`table`]: the identifier table.
@@ -17,12 +20,16 @@
 //! - [`layout`]: offsets and sizes for generated code.
 
 pub mod alloc;
+pub mod arena;
+pub mod buffer;
 pub mod layout;
 pub mod reserve;
 pub mod stack;
 pub mod table;
 
 pub use alloc::{Counts, SLOT_CAPACITY, SLOT_WORDS, Slab};
+use arena::Arenas;
+pub use buffer::Words;
 pub use stack::Stack;
 pub use table::{Entry, Table};
 
@@ -57,6 +64,8 @@ pub struct Heap {
     fresh_end: u32,
     /// How many times array 0 was replaced by load program.
     generation: u64,
+    /// The buffers of arrays of up to `SMALL_MAX` words.
+    arenas: Arenas,
 }
 
 impl Heap {
@@ -65,14 +74,28 @@ impl Heap {
     /// reservation, or `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging
     /// knob).
     pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
+        Heap::from_words(Words::from_slice(program), limit_bytes)
+    }
+
+    /// As [`Heap::new`], with `program`'s own buffer as array 0 (no copy).
+    pub fn from_words(program: Words, limit_bytes: u64) -> Result<Box<Heap>, Reason> {
         let bounded = std::env::var_os("UMDBT_BOUNDED_TABLE").is_some_and(|v| v == "1");
-        Heap::with_table(program, limit_bytes, !bounded)
+        Heap::with_program(program, limit_bytes, !bounded)
     }
 
     /// As [`Heap::new`], choosing the table kind: `whole_space` tries the reservation of a
     /// slot for every identifier, otherwise the slab is bounded and the table grows.
     pub fn with_table(
         program: &[u32],
+        limit_bytes: u64,
+        whole_space: bool,
+    ) -> Result<Box<Heap>, Reason> {
+        Heap::with_program(Words::from_slice(program), limit_bytes, whole_space)
+    }
+
+    /// As [`Heap::with_table`], with `program`'s own buffer as array 0 (no copy).
+    pub fn with_program(
+        program: Words,
         limit_bytes: u64,
         whole_space: bool,
     ) -> Result<Box<Heap>, Reason> {
@@ -102,19 +125,28 @@ impl Heap {
             limit_bytes,
             fresh_end: 0,
             generation: 0,
+            arenas: Arenas::new(limit_bytes),
         });
         // Slots 2 KiB apart from the heap's fields in their pages.
         let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);
         heap.slab.place(offset);
-        let words =
-            u32::try_from(program.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
-        let base = heap.new_buffer(words)?;
-        // SAFETY: `base` was just allocated with room for `words` words and does not overlap
-        // `program`.
-        unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
+        // Array 0 is charged as `new_buffer` charges a buffer (from which `drop_buffer`
+        // will take it back when load program replaces it).
         let id = heap.fresh_id()?;
         debug_assert_eq!(id, 0);
-        heap.set_entry(0, Entry::active(base.as_ptr(), words));
+        let (base, words) = if program.len() <= SMALL_MAX {
+            // Buffers this small come from the arenas (so that load program may recycle
+            // this one with the others).
+            let base = heap.new_buffer(program.len() as u32)?;
+            // SAFETY: `base` was just allocated with room for the program's words, and
+            // does not overlap `program`'s own buffer.
+            unsafe { ptr::copy_nonoverlapping(program.as_ptr(), base.as_ptr(), program.len()) };
+            (base.as_ptr(), program.len() as u32)
+        } else {
+            heap.charge_buffer(program.len() as u32)?;
+            program.into_raw()
+        };
+        heap.set_entry(0, Entry::active(base, words));
         Ok(heap)
     }
 
@@ -380,6 +412,32 @@ mod tests {
         // Small allocations still work after the failure.
         let a = h.alloc(10).unwrap();
         assert_eq!(h.load(a, 9), Ok(0));
+    }
+
+    #[test]
+    fn freed_buffers_of_one_size_make_room_for_another_under_the_limit() {
+        // 6,000 arrays of 47 words take 1.15 MB of buffers (and 192 KB of slots); freed,
+        // their buffers stay cached for 47-word arrays, until arrays of 48 words need the
+        // room: the arena chunks holding only cached buffers are given back.
+        let limit = 2 << 20;
+        let mut h = Heap::new(&[0], limit).unwrap();
+        let ids: Vec<u32> = (0..6000).map(|_| h.alloc(47).unwrap()).collect();
+        h.store(ids[0], 46, 7).unwrap();
+        let charged = h.used_bytes;
+        for &id in &ids {
+            h.abandon(id).unwrap();
+        }
+        assert_eq!(h.used_bytes, charged, "cached buffers stay charged");
+        let again: Vec<u32> = (0..6000).map(|_| h.alloc(48).unwrap()).collect();
+        assert!(h.used_bytes <= limit);
+        for &id in again.iter().step_by(97) {
+            assert_eq!(h.load(id, 47), Ok(0));
+            assert_eq!(h.load(id, 0), Ok(0));
+        }
+        // Without the room, a clean failure.
+        let mut tight = Heap::new(&[0], 1 << 20).unwrap();
+        let failed = (0..6000).map(|_| tight.alloc(47)).find(Result::is_err);
+        assert_eq!(failed, Some(Err(Reason::OutOfMemory { words: 47 })));
     }
 
     #[test]
