@@ -529,6 +529,10 @@ impl Heap {
             return;
         }
         if words as usize <= SMALL_MAX {
+            debug_assert!(
+                self.arenas.holds(base),
+                "a small array's buffer is the arenas'"
+            );
             self.small[words as usize].push(base);
             return;
         }

@@ -26,8 +26,10 @@ use std::ptr;
 
 /// Bytes in a chunk (a multiple of the page size on every host we run on).
 pub const CHUNK_BYTES: usize = 64 << 10;
-/// The most address space the arenas reserve (they reserve less with a lower memory limit).
-const MAX_RESERVE: usize = 1 << 40;
+/// The most address space the arenas reserve (they reserve less with a lower memory
+/// limit). Every heap reserves its own, as it does its slots (128 GiB), so this bounds how
+/// many heaps fit in the address space at once (tests make many).
+const MAX_RESERVE: usize = 1 << 38;
 /// The least they settle for when the host refuses more.
 const MIN_RESERVE: usize = 64 << 20;
 
@@ -48,11 +50,14 @@ pub struct Arenas {
 }
 
 impl Arenas {
-    /// Arenas for a heap whose arrays may take `limit_bytes` bytes (address space for the
-    /// limit and one chunk per size; less if the host refuses it).
+    /// Arenas for a heap whose arrays may take `limit_bytes` bytes: address space for the
+    /// limit, what chunks lose at their ends (under 256 bytes in 64 KiB), and one chunk
+    /// per size; less if the host refuses it, and then an allocation that finds the
+    /// reservation used up fails as one beyond the limit does.
     pub fn new(limit_bytes: u64) -> Arenas {
-        let want = usize::try_from(limit_bytes)
-            .unwrap_or(usize::MAX)
+        let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+        let want = limit
+            .saturating_add(limit / 128)
             .saturating_add((SMALL_MAX + 1) * CHUNK_BYTES)
             .clamp(MIN_RESERVE, MAX_RESERVE)
             .next_multiple_of(CHUNK_BYTES);
