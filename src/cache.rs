@@ -44,9 +44,8 @@ const MAX_BLOCKS: usize = 1 << 20;
 pub struct Pc(pub u32);
 
 /// An offset in code memory (of a block, a jump, a stub). Offset 0 is the miss routine.
-/// Transparent: the dispatch table is read by generated code as `u32`s.
+/// The dispatch table holds the `u32` inside, which generated code reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(transparent)]
 pub struct CodeOffset(pub u32);
 
 /// A block of the cache: its index among the blocks installed since the last flush, and
@@ -147,7 +146,11 @@ pub struct Cache<B: Backend> {
     by_pc: HashMap<Pc, u32>,
     /// The baseline block at a pc.
     base_by_pc: HashMap<Pc, u32>,
-    dtable: Vec<CodeOffset>,
+    /// Per pc of array 0: the [`CodeOffset`] of the code entered there, 0 (the dispatch
+    /// miss) for none. Plain words, so that the table is allocated zeroed: the system
+    /// backs only the pages that blocks are entered through (a 16 MB image's table is
+    /// 16 MB).
+    dtable: Vec<u32>,
     /// Per pc of array 0: jumps to it left before it is hot (see the module notes).
     counters: Vec<u16>,
     /// Per block: the targets its computed jump took (allocated once: generated code keeps
@@ -198,7 +201,7 @@ impl<B: Backend> Cache<B> {
             epoch: 0,
             by_pc: HashMap::new(),
             base_by_pc: HashMap::new(),
-            dtable: vec![CodeOffset(0); program_len as usize],
+            dtable: vec![0; program_len as usize],
             counters: vec![threshold; program_len as usize],
             profile: Vec::with_capacity(MAX_BLOCKS),
             jump_sites: HashMap::new(),
@@ -223,7 +226,7 @@ impl<B: Backend> Cache<B> {
 
     /// The dispatch table (code offsets, `#[repr(transparent)]` `u32`s) and its length.
     pub fn dtable(&self) -> (*const u32, u32) {
-        (self.dtable.as_ptr().cast(), self.dtable.len() as u32)
+        (self.dtable.as_ptr(), self.dtable.len() as u32)
     }
 
     pub fn codemap(&self) -> *const u8 {
@@ -326,7 +329,7 @@ impl<B: Backend> Cache<B> {
         self.counters = vec![self.threshold; program_len as usize];
         self.pages.clear();
         self.watches.clear();
-        self.dtable = vec![CodeOffset(0); program_len as usize];
+        self.dtable = vec![0; program_len as usize];
         self.codemap = vec![0; program_len as usize];
         self.visits = vec![0; program_len as usize];
         self.mem.truncate(self.routines_len);
@@ -499,7 +502,7 @@ impl<B: Backend> Cache<B> {
         // A baseline block does not replace a region entered at the same pc.
         if region || !self.has_region(entry) {
             self.by_pc.insert(entry, index);
-            self.dtable[entry.0 as usize] = code_off;
+            self.dtable[entry.0 as usize] = code_off.0;
         }
         if !region {
             self.base_by_pc.insert(entry, index);
@@ -595,11 +598,11 @@ impl<B: Backend> Cache<B> {
         }
         if self.by_pc.get(&start) == Some(&index) {
             self.by_pc.remove(&start);
-            self.dtable[start.0 as usize] = CodeOffset(0);
+            self.dtable[start.0 as usize] = 0;
             // A region gone: the baseline block there is entered again.
             if region && let Some(&base) = self.base_by_pc.get(&start) {
                 self.by_pc.insert(start, base);
-                self.dtable[start.0 as usize] = self.blocks[base as usize].code_off;
+                self.dtable[start.0 as usize] = self.blocks[base as usize].code_off.0;
             }
         }
         for (src, idx) in incoming {
