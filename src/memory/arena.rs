@@ -1,43 +1,43 @@
 //! Where the buffers of arrays of up to [`SMALL_MAX`] words come from (those that do not
-//! live in a slot): one arena per size, cut into 64 KiB chunks of one reservation, and
-//! handed out in order, so that arrays of the same size allocated one after another sit
+//! live in a slot): one arena per size, cut into 64 KiB chunks of address space reserved
+//! 1 GiB at a time, and handed out in order, so that arrays of the same size allocated one after another sit
 //! one after another in memory.
 //!
 //! That order is what a program's own pointer walks find. UMIX's garbage collector sweeps
 //! every object in the order they were allocated: objects of 3 to 7 words live in their
 //! slots, which are in identifier order, but the 7 % with buffers (objects of 8 to 64
 //! words) came from the system allocator, which interleaves sizes and recycles its free
-//! chunks in its own order, and each such object was a cache miss. From per-size arenas
-//! the sweep takes a fifth less time in all (see the README's performance notes).
+//! chunks in its own order, and each such object was a cache miss. With per-size arenas
+//! the UMIX session takes a fifth less time (see the README).
 //!
 //! Buffers are recycled by the heap through its per-size stacks (`Heap::small`), never
 //! returned here one by one. When the memory limit presses, [`Arenas::release`] gives back
 //! every chunk whose buffers are all in such a stack (its memory goes back to the system;
-//! the chunk can then serve any size). Chunk tails and the chunks in use are not charged to
-//! the limit; only the buffers are, as before: at most one partly cut chunk per size, 4 MiB
-//! in all.
+//! the chunk can then serve any size). The limit is charged for buffers, as before, not
+//! for chunks: what is not charged is the uncut rest of one chunk per size (4 MiB at most
+//! in all) and chunk ends too short for one more buffer.
 
 use super::SMALL_MAX;
 use super::alloc::charge_of;
 use super::reserve::Reservation;
 use super::stack::Stack;
 use std::collections::{HashMap, HashSet};
-use std::ptr;
 
 /// Bytes in a chunk (a multiple of the page size on every host we run on).
 pub const CHUNK_BYTES: usize = 64 << 10;
-/// The most address space the arenas reserve (they reserve less with a lower memory
-/// limit). Every heap reserves its own, as it does its slots (128 GiB), so this bounds how
-/// many heaps fit in the address space at once (tests make many).
-const MAX_RESERVE: usize = 1 << 38;
-/// The least they settle for when the host refuses more.
-const MIN_RESERVE: usize = 64 << 20;
+/// Chunks in a segment: the arenas reserve address space one segment (1 GiB) at a time, as
+/// they grow, so that a heap that never needs much reserves little (under qemu-user every
+/// reserved page costs bookkeeping, and tests run many heaps at once).
+const SEGMENT_CHUNKS: usize = 1 << 14;
+const SEGMENT_BYTES: usize = SEGMENT_CHUNKS * CHUNK_BYTES;
 
 /// The per-size arenas (see the module notes).
 pub struct Arenas {
-    base: *mut u8,
-    /// Chunks in the reservation.
-    capacity: usize,
+    /// The segments, in the order they were reserved; chunk `c` is chunk
+    /// `c % SEGMENT_CHUNKS` of segment `c / SEGMENT_CHUNKS`.
+    segments: Vec<Reservation>,
+    /// Their first bytes.
+    bases: Vec<usize>,
     /// Chunks from here on were never used.
     fresh: usize,
     /// Chunks given back, to be used again (by any size).
@@ -46,49 +46,18 @@ pub struct Arenas {
     cut: Vec<u32>,
     /// Per size: the chunk being cut, and the offset of its next buffer (`None`: no chunk).
     cutting: [Option<(u32, usize)>; SMALL_MAX + 1],
-    _reservation: Option<Reservation>,
 }
 
 impl Arenas {
-    /// Arenas for a heap whose arrays may take `limit_bytes` bytes: address space for the
-    /// limit, what chunks lose at their ends (under 256 bytes in 64 KiB), and one chunk
-    /// per size; less if the host refuses it, and then an allocation that finds the
-    /// reservation used up fails as one beyond the limit does.
-    pub fn new(limit_bytes: u64) -> Arenas {
-        let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
-        let want = limit
-            .saturating_add(limit / 128)
-            .saturating_add((SMALL_MAX + 1) * CHUNK_BYTES)
-            .clamp(MIN_RESERVE, MAX_RESERVE)
-            .next_multiple_of(CHUNK_BYTES);
-        let mut bytes = want;
-        loop {
-            match Reservation::new(bytes) {
-                Ok(mut r) => {
-                    return Arenas {
-                        base: r.as_mut_ptr(),
-                        capacity: bytes / CHUNK_BYTES,
-                        fresh: 0,
-                        released: Vec::new(),
-                        cut: Vec::new(),
-                        cutting: [None; SMALL_MAX + 1],
-                        _reservation: Some(r),
-                    };
-                }
-                Err(e) if bytes <= MIN_RESERVE => {
-                    log::warn!("cannot reserve memory for small arrays' buffers ({e})");
-                    return Arenas {
-                        base: ptr::null_mut(),
-                        capacity: 0,
-                        fresh: 0,
-                        released: Vec::new(),
-                        cut: Vec::new(),
-                        cutting: [None; SMALL_MAX + 1],
-                        _reservation: None,
-                    };
-                }
-                Err(_) => bytes = (bytes / 2).next_multiple_of(CHUNK_BYTES),
-            }
+    /// Arenas with nothing reserved yet.
+    pub fn new() -> Arenas {
+        Arenas {
+            segments: Vec::new(),
+            bases: Vec::new(),
+            fresh: 0,
+            released: Vec::new(),
+            cut: Vec::new(),
+            cutting: [None; SMALL_MAX + 1],
         }
     }
 
@@ -108,20 +77,29 @@ impl Arenas {
     }
 
     fn new_chunk(&mut self) -> Option<u32> {
-        let chunk = match self.released.pop() {
-            Some(c) => c,
-            None if self.fresh < self.capacity => {
-                self.fresh += 1;
-                self.cut.push(0);
-                (self.fresh - 1) as u32
+        if let Some(c) = self.released.pop() {
+            return Some(c);
+        }
+        if self.fresh == self.segments.len() * SEGMENT_CHUNKS {
+            match Reservation::new(SEGMENT_BYTES) {
+                Ok(mut r) => {
+                    self.bases.push(r.as_mut_ptr() as usize);
+                    self.segments.push(r);
+                }
+                Err(e) => {
+                    log::warn!("cannot reserve memory for small arrays' buffers ({e})");
+                    return None;
+                }
             }
-            None => return None,
-        };
-        Some(chunk)
+        }
+        self.fresh += 1;
+        self.cut.push(0);
+        u32::try_from(self.fresh - 1).ok()
     }
 
     fn chunk_start(&self, chunk: u32) -> *mut u8 {
-        self.base.wrapping_add(chunk as usize * CHUNK_BYTES)
+        let c = chunk as usize;
+        (self.bases[c / SEGMENT_CHUNKS] + c % SEGMENT_CHUNKS * CHUNK_BYTES) as *mut u8
     }
 
     /// Give back every chunk of `words`-word buffers that are all in `free` (the heap's
@@ -130,7 +108,10 @@ impl Arenas {
     pub fn release(&mut self, words: u32, free: &mut Stack<*mut u32>) -> u32 {
         let mut per_chunk: HashMap<u32, u32> = HashMap::new();
         for &b in free.as_slice() {
-            *per_chunk.entry(self.chunk_of(b)).or_default() += 1;
+            let c = self
+                .chunk_of(b)
+                .expect("a cached small buffer is the arenas'");
+            *per_chunk.entry(c).or_default() += 1;
         }
         let empty: HashSet<u32> = per_chunk
             .into_iter()
@@ -143,7 +124,7 @@ impl Arenas {
         let mut kept = Vec::with_capacity(free.len() as usize);
         let mut gone = 0;
         while let Some(b) = free.pop() {
-            if empty.contains(&self.chunk_of(b)) {
+            if self.chunk_of(b).is_some_and(|c| empty.contains(&c)) {
                 gone += 1;
             } else {
                 kept.push(b);
@@ -167,36 +148,51 @@ impl Arenas {
         gone
     }
 
-    /// The chunk that buffer `b` was cut from.
-    fn chunk_of(&self, b: *mut u32) -> u32 {
-        ((b as usize - self.base as usize) / CHUNK_BYTES) as u32
+    /// The chunk that buffer `b` was cut from, if it was.
+    fn chunk_of(&self, b: *const u32) -> Option<u32> {
+        let b = b as usize;
+        let (segment, base) = self
+            .bases
+            .iter()
+            .enumerate()
+            .find(|&(_, &base)| b.wrapping_sub(base) < SEGMENT_BYTES)?;
+        let chunk = segment * SEGMENT_CHUNKS + (b - base) / CHUNK_BYTES;
+        (chunk < self.fresh).then_some(chunk as u32)
     }
 
     /// Whether `b` was cut from these arenas.
     pub fn holds(&self, b: *const u32) -> bool {
-        (b as usize).wrapping_sub(self.base as usize) < self.fresh * CHUNK_BYTES
+        self.chunk_of(b).is_some()
+    }
+}
+
+impl Default for Arenas {
+    fn default() -> Arenas {
+        Arenas::new()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ptr;
 
     #[test]
     fn buffers_of_one_size_follow_each_other() {
-        let mut a = Arenas::new(1 << 30);
+        let mut a = Arenas::new();
         let x = a.cut(47).unwrap();
         let y = a.cut(47).unwrap();
         let z = a.cut(9).unwrap();
         assert_eq!(y as usize - x as usize, 192);
         assert_ne!(a.chunk_of(x), a.chunk_of(z));
+        assert!(a.chunk_of(x).is_some());
         assert!(a.holds(x) && a.holds(z));
         assert!(!a.holds(&0u32));
     }
 
     #[test]
     fn a_chunk_whose_buffers_are_all_free_is_given_back() {
-        let mut a = Arenas::new(1 << 30);
+        let mut a = Arenas::new();
         let per_chunk = CHUNK_BYTES / 256;
         let bufs: Vec<_> = (0..per_chunk + 2).map(|_| a.cut(64).unwrap()).collect();
         // SAFETY: the buffer was just cut, 256 bytes long.
@@ -224,7 +220,7 @@ mod tests {
     fn every_chunk_whose_buffers_are_all_free_goes() {
         // 400 chunks of 256 buffers each, all free (the free chunks are looked up in a set:
         // with a list, a release like this would take 40 M steps).
-        let mut a = Arenas::new(1 << 30);
+        let mut a = Arenas::new();
         let mut free = Stack::new();
         for _ in 0..400 * (CHUNK_BYTES / 256) {
             free.push(a.cut(64).unwrap());
@@ -235,15 +231,21 @@ mod tests {
     }
 
     #[test]
-    fn cutting_stops_at_the_end_of_the_reservation() {
-        let mut a = Arenas::new(0);
-        let chunks = a.capacity;
-        for _ in 0..chunks {
-            a.cut(64).unwrap();
-            for _ in 1..CHUNK_BYTES / 256 {
-                a.cut(64).unwrap();
-            }
+    fn chunks_go_on_in_a_second_segment() {
+        let mut a = Arenas::new();
+        let per_chunk = CHUNK_BYTES / 256;
+        let mut last = ptr::null_mut();
+        for _ in 0..(SEGMENT_CHUNKS + 1) * per_chunk {
+            last = a.cut(64).unwrap();
         }
-        assert!(a.cut(64).is_none());
+        assert_eq!(a.segments.len(), 2);
+        assert_eq!(a.chunk_of(last), Some(SEGMENT_CHUNKS as u32));
+        let mut free = Stack::new();
+        free.push(last);
+        assert_eq!(
+            a.release(64, &mut free),
+            0,
+            "the second segment's chunk is not all free"
+        );
     }
 }

@@ -125,7 +125,7 @@ impl Heap {
             limit_bytes,
             fresh_end: 0,
             generation: 0,
-            arenas: Arenas::new(limit_bytes),
+            arenas: Arenas::new(),
         });
         // Slots 2 KiB apart from the heap's fields in their pages.
         let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);
