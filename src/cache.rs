@@ -224,7 +224,7 @@ impl<B: Backend> Cache<B> {
         self.mem.base()
     }
 
-    /// The dispatch table (code offsets, `#[repr(transparent)]` `u32`s) and its length.
+    /// The dispatch table (the `u32` of each pc's [`CodeOffset`]) and its length.
     pub fn dtable(&self) -> (*const u32, u32) {
         (self.dtable.as_ptr(), self.dtable.len() as u32)
     }

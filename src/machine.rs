@@ -20,7 +20,7 @@ impl Machine {
     /// A machine about to run `program` from pc 0 with all registers zero; fails when the
     /// program itself does not fit within `memory_limit`.
     pub fn new(program: &[u32], console: Console, memory_limit: u64) -> Result<Machine, Reason> {
-        Machine::from_words(Words::from_slice(program), console, memory_limit)
+        Machine::from_words(Words::from_slice(program)?, console, memory_limit)
     }
 
     /// As [`Machine::new`], with `program`'s buffer becoming array 0 as it is (no copy).

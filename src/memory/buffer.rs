@@ -6,6 +6,7 @@
 
 use super::alloc::layout;
 use super::table::FREE_BASE;
+use crate::fault::Reason;
 use std::alloc;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -31,12 +32,14 @@ impl Words {
         NonNull::new(p).map(|base| Words { base, len })
     }
 
-    /// A copy of `words` (at most `u32::MAX` of them).
-    pub fn from_slice(words: &[u32]) -> Words {
-        let len = u32::try_from(words.len()).expect("at most 2^32 - 1 words");
-        let mut w = Words::zeroed(len).unwrap_or_else(|| alloc::handle_alloc_error(layout(len)));
+    /// A copy of `words`; out of memory when they are more than an array holds or the
+    /// system has no room for them (as a heap reports a program it cannot hold).
+    pub fn from_slice(words: &[u32]) -> Result<Words, Reason> {
+        let len =
+            u32::try_from(words.len()).map_err(|_| Reason::OutOfMemory { words: u32::MAX })?;
+        let mut w = Words::zeroed(len).ok_or(Reason::OutOfMemory { words: len })?;
         w.copy_from_slice(words);
-        w
+        Ok(w)
     }
 
     /// The words' bytes, in memory order (for reading a file into).
@@ -91,7 +94,7 @@ mod tests {
 
     #[test]
     fn bytes_are_the_words_in_memory_order() {
-        let mut w = Words::from_slice(&[0x0102_0304, 5]);
+        let mut w = Words::from_slice(&[0x0102_0304, 5]).unwrap();
         assert_eq!(&w[..], &[0x0102_0304, 5]);
         w.as_bytes_mut()[..4].copy_from_slice(&[1, 2, 3, 4]);
         assert_eq!(w[0], u32::from_ne_bytes([1, 2, 3, 4]));

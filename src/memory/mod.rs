@@ -74,7 +74,7 @@ impl Heap {
     /// reservation, or `UMDBT_BOUNDED_TABLE=1` asks for the bounded fallback (a debugging
     /// knob).
     pub fn new(program: &[u32], limit_bytes: u64) -> Result<Box<Heap>, Reason> {
-        Heap::from_words(Words::from_slice(program), limit_bytes)
+        Heap::from_words(Words::from_slice(program)?, limit_bytes)
     }
 
     /// As [`Heap::new`], with `program`'s own buffer as array 0 (no copy).
@@ -90,7 +90,7 @@ impl Heap {
         limit_bytes: u64,
         whole_space: bool,
     ) -> Result<Box<Heap>, Reason> {
-        Heap::with_program(Words::from_slice(program), limit_bytes, whole_space)
+        Heap::with_program(Words::from_slice(program)?, limit_bytes, whole_space)
     }
 
     /// As [`Heap::with_table`], with `program`'s own buffer as array 0 (no copy).

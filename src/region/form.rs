@@ -346,20 +346,21 @@ mod tests {
         ));
     }
 
+    /// The region formed from pc 1 when another region starts at `claimed`.
+    fn form_from_1_with_a_region_at(p: &[u32], claimed: u32) -> Plan {
+        let seen = Seen {
+            claimed: &|pc| pc == claimed,
+            ..Seen::EVERYTHING_RAN
+        };
+        form(p, 1, 256, &seen)
+    }
+
     #[test]
     fn code_where_another_region_starts_stays_outside() {
         let p = assemble(&format!("{LOOP}        done:   halt\n")).unwrap();
         // Another region starts at the loop's body (pc 5): the region leaves for it, and
         // what lies beyond it (the jump back to the head) is not taken in either.
-        let plan = form(
-            &p,
-            1,
-            256,
-            &Seen {
-                claimed: &|pc| pc == 5,
-                ..Seen::EVERYTHING_RAN
-            },
-        );
+        let plan = form_from_1_with_a_region_at(&p, 5);
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 9]);
         assert_eq!(
@@ -371,15 +372,7 @@ mod tests {
             }
         );
         // The seed itself may be where a region starts (one compiled again): it is formed.
-        let plan = form(
-            &p,
-            1,
-            256,
-            &Seen {
-                claimed: &|pc| pc == 1,
-                ..Seen::EVERYTHING_RAN
-            },
-        );
+        let plan = form_from_1_with_a_region_at(&p, 1);
         let starts: Vec<u32> = plan.nodes.iter().map(|n| n.run.start).collect();
         assert_eq!(starts, [1, 5, 9]);
         assert_eq!(plan.nodes[1].ending, Ending::Jump(Edge::Node(0)));
