@@ -289,6 +289,7 @@ impl<E: Backend> Translator<'_, E> {
             pair: pair as u8,
             cached,
             checked,
+            prefetch: false,
         }
     }
 

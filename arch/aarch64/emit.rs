@@ -6,7 +6,7 @@ use super::{A64, Ops, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
-    HEAP_SLAB_IDS, SLOT_LEN, SLOT_SHIFT,
+    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -64,7 +64,7 @@ impl A64 {
     /// is; one cache line either way. With a bounded table the identifier is first checked
     /// against the table's length (`fail`), and one without a slot is described by its
     /// table entry. Clobbers x9, x11.
-    fn describe(&mut self, hid: u8, base: u8, len: u8, fail: DynamicLabel) {
+    fn describe(&mut self, hid: u8, base: u8, len: u8, prefetch: bool, fail: DynamicLabel) {
         let done = self.ops.new_dynamic_label();
         let table = self.ops.new_dynamic_label();
         if self.check_ids {
@@ -84,6 +84,18 @@ impl A64 {
             ; ldr W(len), [X(base), LEN]
             ; ldr X(base), [X(base), BASE]
         );
+        if prefetch {
+            // In a buffer of the arenas: prefetch the one cut two before it (see
+            // `PREFETCH_MAX_LEN`); 0 is PLDL1KEEP (for loads, into L1).
+            asm!(self.ops
+                ; cmp WSP(len), PREFETCH_MAX_LEN
+                ; b.hi =>done
+                ; add w9, WSP(len), 1
+                ; and w9, w9, 0xFFFF_FFFE
+                ; neg x9, x9, lsl PREFETCH_SHIFT
+                ; prfm 0, [X(base), x9]
+            );
+        }
         if self.check_ids {
             asm!(self.ops
                 ; b =>done
@@ -118,7 +130,7 @@ impl A64 {
             ),
             _ => {
                 let hid = self.reg_of(id, 10);
-                self.describe(hid, base, len, fail);
+                self.describe(hid, base, len, arr.prefetch, fail);
             }
         }
         let elem = match offset {

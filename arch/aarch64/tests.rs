@@ -108,6 +108,11 @@ fn division_checks_for_zero_then_udiv() {
 /// index r0, r1, k through register pair 1 (x6/w7), uncached, with the table of the whole
 /// identifier space (`check_ids` false) or a bounded one.
 fn index_r1_at(k: u32, check_ids: bool) -> Vec<u32> {
+    index_r1(k, check_ids, false)
+}
+
+/// As [`index_r1_at`], with the prefetch that regions ask for, or without.
+fn index_r1(k: u32, check_ids: bool, prefetch: bool) -> Vec<u32> {
     let (_, routines) = A64::routines(BASE - 0x1000, true);
     let mut e = A64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
@@ -115,6 +120,7 @@ fn index_r1_at(k: u32, check_ids: bool) -> Vec<u32> {
         pair: 1,
         cached: false,
         checked: false,
+        prefetch,
     };
     e.index(0, Val::Reg(1), Val::Imm(k), arr, fail);
     e.bind(fail);
@@ -144,6 +150,24 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
         // The element is loaded through x6: ldr w19, [x6, #4k].
         assert_eq!(*w.last().unwrap(), 0xB940_00D3 | k << 10);
     }
+}
+
+#[test]
+fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
+    assert_eq!(crate::memory::layout::PREFETCH_MAX_LEN, 64);
+    let w = index_r1(3, false, true);
+    let at = w.windows(2).position(|p| p == DESCRIPTOR);
+    let at = at.expect("the descriptor") + 2;
+    // cmp w7, #64; b.hi (past)
+    assert_eq!(w[at], 0x7101_00FF);
+    assert_eq!(w[at + 1] & 0xFF00_001F, 0x5400_0008);
+    // add w9, w7, #1; and w9, w9, #0xfffffffe; neg x9, x9, lsl #3; prfm pldl1keep, [x6, x9]
+    assert_eq!(
+        w[at + 2..at + 6],
+        [0x1100_04E9, 0x121F_7929, 0xCB09_0FE9, 0xF8A9_68C0]
+    );
+    // A baseline block's access has none.
+    assert!(!index_r1(3, false, false).contains(&0xF8A9_68C0));
 }
 
 #[test]

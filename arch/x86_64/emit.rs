@@ -7,7 +7,7 @@ use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
-    HEAP_SLAB_IDS, SLOT_LEN, SLOT_SHIFT,
+    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -82,7 +82,7 @@ impl X64 {
                 enc::load(ops, len, Mem::at(R14, HEAP_PROGRAM + ENTRY_LEN));
                 enc::load64(ops, base, Mem::at(R14, HEAP_PROGRAM + ENTRY_BASE));
             }
-            _ => self.describe(id, base, len, fail),
+            _ => self.describe(id, base, len, arr.prefetch, fail),
         }
         let elem = match offset {
             Val::Imm(k) if k < 1 << 28 => {
@@ -112,8 +112,9 @@ impl X64 {
     /// the length of the array in the slot, else the descriptor at the slot's start says
     /// where the array is; one cache line either way. With a bounded table the identifier
     /// is first checked against the table's length (`fail`), and one without a slot is
-    /// described by its table entry. Clobbers rax.
-    fn describe(&mut self, id: Val, base: u8, len: u8, fail: DynamicLabel) {
+    /// described by its table entry. An array in a small buffer has the buffer cut two
+    /// before its own prefetched (see `PREFETCH_MAX_LEN`). Clobbers rax.
+    fn describe(&mut self, id: Val, base: u8, len: u8, prefetch: bool, fail: DynamicLabel) {
         let done = self.ops.new_dynamic_label();
         let table = self.ops.new_dynamic_label();
         let ops = &mut self.ops;
@@ -147,6 +148,19 @@ impl X64 {
         asm!(ops ; jnz =>done);
         enc::load(ops, len, Mem::at(base, LEN.into()));
         enc::load64(ops, base, Mem::at(base, BASE.into()));
+        // In a buffer of the arenas: prefetch the one cut two before it (see
+        // `PREFETCH_MAX_LEN`). The length register's upper half is zero.
+        const _: () = assert!(PREFETCH_SHIFT == 3);
+        if prefetch {
+            enc::alu_ri(ops, Alu::Cmp, len, PREFETCH_MAX_LEN as i32);
+            asm!(ops
+                ; ja =>done
+                ; lea eax, [Rq(len) * 8 + 8]
+                ; and eax, -16
+                ; neg rax
+            );
+            enc::prefetch(ops, Mem::indexed(base, RAX, 1, 0));
+        }
         if self.check_ids {
             asm!(ops
                 ; jmp =>done

@@ -181,6 +181,11 @@ pub(super) fn lea(ops: &mut Ops, dst: u8, m: Mem) {
     reg_mem(ops, false, &[0x8D], dst, m);
 }
 
+/// `prefetcht0 [m]`: a hint to bring the line into every cache level; it never faults.
+pub(super) fn prefetch(ops: &mut Ops, m: Mem) {
+    reg_mem(ops, false, &[0x0F, 0x18], 1, m);
+}
+
 /// `cmovnz dst, src`.
 pub(super) fn cmovnz(ops: &mut Ops, dst: u8, src: u8) {
     reg_reg(ops, false, &[0x0F, 0x45], dst, src);

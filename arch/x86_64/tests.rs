@@ -76,6 +76,11 @@ fn division_checks_for_zero_then_divides() {
 /// index r0, r1, k through register pair 0 (rdi/esi), uncached, with the table of the
 /// whole identifier space (`check_ids` false) or a bounded one.
 fn index_r1_at(k: u32, check_ids: bool) -> Vec<u8> {
+    index_r1(k, check_ids, false)
+}
+
+/// As [`index_r1_at`], with the prefetch that regions ask for, or without.
+fn index_r1(k: u32, check_ids: bool, prefetch: bool) -> Vec<u8> {
     let (_, routines) = X64::routines(BASE - 0x1000, true);
     let mut e = X64::new(BASE, &routines, check_ids);
     let fail = e.new_label();
@@ -83,6 +88,7 @@ fn index_r1_at(k: u32, check_ids: bool) -> Vec<u8> {
         pair: 0,
         cached: false,
         checked: false,
+        prefetch,
     };
     e.index(0, Val::Reg(1), Val::Imm(k), arr, fail);
     e.bind(fail);
@@ -121,6 +127,31 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
         // and a 1-byte displacement.
         assert!(code.ends_with(&[0x8B, 0x5F, 4 * k as u8]));
     }
+}
+
+/// prefetcht0 [rdi + rax].
+const PREFETCH_RDI_RAX: [u8; 4] = [0x0F, 0x18, 0x0C, 0x07];
+
+#[test]
+fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
+    let max = crate::memory::layout::PREFETCH_MAX_LEN as u8;
+    let code = index_r1(3, false, true);
+    // After the descriptor (mov esi, [rdi + 8]; mov rdi, [rdi]): cmp esi, 64; ja (past);
+    // lea eax, [rsi * 8 + 8]; and eax, -16; neg rax; prefetcht0 [rdi + rax].
+    let mut seq = vec![
+        0x8B, 0x77, 0x08, 0x48, 0x8B, 0x3F, 0x83, 0xFE, max, 0x0F, 0x87,
+    ];
+    assert!(contains(&code, &seq));
+    seq = vec![
+        0x40, 0x8D, 0x04, 0xF5, 8, 0, 0, 0, 0x83, 0xE0, 0xF0, 0x48, 0xF7, 0xD8,
+    ];
+    seq.extend(PREFETCH_RDI_RAX);
+    assert!(contains(&code, &seq));
+    // A baseline block's access has none.
+    assert!(!contains(
+        &index_r1(3, false, false),
+        &PREFETCH_RDI_RAX[..2]
+    ));
 }
 
 #[test]

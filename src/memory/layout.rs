@@ -29,6 +29,22 @@ pub const SLOT_SHIFT: u32 = (SLOT_WORDS * 4).trailing_zeros();
 /// when none does (see `Slab`).
 pub const SLOT_LEN: i32 = (SLOT_LEN_WORD * 4) as i32;
 
+/// Arrays of up to this many words reached through their slot's descriptor have buffers
+/// cut from the arenas, one size per arena in address order (see `memory::arena`): the
+/// buffer cut just before such an array's, for an array of the same size, ends where its
+/// own begins. Generated code that finds an array of at most this length in a buffer
+/// prefetches the buffer cut two before it, at `base - (round_even(len) << PREFETCH_SHIFT)`
+/// (two buffers of `charge_of(len)` bytes). A program that walks a list it built by
+/// prepending (as UMIX's collector walks every object of the system) visits the arrays of
+/// each size in the reverse of the order they were allocated in, so that is where its next
+/// visits of that size go: with about thirty sizes interleaved, the hardware's prefetchers
+/// lose track of these streams, and each visit was a miss to memory. The UMIX session ran
+/// about 10 % faster with it. A prefetch never faults, so an array that did not come from the
+/// arenas in this order costs only the wasted fetch.
+pub const PREFETCH_MAX_LEN: u32 = SMALL_MAX as u32;
+/// See [`PREFETCH_MAX_LEN`].
+pub const PREFETCH_SHIFT: u32 = 3;
+
 /// Offsets in a [`Stack`] (the same for every element type).
 pub const STACK_PTR: i32 = offset_of!(Stack<u32>, ptr) as i32;
 pub const STACK_LEN: i32 = offset_of!(Stack<u32>, len) as i32;
@@ -65,6 +81,12 @@ pub const fn heap_small(words: u32) -> i32 {
     HEAP_SMALL + words as i32 * STACK_SIZE
 }
 
+/// The bytes below a buffer of `len` words that generated code prefetches (see
+/// [`PREFETCH_MAX_LEN`]).
+pub const fn prefetch_distance(len: u32) -> u64 {
+    ((len as u64 + 1) & !1) << PREFETCH_SHIFT
+}
+
 const _: () = {
     // Entries and slots are powers of two, so an identifier becomes an offset by a shift.
     assert!(size_of::<Entry>() == 1 << ENTRY_SHIFT);
@@ -91,3 +113,16 @@ const _: () = {
     assert!(HEAP_ALLOCATIONS < 128 && HEAP_ABANDONMENTS < 128);
     assert!(HEAP_LIVE < 128 && HEAP_PEAK_LIVE < 128);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::alloc::charge_of;
+
+    #[test]
+    fn the_prefetch_reaches_the_buffer_cut_two_before() {
+        for len in 1..=PREFETCH_MAX_LEN {
+            assert_eq!(prefetch_distance(len), 2 * charge_of(len), "len {len}");
+        }
+    }
+}

@@ -235,6 +235,7 @@ impl<E: Backend> Lower<'_, E> {
             pair: pair as u8,
             cached,
             checked,
+            prefetch: true,
         }
     }
 
