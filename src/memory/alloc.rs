@@ -30,6 +30,7 @@
 //! machine code and these functions with the same random sequences and compares the
 //! heaps afterwards.
 
+use super::populator::Populator;
 use super::reserve::{self, Reservation};
 use super::table::Entry;
 use super::{Heap, SMALL_MAX};
@@ -51,6 +52,9 @@ pub(super) const SLAB_IDS_BOUNDED: u32 = 1 << 20;
 /// Table entries and slots are backed with memory this many identifiers at a time, once
 /// identifiers reach the second such group (see `Heap::populate`).
 pub(super) const POPULATE_IDS: u32 = 1 << 14;
+/// Once the arenas have used this many chunks (1 MiB), each new chunk has the next one
+/// backed with memory ahead of use by the helper thread (see `Arenas::cut`).
+const POPULATE_AFTER_CHUNKS: usize = 16;
 /// Bytes charged to the memory limit for an identifier without a slot (its table entry).
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 /// What a never-used identifier with a slot costs: its slot, which holds its entry too.
@@ -74,6 +78,8 @@ pub struct Slab {
     pub(super) base: *mut u32,
     /// Identifiers below this have a slot (0 when the reservation failed).
     pub(super) ids: u32,
+    /// The slots below this identifier have been asked to be backed with memory.
+    populated: u32,
     reservation: Option<Reservation>,
 }
 
@@ -86,6 +92,7 @@ impl Slab {
             Ok(mut r) => Slab {
                 base: r.as_mut_ptr().cast(),
                 ids,
+                populated: 0,
                 reservation: Some(r),
             },
             Err(e) => {
@@ -93,6 +100,7 @@ impl Slab {
                 Slab {
                     base: ptr::null_mut(),
                     ids: 0,
+                    populated: 0,
                     reservation: None,
                 }
             }
@@ -150,13 +158,23 @@ impl Slab {
         unsafe { *self.slot(id).cast::<Entry>() = e };
     }
 
-    /// Back the slots of the `n` identifiers from `id` (those that have one) with memory now
-    /// (see [`reserve::populate`]).
-    fn populate(&mut self, id: u32, n: u32) {
-        let end = id.saturating_add(n).min(self.ids);
-        if id < end {
-            let bytes = (end - id) as usize * SLOT_WORDS as usize * 4;
-            reserve::populate(self.slot(id).cast(), bytes);
+    /// The program starts on the `n` identifiers from `id`: have their slots and those of
+    /// the `n` after them (those that have one) backed with memory, by the `helper` thread
+    /// (see [`Populator`]), or now where there is none (see [`reserve::populate`]).
+    fn populate(&mut self, id: u32, n: u32, helper: Option<&Populator>) {
+        let from = id.max(self.populated).min(self.ids);
+        let end = id.saturating_add(n).saturating_add(n).min(self.ids);
+        if from >= end {
+            return;
+        }
+        self.populated = end;
+        let (start, bytes) = (
+            self.slot(from).cast(),
+            (end - from) as usize * SLOT_WORDS as usize * 4,
+        );
+        match helper {
+            Some(p) => p.request(start, bytes),
+            None => reserve::populate(start, bytes),
         }
     }
 
@@ -447,6 +465,17 @@ impl Heap {
         self.slab.ids.min(populate_at).min(self.table.capacity())
     }
 
+    /// Start the helper thread that backs memory ahead of use (see
+    /// [`Populator`]), unless it was started (or tried) before. Only programs that have
+    /// used 16 K identifiers or 16 arena chunks get one: the others never wait for a
+    /// thread to start.
+    fn start_populator(&mut self) {
+        if !self.populator_tried {
+            self.populator_tried = true;
+            self.populator = Populator::new();
+        }
+    }
+
     /// Back the slots of the `POPULATE_IDS` identifiers from `id` with memory in one call,
     /// instead of a page fault per page (a program that gets this far is likely to use
     /// them; one that never does pays nothing). Only with the whole-space table, where
@@ -455,7 +484,9 @@ impl Heap {
     #[cold]
     fn populate(&mut self, id: u32) {
         if self.slab.covers_whole_space() {
-            self.slab.populate(id, POPULATE_IDS);
+            self.start_populator();
+            self.slab
+                .populate(id, POPULATE_IDS, self.populator.as_ref());
         }
     }
 
@@ -493,7 +524,10 @@ impl Heap {
         let oom = Reason::OutOfMemory { words };
         self.charge(charge_of(words)).map_err(|_| oom.clone())?;
         if words as usize <= SMALL_MAX {
-            return match self.arenas.cut(words) {
+            if self.arenas.fresh_chunks() >= POPULATE_AFTER_CHUNKS {
+                self.start_populator();
+            }
+            return match self.arenas.cut(words, self.populator.as_ref()) {
                 Some(p) => Ok(NonNull::new(p).expect("arenas are not at address 0")),
                 None => {
                     self.used_bytes -= charge_of(words);

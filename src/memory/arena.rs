@@ -19,6 +19,7 @@
 
 use super::SMALL_MAX;
 use super::alloc::charge_of;
+use super::populator::Populator;
 use super::reserve::Reservation;
 use super::stack::Stack;
 use std::collections::{HashMap, HashSet};
@@ -63,12 +64,14 @@ impl Arenas {
 
     /// A new zeroed buffer for an array of `words` (1..=SMALL_MAX) words, 8-aligned, of
     /// `charge_of(words)` bytes; `None` when the reservation is used up.
-    pub fn cut(&mut self, words: u32) -> Option<*mut u32> {
+    /// Once there is a `helper`, starting a chunk never used before asks it to back the
+    /// next such chunk with memory, so that the program's first writes there do not fault.
+    pub fn cut(&mut self, words: u32, helper: Option<&Populator>) -> Option<*mut u32> {
         debug_assert!((1..=SMALL_MAX as u32).contains(&words));
         let bytes = charge_of(words) as usize;
         let (chunk, at) = match self.cutting[words as usize] {
             Some((chunk, at)) if at + bytes <= CHUNK_BYTES => (chunk, at),
-            _ => (self.new_chunk()?, 0),
+            _ => (self.new_chunk(helper)?, 0),
         };
         self.cutting[words as usize] = Some((chunk, at + bytes));
         self.cut[chunk as usize] += 1;
@@ -76,7 +79,7 @@ impl Arenas {
         Some(self.chunk_start(chunk).wrapping_add(at).cast())
     }
 
-    fn new_chunk(&mut self) -> Option<u32> {
+    fn new_chunk(&mut self, helper: Option<&Populator>) -> Option<u32> {
         if let Some(c) = self.released.pop() {
             return Some(c);
         }
@@ -94,7 +97,17 @@ impl Arenas {
         }
         self.fresh += 1;
         self.cut.push(0);
+        if let Some(h) = helper
+            && self.fresh < self.segments.len() * SEGMENT_CHUNKS
+        {
+            h.request(self.chunk_start(self.fresh as u32), CHUNK_BYTES);
+        }
         u32::try_from(self.fresh - 1).ok()
+    }
+
+    /// How many chunks were ever used.
+    pub fn fresh_chunks(&self) -> usize {
+        self.fresh
     }
 
     fn chunk_start(&self, chunk: u32) -> *mut u8 {
@@ -180,9 +193,9 @@ mod tests {
     #[test]
     fn buffers_of_one_size_follow_each_other() {
         let mut a = Arenas::new();
-        let x = a.cut(47).unwrap();
-        let y = a.cut(47).unwrap();
-        let z = a.cut(9).unwrap();
+        let x = a.cut(47, None).unwrap();
+        let y = a.cut(47, None).unwrap();
+        let z = a.cut(9, None).unwrap();
         assert_eq!(y as usize - x as usize, 192);
         assert_ne!(a.chunk_of(x), a.chunk_of(z));
         assert!(a.chunk_of(x).is_some());
@@ -194,7 +207,9 @@ mod tests {
     fn a_chunk_whose_buffers_are_all_free_is_given_back() {
         let mut a = Arenas::new();
         let per_chunk = CHUNK_BYTES / 256;
-        let bufs: Vec<_> = (0..per_chunk + 2).map(|_| a.cut(64).unwrap()).collect();
+        let bufs: Vec<_> = (0..per_chunk + 2)
+            .map(|_| a.cut(64, None).unwrap())
+            .collect();
         // SAFETY: the buffer was just cut, 256 bytes long.
         unsafe { bufs[0].write(7) };
         let mut free = Stack::new();
@@ -210,7 +225,7 @@ mod tests {
         assert_eq!(a.release(64, &mut free) as usize, per_chunk);
         assert_eq!(free.as_slice(), &[bufs[per_chunk]]);
         // The chunk serves another size, zeroed.
-        let again = a.cut(5).unwrap();
+        let again = a.cut(5, None).unwrap();
         assert_eq!(again, bufs[0]);
         // SAFETY: as above.
         assert_eq!(unsafe { *again }, 0);
@@ -223,7 +238,7 @@ mod tests {
         let mut a = Arenas::new();
         let mut free = Stack::new();
         for _ in 0..400 * (CHUNK_BYTES / 256) {
-            free.push(a.cut(64).unwrap());
+            free.push(a.cut(64, None).unwrap());
         }
         assert_eq!(a.release(64, &mut free) as usize, 400 * (CHUNK_BYTES / 256));
         assert!(free.is_empty());
@@ -236,7 +251,7 @@ mod tests {
         let per_chunk = CHUNK_BYTES / 256;
         let mut last = ptr::null_mut();
         for _ in 0..(SEGMENT_CHUNKS + 1) * per_chunk {
-            last = a.cut(64).unwrap();
+            last = a.cut(64, None).unwrap();
         }
         assert_eq!(a.segments.len(), 2);
         assert_eq!(a.chunk_of(last), Some(SEGMENT_CHUNKS as u32));

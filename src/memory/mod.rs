@@ -15,6 +15,8 @@
 //!   array 0.
 //! - [`stack`]: the raw stacks of free identifiers and buffers.
 //! - [`reserve`]: zero-filled reservations of address space from the system.
+//! - [`populator`]: a helper thread that backs slots and arena chunks with memory ahead of
+//!   use.
 //! - [`table`]: the identifier table.
 //! - [`alloc`]: allocation policy, the fast paths, the memory limit.
 //! - [`layout`]: offsets and sizes for generated code.
@@ -23,6 +25,7 @@ pub mod alloc;
 pub mod arena;
 pub mod buffer;
 pub mod layout;
+pub mod populator;
 pub mod reserve;
 pub mod stack;
 pub mod table;
@@ -30,6 +33,7 @@ pub mod table;
 pub use alloc::{Counts, SLOT_CAPACITY, SLOT_WORDS, Slab};
 use arena::Arenas;
 pub use buffer::Words;
+use populator::Populator;
 pub use stack::Stack;
 pub use table::{Entry, Table};
 
@@ -66,6 +70,10 @@ pub struct Heap {
     generation: u64,
     /// The buffers of arrays of up to `SMALL_MAX` words.
     arenas: Arenas,
+    /// The helper thread that backs slots and arena chunks with memory ahead of use
+    /// ([`populator`]), started once a program has used many of them; dropped first.
+    populator: Option<Populator>,
+    populator_tried: bool,
 }
 
 impl Heap {
@@ -126,6 +134,8 @@ impl Heap {
             fresh_end: 0,
             generation: 0,
             arenas: Arenas::new(),
+            populator: None,
+            populator_tried: false,
         });
         // Slots 2 KiB apart from the heap's fields in their pages.
         let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);
@@ -351,6 +361,8 @@ pub struct Snapshot {
 
 impl Drop for Heap {
     fn drop(&mut self) {
+        // First, so that nothing backs memory that is about to be unmapped.
+        drop(self.populator.take());
         self.free_all_buffers();
         // The table, slab and stacks free themselves.
     }
