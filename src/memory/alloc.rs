@@ -470,10 +470,7 @@ impl Heap {
     /// used 16 K identifiers or 16 arena chunks get one: the others never wait for a
     /// thread to start.
     fn start_populator(&mut self) {
-        if !self.populator_tried {
-            self.populator_tried = true;
-            self.populator = Populator::new();
-        }
+        self.populator.get_or_init(Populator::new);
     }
 
     /// Back the slots of the `POPULATE_IDS` identifiers from `id` with memory in one call,
@@ -485,8 +482,8 @@ impl Heap {
     fn populate(&mut self, id: u32) {
         if self.slab.covers_whole_space() {
             self.start_populator();
-            self.slab
-                .populate(id, POPULATE_IDS, self.populator.as_ref());
+            let helper = self.populator.get().and_then(Option::as_ref);
+            self.slab.populate(id, POPULATE_IDS, helper);
         }
     }
 
@@ -527,7 +524,8 @@ impl Heap {
             if self.arenas.fresh_chunks() >= POPULATE_AFTER_CHUNKS {
                 self.start_populator();
             }
-            return match self.arenas.cut(words, self.populator.as_ref()) {
+            let helper = self.populator.get().and_then(Option::as_ref);
+            return match self.arenas.cut(words, helper) {
                 Some(p) => Ok(NonNull::new(p).expect("arenas are not at address 0")),
                 None => {
                     self.used_bytes -= charge_of(words);

@@ -1,7 +1,7 @@
 //! Where the buffers of arrays of up to [`SMALL_MAX`] words come from (those that do not
 //! live in a slot): one arena per size, cut into 64 KiB chunks of address space reserved
-//! 1 GiB at a time, and handed out in order, so that arrays of the same size allocated one after another sit
-//! one after another in memory.
+//! 1 GiB at a time, and handed out in order, so that arrays of the same size allocated
+//! one after another sit one after another in memory.
 //!
 //! That order is what a program's own pointer walks find. UMIX's garbage collector sweeps
 //! every object in the order they were allocated: objects of 3 to 7 words live in their
@@ -37,8 +37,6 @@ pub struct Arenas {
     /// The segments, in the order they were reserved; chunk `c` is chunk
     /// `c % SEGMENT_CHUNKS` of segment `c / SEGMENT_CHUNKS`.
     segments: Vec<Reservation>,
-    /// Their first bytes.
-    bases: Vec<usize>,
     /// Chunks from here on were never used.
     fresh: usize,
     /// Chunks given back, to be used again (by any size).
@@ -54,7 +52,6 @@ impl Arenas {
     pub fn new() -> Arenas {
         Arenas {
             segments: Vec::new(),
-            bases: Vec::new(),
             fresh: 0,
             released: Vec::new(),
             cut: Vec::new(),
@@ -83,12 +80,9 @@ impl Arenas {
         if let Some(c) = self.released.pop() {
             return Some(c);
         }
-        if self.fresh == self.segments.len() * SEGMENT_CHUNKS {
+        if self.fresh == self.reserved_chunks() {
             match Reservation::new(SEGMENT_BYTES) {
-                Ok(mut r) => {
-                    self.bases.push(r.as_mut_ptr() as usize);
-                    self.segments.push(r);
-                }
+                Ok(r) => self.segments.push(r),
                 Err(e) => {
                     log::warn!("cannot reserve memory for small arrays' buffers ({e})");
                     return None;
@@ -98,11 +92,16 @@ impl Arenas {
         self.fresh += 1;
         self.cut.push(0);
         if let Some(h) = helper
-            && self.fresh < self.segments.len() * SEGMENT_CHUNKS
+            && self.fresh < self.reserved_chunks()
         {
             h.request(self.chunk_start(self.fresh as u32), CHUNK_BYTES);
         }
         u32::try_from(self.fresh - 1).ok()
+    }
+
+    /// How many chunks the segments reserved so far hold.
+    fn reserved_chunks(&self) -> usize {
+        self.segments.len() * SEGMENT_CHUNKS
     }
 
     /// How many chunks were ever used.
@@ -112,7 +111,8 @@ impl Arenas {
 
     fn chunk_start(&self, chunk: u32) -> *mut u8 {
         let c = chunk as usize;
-        (self.bases[c / SEGMENT_CHUNKS] + c % SEGMENT_CHUNKS * CHUNK_BYTES) as *mut u8
+        let segment = self.segments[c / SEGMENT_CHUNKS].as_ptr().cast_mut();
+        segment.wrapping_add(c % SEGMENT_CHUNKS * CHUNK_BYTES)
     }
 
     /// Give back every chunk of `words`-word buffers that are all in `free` (the heap's
@@ -165,10 +165,11 @@ impl Arenas {
     fn chunk_of(&self, b: *const u32) -> Option<u32> {
         let b = b as usize;
         let (segment, base) = self
-            .bases
+            .segments
             .iter()
+            .map(|r| r.as_ptr() as usize)
             .enumerate()
-            .find(|&(_, &base)| b.wrapping_sub(base) < SEGMENT_BYTES)?;
+            .find(|&(_, base)| b.wrapping_sub(base) < SEGMENT_BYTES)?;
         let chunk = segment * SEGMENT_CHUNKS + (b - base) / CHUNK_BYTES;
         (chunk < self.fresh).then_some(chunk as u32)
     }

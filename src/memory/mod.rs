@@ -38,6 +38,7 @@ pub use stack::Stack;
 pub use table::{Entry, Table};
 
 use crate::fault::Reason;
+use std::cell::OnceCell;
 use std::ptr;
 
 /// Arrays of at most this many words are recycled through size-class free lists.
@@ -71,9 +72,9 @@ pub struct Heap {
     /// The buffers of arrays of up to `SMALL_MAX` words.
     arenas: Arenas,
     /// The helper thread that backs slots and arena chunks with memory ahead of use
-    /// ([`populator`]), started once a program has used many of them; dropped first.
-    populator: Option<Populator>,
-    populator_tried: bool,
+    /// ([`populator`]): set once a program has used many of them (to `None` where no
+    /// thread can be started); dropped first.
+    populator: OnceCell<Option<Populator>>,
 }
 
 impl Heap {
@@ -134,8 +135,7 @@ impl Heap {
             fresh_end: 0,
             generation: 0,
             arenas: Arenas::new(),
-            populator: None,
-            populator_tried: false,
+            populator: OnceCell::new(),
         });
         // Slots 2 KiB apart from the heap's fields in their pages.
         let offset = reserve::page_offset_apart(&*heap as *const Heap as usize);

@@ -25,6 +25,11 @@ impl Reservation {
         self.0.as_mut_ptr()
     }
 
+    /// The first byte, for reading addresses only (where `&mut` is not at hand).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+
     /// Size in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
