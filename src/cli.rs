@@ -193,14 +193,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
-/// The machine's RAM in bytes, if it can be read.
+/// The machine's RAM in bytes, if it can be read: one `sysinfo` call (reading
+/// `/proc/meminfo` costs a dozen system calls at every start).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn physical_memory() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    })
+    // SAFETY: `sysinfo` only fills in the struct it is given, a plain C struct for which all
+    // zeroes is a valid value.
+    let info = unsafe {
+        let mut info: libc::sysinfo = std::mem::zeroed();
+        (libc::sysinfo(&mut info) == 0).then_some(info)
+    }?;
+    (info.totalram as u64).checked_mul(u64::from(info.mem_unit.max(1)))
+}
+
+/// The machine's RAM in bytes: unknown on this system.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn physical_memory() -> Option<u64> {
+    None
 }
 
 /// Three quarters of the machine's RAM, or 8 GiB when it cannot be read.
@@ -322,7 +331,8 @@ fn run(args: &RunArgs) -> ExitCode {
         program.len()
     );
     let limit = args.max_memory.unwrap_or_else(default_memory_limit);
-    if let (Some(asked), Some(ram)) = (args.max_memory, physical_memory())
+    if let Some(asked) = args.max_memory
+        && let Some(ram) = physical_memory()
         && asked > ram
     {
         eprintln!(
@@ -542,6 +552,19 @@ fn asm(args: &AsmArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn physical_memory_is_memtotal() {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        assert_eq!(physical_memory(), Some(kib * 1024));
+        assert_eq!(default_memory_limit(), kib * 1024 / 4 * 3);
+    }
 
     #[test]
     fn sizes() {

@@ -10,6 +10,7 @@
 
 use crate::fault::Reason;
 use crate::signals;
+use memmap2::MmapMut;
 use std::io::{self, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,8 +21,8 @@ const OUT_CAPACITY: usize = 1 << 16;
 pub mod out_layout {
     use super::Console;
     use std::mem::offset_of;
-    /// The buffer's address (a `Box` of the buffer is one pointer).
-    pub const BUFFER: i32 = offset_of!(Console, out) as i32;
+    /// The buffer's address.
+    pub const BUFFER: i32 = offset_of!(Console, out_ptr) as i32;
     /// `out_len`, a `usize`.
     pub const LEN: i32 = offset_of!(Console, out_len) as i32;
     /// `bytes_out`, a `u64`.
@@ -116,8 +117,12 @@ extern "C" fn probe_stdout_at_start() {
 static PROBE_STDOUT_AT_START: extern "C" fn() = probe_stdout_at_start;
 
 pub struct Console {
-    /// Output not yet written out: `out[..out_len]`.
-    out: Box<[u8; OUT_CAPACITY]>,
+    /// Output not yet written out: `out[..out_len]`. An anonymous mapping of
+    /// `OUT_CAPACITY` bytes rather than a zeroed allocation, so that only the pages output
+    /// reaches are ever backed: a program that prints little costs one page fault, not 16.
+    out: MmapMut,
+    /// `out`'s first byte, where generated code finds the buffer.
+    out_ptr: *mut u8,
     /// Always below `OUT_CAPACITY` between calls.
     out_len: usize,
     writer: Box<dyn Write>,
@@ -143,11 +148,10 @@ impl Console {
     /// A console on `reader` and `writer` with [`FlushPolicy::Interval`] and the real clock
     /// ([`monotonic_ms`]); see [`Console::with_policy`] and [`Console::with_clock`].
     pub fn new(reader: Box<dyn Read>, writer: Box<dyn Write>) -> Console {
+        let mut out = MmapMut::map_anon(OUT_CAPACITY).expect("mapping 64 KiB for output");
         Console {
-            out: vec![0; OUT_CAPACITY]
-                .into_boxed_slice()
-                .try_into()
-                .expect("OUT_CAPACITY bytes"),
+            out_ptr: out.as_mut_ptr(),
+            out,
             out_len: 0,
             writer,
             reader,
