@@ -63,6 +63,86 @@ pub struct ArrayUse {
     pub prefetch: bool,
 }
 
+/// Which arrays the backend's register pairs hold, as a translator tracks them while it
+/// emits code (the baseline's `translator` and the regions' `lower` alike). `Id` names an
+/// array's identifier: a UM register or constant in a baseline block, an SSA value in a
+/// region. A translator forgets a pair when what names it changes, and all of them when
+/// anything but an index, amend or arithmetic runs (a runtime call may free an array;
+/// division and allocation use those registers): nothing else moves or resizes an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayPairs<Id> {
+    held: [Option<Held<Id>>; ARRAY_PAIRS],
+    /// The pair to load next (the one used least recently).
+    victim: usize,
+}
+
+/// An array held in a register pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held<Id> {
+    /// The identifier it was loaded for.
+    id: Id,
+    /// The largest constant offset that passed the bounds check since.
+    checked: Option<u32>,
+}
+
+impl<Id: Copy + PartialEq> ArrayPairs<Id> {
+    /// No array at hand.
+    pub const EMPTY: ArrayPairs<Id> = ArrayPairs {
+        held: [None; ARRAY_PAIRS],
+        victim: 0,
+    };
+
+    /// The pairs are clobbered.
+    pub fn forget_all(&mut self) {
+        self.held = [None; ARRAY_PAIRS];
+    }
+
+    /// `id` changes: the pair it names no longer holds its array.
+    pub fn forget(&mut self, id: Id) {
+        for pair in &mut self.held {
+            if pair.is_some_and(|h| h.id == id) {
+                *pair = None;
+            }
+        }
+    }
+
+    /// Where array `id` is to be accessed at constant offset `k` (`None`: an offset in a
+    /// register): the pair already holding it, or the least recently used one, which from
+    /// now on holds it. `in_bounds`: the offset is known to be in bounds without a check
+    /// (a constant offset into array 0, whose length the translator knows).
+    pub fn use_array(
+        &mut self,
+        id: Id,
+        k: Option<u32>,
+        in_bounds: bool,
+        prefetch: bool,
+    ) -> ArrayUse {
+        let hit = self.held.iter().position(|h| h.is_some_and(|h| h.id == id));
+        let (pair, cached, checked) = match hit {
+            Some(s) => {
+                let known = self.held[s].and_then(|h| h.checked);
+                (s, true, in_bounds || (k.is_some() && known >= k))
+            }
+            None => {
+                let s = self.victim;
+                self.held[s] = Some(Held { id, checked: None });
+                (s, false, in_bounds)
+            }
+        };
+        // Once this access has passed its check, `k` is known to be in bounds.
+        if let Some(h) = &mut self.held[pair] {
+            h.checked = h.checked.max(k);
+        }
+        self.victim = (pair + 1) % ARRAY_PAIRS;
+        ArrayUse {
+            pair: pair as u8,
+            cached,
+            checked,
+            prefetch,
+        }
+    }
+}
+
 /// Addresses of the shared routines a backend assembles at the start of code memory (their
 /// register conventions are the backend's).
 #[derive(Clone, Copy, Debug, Default)]
@@ -212,4 +292,52 @@ pub trait Backend: Sized {
     fn record_target(&mut self, r: u8, slot: u32);
     /// Leave generated code: store the exit fields and return to Rust.
     fn exit(&mut self, kind: ExitKind, pc: u32, a: u32, b: u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_pairs_reuse_a_held_array_and_skip_checks_a_larger_offset_passed() {
+        let mut p = ArrayPairs::<u8>::EMPTY;
+        let a = p.use_array(1, Some(5), false, false);
+        assert_eq!((a.pair, a.cached, a.checked), (0, false, false));
+        // A second array takes the other pair.
+        let b = p.use_array(2, None, false, true);
+        assert_eq!(
+            (b.pair, b.cached, b.checked, b.prefetch),
+            (1, false, false, true)
+        );
+        // Array 1 again: held; offset 3 is below the 5 that passed its check, 6 is not.
+        let c = p.use_array(1, Some(3), false, false);
+        assert_eq!((c.pair, c.cached, c.checked), (0, true, true));
+        let d = p.use_array(1, Some(6), false, false);
+        assert_eq!((d.pair, d.cached, d.checked), (0, true, false));
+        assert!(p.use_array(1, Some(6), false, false).checked);
+        // An offset in a register is always checked.
+        assert!(!p.use_array(1, None, false, false).checked);
+        // A third array replaces the one used least recently (2), not 1.
+        let e = p.use_array(3, Some(0), false, false);
+        assert_eq!((e.pair, e.cached), (1, false));
+        assert!(p.use_array(1, Some(0), false, false).cached);
+        // Known in bounds: no check, even on first use.
+        assert!(p.use_array(4, Some(9), true, false).checked);
+    }
+
+    #[test]
+    fn array_pairs_forget_what_changed() {
+        let mut p = ArrayPairs::<u8>::EMPTY;
+        p.use_array(1, Some(0), false, false);
+        p.use_array(2, Some(0), false, false);
+        p.forget(1);
+        assert!(!p.use_array(1, Some(0), false, false).cached);
+        assert!(p.use_array(2, Some(0), false, false).cached);
+        p.forget_all();
+        assert!(!p.use_array(2, Some(0), false, false).cached);
+        assert_eq!(
+            p.use_array(2, Some(0), false, false).pair,
+            p.use_array(2, None, false, false).pair
+        );
+    }
 }

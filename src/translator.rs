@@ -12,7 +12,7 @@
 //! to chain it); the `literal T; literal F; cmov; loadprog` idiom becomes a compare and two
 //! patchable exits; any other jump goes through the dispatch table.
 
-use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
+use crate::backend::{ArrayPairs, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
 use crate::cache::ExitSite;
 use crate::decoder::{Instr, Op};
 use crate::discoverer::{End, Run};
@@ -64,15 +64,6 @@ struct RegState {
     either: Option<(u32, u32)>,
 }
 
-/// An array held in a backend register pair.
-#[derive(Clone, Copy, Debug)]
-struct Cached {
-    /// The identifier it was loaded for.
-    id: Val,
-    /// The largest constant offset that passed the bounds check since.
-    checked: Option<u32>,
-}
-
 enum StubKind {
     /// Exit with the given kind, pc, a, b after writing the pending constants.
     Exit(ExitKind, u32, u32, u32),
@@ -96,13 +87,9 @@ struct Translator<'e, E: Backend> {
     regs: [RegState; 8],
     stubs: Vec<Stub<E::Label>>,
     exits: Vec<ExitSite>,
-    /// The identifiers whose arrays' base and length the backend holds in each register pair, from
-    /// earlier index or amend operations. Valid until that register changes or anything
-    /// but an index, amend or arithmetic runs (a runtime call may free the array; division
-    /// and allocation use those registers): nothing else can move or resize an array.
-    array_cache: [Option<Cached>; ARRAY_PAIRS],
-    /// The pair to load next (the one used least recently).
-    victim: usize,
+    /// The arrays whose base and length the backend holds, from earlier index or amend
+    /// operations, by the register or constant that named them.
+    arrays: ArrayPairs<Val>,
     /// What this block's chain requests report (its index in the cache).
     link_tag: u32,
     /// The block's first pc.
@@ -133,8 +120,7 @@ pub fn translate<E: Backend>(
         regs: [RegState::default(); 8],
         stubs: Vec::new(),
         exits: Vec::new(),
-        array_cache: [None; ARRAY_PAIRS],
-        victim: 0,
+        arrays: ArrayPairs::EMPTY,
         link_tag,
         start: run.start,
         opts,
@@ -245,52 +231,22 @@ impl<E: Backend> Translator<'_, E> {
 
     /// A cached array is named by register `a`, which changes.
     fn forget_array(&mut self, a: u8) {
-        for pair in &mut self.array_cache {
-            if pair.is_some_and(|c| c.id == Val::Reg(a)) {
-                *pair = None;
-            }
-        }
+        self.arrays.forget(Val::Reg(a));
     }
 
     /// The backend's register pairs are clobbered.
     fn forget_arrays(&mut self) {
-        self.array_cache = [None; ARRAY_PAIRS];
+        self.arrays.forget_all();
     }
 
-    /// Where array `id` is to be accessed at `offset`: the pair already holding it, or the
-    /// least recently used one, which from now on holds it.
+    /// Where array `id` is to be accessed at `offset` (see [`ArrayPairs::use_array`]).
     fn use_array(&mut self, id: Val, offset: Val) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
             Val::Reg(_) => None,
         };
-        let hit = self
-            .array_cache
-            .iter()
-            .position(|c| c.is_some_and(|c| c.id == id));
         let in_array0 = matches!((id, k), (Val::Imm(0), Some(k)) if k < self.array0_len);
-        let (pair, cached, checked) = match hit {
-            Some(s) => {
-                let known = self.array_cache[s].and_then(|c| c.checked);
-                (s, true, in_array0 || (k.is_some() && known >= k))
-            }
-            None => {
-                let s = self.victim;
-                self.array_cache[s] = Some(Cached { id, checked: None });
-                (s, false, in_array0)
-            }
-        };
-        // Once this access has passed its check, `k` is known to be in bounds.
-        if let Some(c) = &mut self.array_cache[pair] {
-            c.checked = c.checked.max(k);
-        }
-        self.victim = (pair + 1) % ARRAY_PAIRS;
-        ArrayUse {
-            pair: pair as u8,
-            cached,
-            checked,
-            prefetch: false,
-        }
+        self.arrays.use_array(id, k, in_array0, false)
     }
 
     /// Register `a` now holds the constant `v` (not yet in the host register).

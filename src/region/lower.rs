@@ -11,7 +11,7 @@
 //! records, and leave as the baseline does.
 
 use super::ir::*;
-use crate::backend::{ARRAY_PAIRS, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
+use crate::backend::{ArrayPairs, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};
 use crate::cache::ExitSite;
 use crate::memory::SMALL_MAX;
 use crate::runtime::{ExitKind, RtFn, off};
@@ -34,17 +34,12 @@ struct Reg {
     in_home: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cached {
-    id: V,
-    checked: Option<u32>,
-}
-
 #[derive(Clone, Debug)]
 struct State {
     regs: [Reg; 8],
-    arrays: [Option<Cached>; ARRAY_PAIRS],
-    victim: usize,
+    /// The arrays at hand, keyed by the earliest value known to equal their identifier
+    /// (`Func::same`).
+    arrays: ArrayPairs<V>,
 }
 
 enum StubKind {
@@ -101,8 +96,7 @@ pub fn lower<E: Backend>(
             val: f.blocks[0].in_regs[r],
             in_home: true,
         }),
-        arrays: [None; ARRAY_PAIRS],
-        victim: 0,
+        arrays: ArrayPairs::EMPTY,
     };
     let mut l = Lower {
         e,
@@ -198,11 +192,11 @@ impl<E: Backend> Lower<'_, E> {
     }
 
     fn forget_arrays(&mut self) {
-        self.state.arrays = [None; ARRAY_PAIRS];
+        self.state.arrays.forget_all();
     }
 
-    /// As the baseline's: the pair holding array `id`, or the least recently used one. A
-    /// pair is keyed by the earliest value known to equal `id` (`Func::same`).
+    /// As the baseline's: the pair holding array `id`, or the least recently used one (see
+    /// [`ArrayPairs::use_array`]), keyed by the earliest value known to equal `id`.
     fn use_array(&mut self, id: V, offset: Val) -> ArrayUse {
         let k = match offset {
             Val::Imm(k) => Some(k),
@@ -211,32 +205,7 @@ impl<E: Backend> Lower<'_, E> {
         // Array 0's length is known (see `translator::translate`).
         let in_array0 = self.konst(id) == Some(0) && k.is_some_and(|k| k < self.array0_len);
         let id = self.f.canonical(id);
-        let hit = self
-            .state
-            .arrays
-            .iter()
-            .position(|c| c.is_some_and(|c| c.id == id));
-        let (pair, cached, checked) = match hit {
-            Some(s) => {
-                let known = self.state.arrays[s].and_then(|c| c.checked);
-                (s, true, in_array0 || (k.is_some() && known >= k))
-            }
-            None => {
-                let s = self.state.victim;
-                self.state.arrays[s] = Some(Cached { id, checked: None });
-                (s, false, in_array0)
-            }
-        };
-        if let Some(c) = &mut self.state.arrays[pair] {
-            c.checked = c.checked.max(k);
-        }
-        self.state.victim = (pair + 1) % ARRAY_PAIRS;
-        ArrayUse {
-            pair: pair as u8,
-            cached,
-            checked,
-            prefetch: true,
-        }
+        self.state.arrays.use_array(id, k, in_array0, true)
     }
 
     // ---- blocks ----
@@ -279,8 +248,7 @@ impl<E: Backend> Lower<'_, E> {
                     in_home: self.konst(v).is_none(),
                 }
             }),
-            arrays: [None; ARRAY_PAIRS],
-            victim: 0,
+            arrays: ArrayPairs::EMPTY,
         }
     }
 
