@@ -6,7 +6,7 @@ use super::{A64, Ops, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
-    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_SHIFT,
+    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -79,6 +79,12 @@ impl A64 {
             ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
             ; ldr x9, [x28, SLAB]
             ; add X(base), X(base), x9
+        );
+        if prefetch {
+            // The slots of the identifiers two and three on (see `SLOT_PREFETCH_AHEAD`).
+            asm!(self.ops ; prfum 0, [X(base), SLOT_PREFETCH_AHEAD]);
+        }
+        asm!(self.ops
             ; ldr W(len), [X(base), SLOT_LEN as u32]
             ; cbnz W(len), =>done
             ; ldr W(len), [X(base), LEN]

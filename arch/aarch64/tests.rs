@@ -171,6 +171,20 @@ fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
 }
 
 #[test]
+fn a_region_prefetches_the_cache_line_after_the_slot() {
+    assert_eq!(crate::memory::layout::SLOT_PREFETCH_AHEAD, 64);
+    // prfum pldl1keep, [x6, #64], then the slot's length word: ldr w7, [x6, #28].
+    const PRFM: u32 = 0xF884_00C0;
+    for check_ids in [false, true] {
+        let w = index_r1(3, check_ids, true);
+        let at = w.iter().position(|&x| x == PRFM).expect("the prefetch");
+        assert_eq!(w[at + 1], 0xB940_1CC7);
+    }
+    // A baseline block's access has none.
+    assert!(!index_r1(3, false, false).contains(&PRFM));
+}
+
+#[test]
 fn index_with_a_bounded_table_checks_the_identifier_then_takes_slot_or_entry() {
     let w = index_r1_at(3, true);
     // cmp w20, w11: against the table's length, then against the slab's.

@@ -7,7 +7,7 @@ use super::{Ops, X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
-    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_SHIFT,
+    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -143,6 +143,10 @@ impl X64 {
         }
         enc::shl64_ri(ops, base, SLOT_SHIFT as u8);
         enc::add64_rm(ops, base, Mem::at(R14, SLAB.into()));
+        if prefetch {
+            // The slots of the identifiers two and three on (see `SLOT_PREFETCH_AHEAD`).
+            enc::prefetch(ops, Mem::at(base, SLOT_PREFETCH_AHEAD));
+        }
         enc::load(ops, len, Mem::at(base, SLOT_LEN));
         enc::test_rr(ops, len, len);
         asm!(ops ; jnz =>done);

@@ -155,6 +155,22 @@ fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
 }
 
 #[test]
+fn a_region_prefetches_the_cache_line_after_the_slot() {
+    let slab = crate::memory::layout::HEAP_SLAB as u8;
+    let len = crate::memory::layout::SLOT_LEN as u8;
+    let ahead = crate::memory::layout::SLOT_PREFETCH_AHEAD as u8;
+    // add rdi, [r14 + slab]; prefetcht0 [rdi + 64]; mov esi, [rdi + 28] (the length word).
+    let seq = [
+        0x49, 0x03, 0x7E, slab, 0x0F, 0x18, 0x4F, ahead, 0x8B, 0x77, len,
+    ];
+    assert!(contains(&index_r1(3, false, true), &seq));
+    // Also past the identifier checks of a bounded table.
+    assert!(contains(&index_r1(3, true, true), &seq[4..]));
+    // A baseline block's access has none.
+    assert!(!contains(&index_r1(3, false, false), &seq[4..8]));
+}
+
+#[test]
 fn index_with_a_bounded_table_checks_the_identifier_then_takes_slot_or_entry() {
     let code = index_r1_at(3, true);
     let ids = crate::memory::layout::HEAP_IDS as u8;
