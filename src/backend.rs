@@ -57,9 +57,10 @@ pub struct ArrayUse {
     /// The constant offset is known to be in bounds (a larger one passed the check before),
     /// so no check is needed.
     pub checked: bool,
-    /// When the array is found in a buffer of the arenas, prefetch the buffer cut two
-    /// before it (see `memory::layout::PREFETCH_MAX_LEN`). Regions ask for it; baseline
-    /// blocks, which hold code that runs far less, do not.
+    /// Prefetch the cache line after the array's slot (see
+    /// `memory::layout::SLOT_PREFETCH_AHEAD`) and, when the array is found in a buffer of
+    /// the arenas, the buffer cut two before it (`PREFETCH_MAX_LEN`). Regions ask for it;
+    /// baseline blocks, which hold code that runs far less, do not.
     pub prefetch: bool,
 }
 
