@@ -42,13 +42,18 @@ pub fn div_keeps_arrays(c: Val) -> bool {
     matches!(c, Val::Imm(k) if k.is_power_of_two())
 }
 
-/// Room an assembler starts with (each backend's `new`): bytes of code, and dynamic
-/// labels and references to them. A UMIX session's baseline blocks average 63 UM
-/// operations in 1.9 KB of code, so most are assembled without the buffers growing (growing
-/// them was about 7 % of the session's time translating, by `--stats`).
-pub const ASSEMBLER_BYTES: usize = 4096;
-/// See [`ASSEMBLER_BYTES`].
-pub const ASSEMBLER_LABELS: usize = 64;
+/// A new assembler for a block placed at `base` (each backend's `new`), with room for
+/// 4 KiB of code and 64 dynamic labels and references to them. A UMIX session's baseline
+/// blocks average 63 UM operations in 1.9 KB of code, so most are assembled without the
+/// buffers growing (growing them was about 7 % of the session's time translating, by
+/// `--stats`).
+pub fn block_assembler<R: dynasmrt::relocations::Relocation>(
+    base: usize,
+) -> dynasmrt::VecAssembler<R> {
+    const BYTES: usize = 4096;
+    const LABELS: usize = 64;
+    dynasmrt::VecAssembler::new_with_capacity(base, BYTES, 0, 0, LABELS, 0, LABELS)
+}
 
 /// How many arrays a backend keeps at hand (see [`ArrayUse`]).
 pub const ARRAY_PAIRS: usize = 2;

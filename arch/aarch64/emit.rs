@@ -2,10 +2,8 @@
 
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, h};
-use super::{A64, Ops, load_w, load_x, logical_imm};
-use crate::backend::{
-    ASSEMBLER_BYTES, ASSEMBLER_LABELS, ArrayUse, Backend, BinOp, Routines, TooLong, Val,
-};
+use super::{A64, load_w, load_x, logical_imm};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, block_assembler};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
     HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
@@ -215,15 +213,7 @@ impl Backend for A64 {
     fn new(base: usize, routines: &Routines, check_ids: bool) -> A64 {
         assert!(base.is_multiple_of(8), "blocks start 8-aligned");
         A64 {
-            ops: Ops::new_with_capacity(
-                base,
-                ASSEMBLER_BYTES,
-                0,
-                0,
-                ASSEMBLER_LABELS,
-                0,
-                ASSEMBLER_LABELS,
-            ),
+            ops: block_assembler(base),
             routines: *routines,
             check_ids,
         }

@@ -3,10 +3,8 @@
 use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
-use super::{Ops, X64, d8};
-use crate::backend::{
-    ASSEMBLER_BYTES, ASSEMBLER_LABELS, ArrayUse, Backend, BinOp, Routines, TooLong, Val,
-};
+use super::{X64, d8};
+use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, block_assembler};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
     HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
@@ -207,15 +205,7 @@ impl Backend for X64 {
     fn new(base: usize, routines: &Routines, check_ids: bool) -> X64 {
         assert!(base.is_multiple_of(8), "blocks start 8-aligned");
         X64 {
-            ops: Ops::new_with_capacity(
-                base,
-                ASSEMBLER_BYTES,
-                0,
-                0,
-                ASSEMBLER_LABELS,
-                0,
-                ASSEMBLER_LABELS,
-            ),
+            ops: block_assembler(base),
             routines: *routines,
             check_ids,
         }
