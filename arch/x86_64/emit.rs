@@ -2,7 +2,7 @@
 
 use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_inline, alloc_inline};
-use super::regs::{PAIRS, R14, RAX, RCX, RDX, RSI, h};
+use super::regs::{PAIRS, R14, R15, RAX, RCX, RDX, RSI, h};
 use super::{X64, d8};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, block_assembler};
 use crate::memory::layout::{
@@ -159,7 +159,9 @@ impl X64 {
             enc::alu_ri(ops, Alu::Cmp, len, PREFETCH_MAX_LEN as i32);
             asm!(ops
                 ; ja =>done
-                ; lea eax, [Rq(len) * 8 + 8]
+            );
+            enc::lea_scaled(ops, RAX, len, 8, 8);
+            asm!(ops
                 ; and eax, -16
                 ; neg rax
             );
@@ -244,25 +246,27 @@ impl Backend for X64 {
     }
 
     fn count_instructions(&mut self, n: u32) {
-        asm!(self.ops ; add QWORD [r15 + off::counter(Counter::Instructions)], n as i32);
+        let at = Mem::at(R15, off::counter(Counter::Instructions));
+        enc::alu64_mi(&mut self.ops, Alu::Add, at, n as i32);
     }
 
     fn take_budget(&mut self, n: u32, exhausted: DynamicLabel) {
-        asm!(self.ops
-            ; sub QWORD [BYTE r15 + BUDGET], n as i32
-            ; jb =>exhausted
+        enc::alu64_mi(
+            &mut self.ops,
+            Alu::Sub,
+            Mem::at(R15, BUDGET.into()),
+            n as i32,
         );
+        asm!(self.ops ; jb =>exhausted);
     }
 
     fn branch_interrupted(&mut self, target: DynamicLabel) {
-        asm!(self.ops
-            ; cmp DWORD [BYTE r15 + INTERRUPT], 0
-            ; jne =>target
-        );
+        enc::alu32_mi(&mut self.ops, Alu::Cmp, Mem::at(R15, INTERRUPT.into()), 0);
+        asm!(self.ops ; jne =>target);
     }
 
     fn count_event(&mut self, field: i32) {
-        asm!(self.ops ; add QWORD [r15 + field], 1);
+        enc::alu64_mi(&mut self.ops, Alu::Add, Mem::at(R15, field), 1);
     }
 
     fn load_imm(&mut self, r: u8, value: u32) {
@@ -394,10 +398,8 @@ impl Backend for X64 {
             Val::Reg(r) => enc::mov_rr(&mut self.ops, RAX, h(r)),
             Val::Imm(k) => asm!(self.ops ; mov eax, k as i32),
         }
-        asm!(self.ops
-            ; xor edx, edx
-            ; div Rd(hc)
-        );
+        asm!(self.ops ; xor edx, edx);
+        enc::div(&mut self.ops, hc);
         enc::mov_rr(&mut self.ops, h(a), RAX);
     }
 
@@ -425,9 +427,9 @@ impl Backend for X64 {
                 asm!(self.ops
                     ; setnz al
                     ; neg eax
-                    ; and eax, (kt ^ kf) as i32
-                    ; xor eax, kf as i32
                 );
+                enc::alu_ri(&mut self.ops, Alu::And, RAX, (kt ^ kf) as i32);
+                enc::alu_ri(&mut self.ops, Alu::Xor, RAX, kf as i32);
             }
         }
         enc::mov_rr(&mut self.ops, h(a), RAX);
@@ -464,18 +466,18 @@ impl Backend for X64 {
             }
         }
         match elem {
-            Elem::Disp(d) => asm!(self.ops
-                ; mov rax, [BYTE r15 + CODEMAP]
-                ; cmp BYTE [rax + d / 4], 0
-            ),
+            Elem::Disp(d) => {
+                asm!(self.ops ; mov rax, [BYTE r15 + CODEMAP]);
+                enc::cmp8_mi(&mut self.ops, Mem::at(RAX, d / 4), 0);
+            }
             Elem::Index(RAX) => asm!(self.ops
                 ; add rax, [BYTE r15 + CODEMAP]
                 ; cmp BYTE [rax], 0
             ),
-            Elem::Index(i) => asm!(self.ops
-                ; mov rax, [BYTE r15 + CODEMAP]
-                ; cmp BYTE [rax + Rq(i)], 0
-            ),
+            Elem::Index(i) => {
+                asm!(self.ops ; mov rax, [BYTE r15 + CODEMAP]);
+                enc::cmp8_mi(&mut self.ops, Mem::indexed(RAX, i, 1, 0), 0);
+            }
         }
         asm!(self.ops
             ; jne =>smc
@@ -579,8 +581,8 @@ impl Backend for X64 {
             Val::Imm(k) => asm!(self.ops ; mov ecx, k as i32),
         }
         let miss = self.routines.miss;
+        enc::alu32_mi(&mut self.ops, Alu::Cmp, Mem::at(R15, INTERRUPT.into()), 0);
         asm!(self.ops
-            ; cmp DWORD [BYTE r15 + INTERRUPT], 0
             ; jne extern miss
             ; cmp ecx, [BYTE r15 + DTABLE_LEN]
             ; jae extern miss
@@ -602,20 +604,16 @@ impl Backend for X64 {
     }
 
     fn count_hot(&mut self, target: u32, hot: DynamicLabel) {
-        asm!(self.ops
-            ; mov rax, [BYTE r15 + COUNTERS]
-            ; sub WORD [rax + 2 * target as i32], 1
-            ; jb =>hot
-        );
+        asm!(self.ops ; mov rax, [BYTE r15 + COUNTERS]);
+        enc::dec16_m(&mut self.ops, Mem::at(RAX, 2 * target as i32));
+        asm!(self.ops ; jb =>hot);
     }
 
     fn record_target(&mut self, r: u8, slot: u32) {
         let done = self.ops.new_dynamic_label();
         let hr = h(r);
-        asm!(self.ops
-            ; mov rax, [BYTE r15 + PROFILE]
-            ; add rax, (slot * 16) as i32
-        );
+        asm!(self.ops ; mov rax, [BYTE r15 + PROFILE]);
+        enc::alu64_ri(&mut self.ops, Alu::Add, RAX, (slot * 16) as i32);
         enc::cmp_rm(&mut self.ops, hr, Mem::at(RAX, 0));
         asm!(self.ops
             ; je =>done

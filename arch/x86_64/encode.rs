@@ -51,6 +51,8 @@ impl Mem {
 pub(super) enum Alu {
     Add = 0,
     And = 4,
+    Sub = 5,
+    Xor = 6,
     Cmp = 7,
 }
 
@@ -123,14 +125,25 @@ pub(super) fn alu_rr(ops: &mut Ops, op: Alu, dst: u8, src: u8) {
 
 /// `op dst, imm`: a 1-byte immediate where it fits.
 pub(super) fn alu_ri(ops: &mut Ops, op: Alu, dst: u8, imm: i32) {
+    alu_ri_w(ops, false, op, dst, imm);
+}
+
+/// `op dst, imm` on the 64-bit register (the immediate sign-extended): a 1-byte immediate
+/// where it fits.
+pub(super) fn alu64_ri(ops: &mut Ops, op: Alu, dst: u8, imm: i32) {
+    alu_ri_w(ops, true, op, dst, imm);
+}
+
+fn alu_ri_w(ops: &mut Ops, w: bool, op: Alu, dst: u8, imm: i32) {
     if let Ok(b) = i8::try_from(imm) {
-        reg_reg(ops, false, &[0x83], op as u8, dst);
+        reg_reg(ops, w, &[0x83], op as u8, dst);
         ops.push(b as u8);
     } else if dst == 0 {
+        rex(ops, w, 0, 0, 0);
         ops.push((op as u8) << 3 | 5);
         ops.extend(imm.to_le_bytes());
     } else {
-        reg_reg(ops, false, &[0x81], op as u8, dst);
+        reg_reg(ops, w, &[0x81], op as u8, dst);
         ops.extend(imm.to_le_bytes());
     }
 }
@@ -232,4 +245,62 @@ pub(super) fn shl64_ri(ops: &mut Ops, r: u8, n: u8) {
 /// `add dst, QWORD [m]`.
 pub(super) fn add64_rm(ops: &mut Ops, dst: u8, m: Mem) {
     reg_mem(ops, true, &[0x03], dst, m);
+}
+
+/// `div r` (edx:eax by r).
+pub(super) fn div(ops: &mut Ops, r: u8) {
+    reg_reg(ops, false, &[0xF7], 6, r);
+}
+
+/// `lea dst, [index * scale + disp]`, with no base: the one form whose displacement is
+/// always 4 bytes.
+pub(super) fn lea_scaled(ops: &mut Ops, dst: u8, index: u8, scale: u8, disp: i32) {
+    debug_assert!(index != 4, "rsp cannot be an index");
+    rex(ops, false, dst, index, 0);
+    ops.push(0x8D);
+    ops.push((dst & 7) << 3 | 4);
+    ops.push((scale.trailing_zeros() as u8) << 6 | (index & 7) << 3 | 5);
+    ops.extend(disp.to_le_bytes());
+}
+
+/// `cmp BYTE [m], imm`.
+pub(super) fn cmp8_mi(ops: &mut Ops, m: Mem, imm: i8) {
+    reg_mem(ops, false, &[0x80], 7, m);
+    ops.push(imm as u8);
+}
+
+/// `op DWORD [m], imm` (`w`: QWORD): a 1-byte immediate where it fits.
+fn alu_mi(ops: &mut Ops, w: bool, op: Alu, m: Mem, imm: i32) {
+    match i8::try_from(imm) {
+        Ok(b) => {
+            reg_mem(ops, w, &[0x83], op as u8, m);
+            ops.push(b as u8);
+        }
+        Err(_) => {
+            reg_mem(ops, w, &[0x81], op as u8, m);
+            ops.extend(imm.to_le_bytes());
+        }
+    }
+}
+
+/// `op DWORD [m], imm`: a 1-byte immediate where it fits.
+pub(super) fn alu32_mi(ops: &mut Ops, op: Alu, m: Mem, imm: i32) {
+    alu_mi(ops, false, op, m, imm);
+}
+
+/// `sub WORD [m], 1`.
+pub(super) fn dec16_m(ops: &mut Ops, m: Mem) {
+    ops.push(0x66);
+    reg_mem(ops, false, &[0x83], Alu::Sub as u8, m);
+    ops.push(1);
+}
+
+/// `mov QWORD [m], src`.
+pub(super) fn store64(ops: &mut Ops, m: Mem, src: u8) {
+    reg_mem(ops, true, &[0x89], src, m);
+}
+
+/// `op QWORD [m], imm` (sign-extended): a 1-byte immediate where it fits.
+pub(super) fn alu64_mi(ops: &mut Ops, op: Alu, m: Mem, imm: i32) {
+    alu_mi(ops, true, op, m, imm);
 }

@@ -4,7 +4,7 @@
 //! constant size, an abandonment of an array in its slot). r14 is the heap.
 
 use super::encode::{self as enc, Alu, Mem};
-use super::regs::{R14, RAX, RCX, RDX};
+use super::regs::{R14, RAX, RCX, RDX, RSI};
 use super::{Ops, d8};
 use crate::memory::SMALL_MAX;
 use crate::memory::layout::*;
@@ -51,7 +51,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
     asm!(ops
         // A1. 1..=SLOT_CAPACITY words, and the identifier on top of `free_ids` has a slot.
         ; lea eax, [rsi - 1]
-        ; cmp eax, BYTE (SLOT_CAPACITY - 1) as i32
+    );
+    enc::alu_ri(ops, Alu::Cmp, RAX, (SLOT_CAPACITY - 1) as i32);
+    asm!(ops
         ; ja =>buffers
     );
     pop_slot(ops, fresh, Some(buffers));
@@ -65,7 +67,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; cmp edx, [r14 + HEAP_FRESH_END]
         ; jae =>slow
         ; mov rax, [r14 + HEAP_USED_BYTES]
-        ; add rax, FRESH_BYTES as i32
+    );
+    enc::alu64_ri(ops, Alu::Add, RAX, FRESH_BYTES as i32);
+    asm!(ops
         ; cmp rax, [r14 + HEAP_LIMIT_BYTES]
         ; ja =>slow
         ; mov [r14 + HEAP_USED_BYTES], rax
@@ -89,7 +93,9 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         // A2. At most SMALL_MAX words, a cached buffer of that size and a recycled
         //     identifier: pop both.
         ; =>buffers
-        ; cmp esi, BYTE SMALL_MAX as i32
+    );
+    enc::alu_ri(ops, Alu::Cmp, RSI, SMALL_MAX as i32);
+    asm!(ops
         ; ja =>slow
         ; mov eax, esi
         ; shl eax, SMALL_SHIFT                    // rax = offset of small[n] from small[0]
@@ -176,7 +182,9 @@ pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
         ; jae =>table
         ; shl rax, SLOT_SHIFT as i8
         ; add rax, [BYTE r14 + SLAB]         // rax = the slot
-        ; cmp DWORD [BYTE rax + SLOT_LEN as i8], 0
+    );
+    enc::alu32_mi(ops, Alu::Cmp, Mem::at(RAX, SLOT_LEN), 0);
+    asm!(ops
         ; je =>described
         // B2. In its slot: push the identifier, unless `free_ids` is full.
         ; mov edx, [BYTE r14 + FREE_LEN]
@@ -188,11 +196,15 @@ pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
         ; shl rax, ENTRY_SHIFT as i8
         ; add rax, [BYTE r14 + ENTRIES]      // rax = the entry
         ; =>described
-        ; cmp DWORD [BYTE rax + ACTIVE], 0
+    );
+    enc::alu32_mi(ops, Alu::Cmp, Mem::at(RAX, ACTIVE.into()), 0);
+    asm!(ops
         ; je =>slow
         ; mov ecx, [BYTE rax + LEN]
         ; lea edx, [rcx - 1]
-        ; cmp edx, BYTE (SMALL_MAX - 1) as i32
+    );
+    enc::alu_ri(ops, Alu::Cmp, RDX, (SMALL_MAX - 1) as i32);
+    asm!(ops
         ; ja =>slow
         // B3. Else push the identifier and the buffer on `small[n]`, unless either stack
         //     is full.

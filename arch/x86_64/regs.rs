@@ -24,6 +24,7 @@ pub(super) const RDX: u8 = 2;
 pub(super) const RSI: u8 = 6;
 pub(super) const RDI: u8 = 7;
 pub(super) const R14: u8 = 14;
+pub(super) const R15: u8 = 15;
 
 /// Base and length registers of each array register pair (see `ArrayUse`).
 pub(super) const PAIRS: [(u8, u8); crate::backend::ARRAY_PAIRS] = [(RDI, RSI), (RCX, RDX)];

@@ -5,8 +5,9 @@
 //! esi = kind | a << 8 (`exit_as[kind]`: ecx and edx only); each `call` routine takes its
 //! argument in esi and returns the result in rax, carry set on failure.
 
+use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_fast_path, alloc_fast_path};
-use super::regs::{CALLER_SAVED, HOST, h};
+use super::regs::{CALLER_SAVED, HOST, R15, RAX, RCX, RDI, RDX, RSI, h};
 use super::{Ops, d8};
 use crate::backend::Routines;
 use crate::console::out_layout;
@@ -20,8 +21,8 @@ const EXIT_B: i8 = d8(off::EXIT_B);
 const HEAP: i8 = d8(off::HEAP);
 
 /// Where UM register `r` is kept in the context while Rust runs.
-fn reg_slot(r: usize) -> i8 {
-    d8(off::REGS + 4 * r as i32)
+fn reg_at(r: usize) -> Mem {
+    Mem::at(R15, d8(off::REGS + 4 * r as i32).into())
 }
 
 /// The output routine's fast path, `Console::output` for a byte in esi that is not a
@@ -30,20 +31,25 @@ fn reg_slot(r: usize) -> i8 {
 /// rax, rcx, rdx, rdi.
 fn output_fast_path(ops: &mut Ops) {
     let slow = ops.new_dynamic_label();
+    let at = |field: i32| Mem::at(RAX, field);
     asm!(ops
         ; cmp esi, 255
         ; ja =>slow
-        ; cmp esi, BYTE i32::from(b'\n')
+    );
+    enc::alu_ri(ops, Alu::Cmp, RSI, i32::from(b'\n'));
+    asm!(ops
         ; je =>slow
         ; mov rax, [r15 + off::CONSOLE]
-        ; mov rcx, [rax + out_layout::LEN]
-        ; lea rdx, [rcx + 1]
-        ; cmp rdx, out_layout::CAPACITY as i32
-        ; jae =>slow
-        ; mov rdi, [rax + out_layout::BUFFER]
-        ; mov [rdi + rcx], sil
-        ; mov [rax + out_layout::LEN], rdx
-        ; add QWORD [rax + out_layout::BYTES], 1
+    );
+    enc::load64(ops, RCX, at(out_layout::LEN));
+    asm!(ops ; lea rdx, [rcx + 1]);
+    enc::alu64_ri(ops, Alu::Cmp, RDX, out_layout::CAPACITY as i32);
+    asm!(ops ; jae =>slow);
+    enc::load64(ops, RDI, at(out_layout::BUFFER));
+    asm!(ops ; mov [rdi + rcx], sil);
+    enc::store64(ops, at(out_layout::LEN), RDX);
+    enc::alu64_mi(ops, Alu::Add, at(out_layout::BYTES), 1);
+    asm!(ops
         ; xor eax, eax
         ; ret
         ; =>slow
@@ -69,7 +75,7 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
     );
     let exit = ops.offset().0;
     for (r, &hr) in HOST.iter().enumerate() {
-        asm!(ops ; mov [BYTE r15 + reg_slot(r)], Rd(hr));
+        enc::store(&mut ops, reg_at(r), hr);
     }
     asm!(ops
         ; add rsp, 8
@@ -94,7 +100,7 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
         ; mov r14, [BYTE r15 + HEAP]
     );
     for (r, &hr) in HOST.iter().enumerate() {
-        asm!(ops ; mov Rd(hr), [BYTE r15 + reg_slot(r)]);
+        enc::load(&mut ops, hr, reg_at(r));
     }
     asm!(ops ; jmp rsi);
     let exit_with = ops.offset().0;
@@ -126,7 +132,7 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
             RtFn::Input => {}
         }
         for r in CALLER_SAVED {
-            asm!(ops ; mov [BYTE r15 + reg_slot(r as usize)], Rd(h(r)));
+            enc::store(&mut ops, reg_at(r as usize), h(r));
         }
         if f.takes_heap() {
             asm!(ops ; mov rdi, r14);
@@ -142,7 +148,7 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
             ; lea rsp, [rsp + 8]
         );
         for r in CALLER_SAVED {
-            asm!(ops ; mov Rd(h(r)), [BYTE r15 + reg_slot(r as usize)]);
+            enc::load(&mut ops, h(r), reg_at(r as usize));
         }
         asm!(ops ; ret);
     }

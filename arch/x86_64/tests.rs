@@ -143,7 +143,7 @@ fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
     ];
     assert!(contains(&code, &seq));
     seq = vec![
-        0x40, 0x8D, 0x04, 0xF5, 8, 0, 0, 0, 0x83, 0xE0, 0xF0, 0x48, 0xF7, 0xD8,
+        0x8D, 0x04, 0xF5, 8, 0, 0, 0, 0x83, 0xE0, 0xF0, 0x48, 0xF7, 0xD8,
     ];
     seq.extend(PREFETCH_RDI_RAX);
     assert!(contains(&code, &seq));
@@ -470,6 +470,234 @@ mod short_encodings {
                 (i.mnemonic(), i.op0_register(), i.immediate8()),
                 (Mnemonic::Shl, r64, 5)
             );
+        }
+    }
+
+    #[test]
+    fn memory_immediate_forms_decode_to_their_operands() {
+        for m in mems() {
+            for imm in [0i32, 1, -1, 127, -128, 128, -129, 0x1234_5678] {
+                for (op, mn) in [(Alu::Add, Mnemonic::Add), (Alu::Sub, Mnemonic::Sub)] {
+                    let (i, len) = one(|o| encode::alu64_mi(o, op, m, imm));
+                    assert_eq!(i.mnemonic(), mn, "{i}");
+                    assert_eq!(i.memory_size(), iced_x86::MemorySize::UInt64, "{i}");
+                    assert_eq!(i.immediate(1) as i64, imm as i64, "{i}");
+                    // As a load of the operand (REX.W, one opcode byte), then the
+                    // immediate: 1 byte where it fits.
+                    let imm_len = if i8::try_from(imm).is_ok() { 1 } else { 4 };
+                    check_mem(&i, m, len - imm_len, 0, true);
+                }
+            }
+            let (i, len) = one(|o| encode::cmp8_mi(o, m, 0));
+            assert_eq!((i.mnemonic(), i.immediate8()), (Mnemonic::Cmp, 0), "{i}");
+            assert_eq!(i.memory_size(), iced_x86::MemorySize::UInt8, "{i}");
+            check_mem(&i, m, len - 1, 0, false);
+            let (i, len) = one(|o| encode::dec16_m(o, m));
+            assert_eq!((i.mnemonic(), i.immediate(1)), (Mnemonic::Sub, 1), "{i}");
+            assert_eq!(i.memory_size(), iced_x86::MemorySize::UInt16, "{i}");
+            // The operand-size prefix, then as a load, then the 1-byte immediate.
+            check_mem(&i, m, len - 2, 0, false);
+            for r in [0u8, 6, 9] {
+                let (i, len) = one(|o| encode::store64(o, m, r));
+                assert_eq!(
+                    (i.mnemonic(), i.op1_register()),
+                    (Mnemonic::Mov, R64[r as usize])
+                );
+                check_mem(&i, m, len, r, true);
+            }
+            for imm in [0, -1, 300] {
+                let (i, len) = one(|o| encode::alu32_mi(o, Alu::Cmp, m, imm));
+                assert_eq!((i.mnemonic(), i.immediate(1) as i32), (Mnemonic::Cmp, imm));
+                assert_eq!(i.memory_size(), iced_x86::MemorySize::UInt32, "{i}");
+                check_mem(&i, m, len - if imm == 300 { 4 } else { 1 }, 0, false);
+            }
+        }
+    }
+
+    #[test]
+    fn register_immediate_forms_on_64_bits_decode_to_their_operands() {
+        let alus = [(Alu::Add, Mnemonic::Add), (Alu::Cmp, Mnemonic::Cmp)];
+        for r in 0..16u8 {
+            for imm in [0i32, 5, -128, 127, 128, 0x1234_5678] {
+                for (op, mn) in alus {
+                    let (i, len) = one(|o| encode::alu64_ri(o, op, r, imm));
+                    assert_eq!(
+                        (i.mnemonic(), i.op0_register()),
+                        (mn, R64[r as usize]),
+                        "{i}"
+                    );
+                    assert_eq!(i.immediate(1) as i64, imm as i64, "{i}");
+                    // REX.W, opcode, ModRM and the immediate (eax's own form has no ModRM).
+                    let want = match (i8::try_from(imm).is_ok(), r) {
+                        (true, _) => 4,
+                        (false, 0) => 6,
+                        (false, _) => 7,
+                    };
+                    assert_eq!(len, want, "{i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn division_and_scaled_leas_decode_to_their_operands() {
+        for r in 0..16u8 {
+            let (i, len) = one(|o| encode::div(o, r));
+            assert_eq!(
+                (i.mnemonic(), i.op0_register()),
+                (Mnemonic::Div, R32[r as usize])
+            );
+            assert_eq!(len, 2 + (r >= 8) as usize, "{i}");
+            if r == 4 {
+                continue;
+            }
+            for dst in [0u8, 3, 9] {
+                let (i, len) = one(|o| encode::lea_scaled(o, dst, r, 8, 8));
+                assert_eq!(
+                    (i.mnemonic(), i.op0_register()),
+                    (Mnemonic::Lea, R32[dst as usize])
+                );
+                assert_eq!(i.memory_base(), Register::None, "{i}");
+                assert_eq!(i.memory_index(), R64[r as usize], "{i}");
+                assert_eq!(i.memory_index_scale(), 8, "{i}");
+                assert_eq!(i.memory_displacement64(), 8, "{i}");
+                assert_eq!(len, 7 + (dst >= 8 || r >= 8) as usize, "{i}");
+            }
+        }
+    }
+}
+
+/// Every instruction of generated code, decoded with iced-x86: no empty REX prefix, no
+/// 4-byte immediate where the 1-byte form of the same instruction holds it, no 4-byte
+/// displacement where a 1-byte one reaches (the "short encodings" in the x86-64
+/// backend), in the routines, in baseline blocks and in regions, with every option that
+/// changes what is emitted.
+#[cfg(target_arch = "x86_64")]
+mod no_wasted_bytes {
+    use super::{BASE, X64};
+    use crate::backend::Backend;
+    use crate::discoverer::discover;
+    use crate::generator::{GenOptions, generate};
+    use crate::region::{self, Passes, form};
+    use crate::translator::{Options, translate};
+    use iced_x86::{Decoder, DecoderOptions, Register};
+
+    /// What is wasted in `code` (assembled at `BASE`), one line per instruction.
+    fn waste(code: &[u8]) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut d = Decoder::with_ip(64, code, BASE as u64, DecoderOptions::NONE);
+        while d.can_decode() {
+            let i = d.decode();
+            let at = i.ip() as usize - BASE;
+            let bytes = &code[at..at + i.len()];
+            assert!(!i.is_invalid(), "+{at:#x}: {bytes:02x?} does not decode");
+            let mut k = 0;
+            while matches!(
+                bytes[k],
+                0x66 | 0xF2 | 0xF3 | 0x2E | 0x3E | 0x26 | 0x36 | 0x64 | 0x65
+            ) {
+                k += 1;
+            }
+            let mut why = Vec::new();
+            // spl, bpl, sil and dil exist only behind a REX prefix, even an empty one.
+            let low_bytes = [Register::SPL, Register::BPL, Register::SIL, Register::DIL];
+            let needs_rex = (0..i.op_count()).any(|n| low_bytes.contains(&i.op_register(n)));
+            if bytes[k] == 0x40 && !needs_rex {
+                why.push("an empty REX prefix");
+            }
+            let op = bytes[k + (bytes[k] & 0xF0 == 0x40) as usize];
+            // The 0x81 group, its forms on eax (0x05, 0x0D, .., 0x3D) and imul's 0x69 have
+            // 1-byte-immediate twins (0x83, 0x6B).
+            if matches!(
+                op,
+                0x81 | 0x69 | 0x05 | 0x0D | 0x15 | 0x1D | 0x25 | 0x2D | 0x35 | 0x3D
+            ) {
+                let imm = i32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
+                if i8::try_from(imm).is_ok() {
+                    why.push("a 4-byte immediate that fits in 1");
+                }
+            }
+            // (iced gives a 4-byte displacement's size as 8 in 64-bit code.)
+            if i.memory_displ_size() >= 4
+                && !matches!(i.memory_base(), Register::None | Register::RIP)
+                && i8::try_from(i.memory_displacement64() as i64).is_ok()
+            {
+                why.push("a 4-byte displacement that fits in 1");
+            }
+            for w in why {
+                found.push(format!("+{at:#x}: {i} ({bytes:02x?}): {w}"));
+            }
+        }
+        found
+    }
+
+    fn assert_no_waste(what: &str, code: &[u8]) {
+        let w = waste(code);
+        assert!(w.is_empty(), "{what}:\n{}", w.join("\n"));
+    }
+
+    #[test]
+    fn the_checker_finds_waste() {
+        // add ebx, 1 with a 4-byte immediate; mov eax, [rdi + 0] with a 4-byte displacement;
+        // lea eax, [rsi * 8 + 8] behind an empty REX.
+        assert_eq!(waste(&[0x81, 0xC3, 1, 0, 0, 0]).len(), 1);
+        assert_eq!(waste(&[0x8B, 0x87, 0, 0, 0, 0]).len(), 1);
+        assert_eq!(waste(&[0x40, 0x8D, 0x04, 0xF5, 8, 0, 0, 0]).len(), 1);
+        // Their short forms, and forms with nothing shorter.
+        assert!(waste(&[0x83, 0xC3, 1, 0x8B, 0x07, 0x8D, 0x04, 0xF5, 8, 0, 0, 0]).is_empty());
+        assert!(waste(&[0x81, 0xC3, 0, 1, 0, 0, 0x8B, 0x87, 0, 1, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn generated_code_has_no_wasted_bytes() {
+        for counts in [false, true] {
+            assert_no_waste("routines", &X64::routines(BASE, counts).0);
+        }
+        let (_, routines) = X64::routines(BASE - 0x1000, true);
+        for seed in 0..24 {
+            let program = generate(seed, GenOptions::default()).program;
+            let len = program.len() as u32;
+            let mut pc = 0;
+            while pc < len {
+                let run = discover(&program, pc, 256);
+                for bits in 0..16u32 {
+                    let bit = |n: u32| bits & 1 << n != 0;
+                    let (chain, stats, budget, check_ids) = (bit(0), bit(1), bit(2), bit(3));
+                    // Operator counts come with statistics only.
+                    let count_ops = stats && !chain;
+                    let opts = Options {
+                        chain,
+                        stats,
+                        budget,
+                        count_ops,
+                        hot: chain,
+                    };
+                    let mut e = X64::new(BASE, &routines, check_ids);
+                    translate(&mut e, &run, 7, opts, &|_| true, len);
+                    let code = e.finish().expect("assembles");
+                    assert_no_waste(&format!("seed {seed}, block at {pc}, {opts:?}"), &code);
+                    if count_ops {
+                        continue;
+                    }
+                    let plan = form::form(&program, pc, 256, &form::Seen::EVERYTHING_RAN);
+                    let region = region::compile::<X64>(
+                        &plan,
+                        &|_| false,
+                        Passes::default(),
+                        BASE,
+                        &routines,
+                        check_ids,
+                        7,
+                        opts,
+                        false,
+                        len,
+                    )
+                    .expect("assembles");
+                    let what = format!("seed {seed}, region at {pc}, {opts:?}, {check_ids}");
+                    assert_no_waste(&what, &region.code);
+                }
+                pc = run.next_pc();
+            }
         }
     }
 }
