@@ -575,6 +575,7 @@ mod short_encodings {
 #[cfg(target_arch = "x86_64")]
 mod no_wasted_bytes {
     use super::{BASE, X64};
+    use crate::assembler::assemble;
     use crate::backend::Backend;
     use crate::discoverer::discover;
     use crate::generator::{GenOptions, generate};
@@ -654,8 +655,34 @@ mod no_wasted_bytes {
             assert_no_waste("routines", &X64::routines(BASE, counts).0);
         }
         let (_, routines) = X64::routines(BASE - 0x1000, true);
-        for seed in 0..24 {
-            let program = generate(seed, GenOptions::default()).program;
+        // Generated programs, and one with what they rarely hold: a loop back to a low pc
+        // (its hot counter is within a 1-byte displacement of the counters' base), stores
+        // into array 0 at an offset in a register (also in one of rax..rdi, which needs no
+        // REX prefix) and in a constant, a select between two constants. Each of the fixes
+        // this test came with was undone in turn to see the test fail.
+        let own = assemble(
+            "
+            top:
+                literal r1, 0
+                literal r2, 7
+                amend r1, r3, r2
+                amend r1, r2, r3
+                amend r1, r0, r3
+                amend r4, r3, r2
+                div r5, r3, r2
+                literal r6, 3
+                literal r7, 4
+                cmov r6, r7, r5
+                output r6
+                literal r7, top
+                loadprog r1, r7
+            ",
+        )
+        .unwrap();
+        let programs = (0..24)
+            .map(|seed| generate(seed, GenOptions::default()).program)
+            .chain([own]);
+        for (seed, program) in programs.enumerate() {
             let len = program.len() as u32;
             let mut pc = 0;
             while pc < len {
