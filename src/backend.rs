@@ -106,6 +106,23 @@ impl<Id: Copy + PartialEq> ArrayPairs<Id> {
         victim: 0,
     };
 
+    /// Pair 0 holds array `id`, with no offset checked yet; pair 1 nothing.
+    pub fn holding(id: Id) -> ArrayPairs<Id> {
+        let mut pairs = ArrayPairs::EMPTY;
+        pairs.held[0] = Some(Held { id, checked: None });
+        pairs.victim = 1;
+        pairs
+    }
+
+    /// The pair that holds array `id`, if one does.
+    pub fn pair_of(&self, id: Id) -> Option<u8> {
+        let pair = self
+            .held
+            .iter()
+            .position(|h| h.is_some_and(|h| h.id == id))?;
+        Some(pair as u8)
+    }
+
     /// The pairs are clobbered.
     pub fn forget_all(&mut self) {
         self.held = [None; ARRAY_PAIRS];
@@ -266,6 +283,15 @@ pub trait Backend: Sized {
         fail: Self::Label,
         smc: Option<Self::Label>,
     );
+    /// Whether [`Backend::hold_array`] may be used: only when identifiers need no checks
+    /// (the heap's table covers every identifier).
+    fn may_hold_arrays(&self) -> bool;
+    /// Make register pair `pair` hold the base and length of array `id`, as an access does
+    /// before its bounds check: copied from pair `from` when that one holds them, else
+    /// looked up through the slot (with a region's prefetches). It never fails (see
+    /// [`Backend::may_hold_arrays`]): every identifier has a slot, and an inactive one
+    /// reads as length 0 there, for the access to fault on.
+    fn hold_array(&mut self, id: Val, pair: u8, from: Option<u8>);
     /// Call a runtime function with argument `arg`; on failure go to `fail`; the result
     /// (alloc, input) goes to register `result`.
     fn call(&mut self, f: RtFn, arg: Val, result: Option<u8>, fail: Self::Label);

@@ -537,3 +537,77 @@ fn output_through_the_fast_path_and_around_it() {
         Ok(()) => panic!("output 256 must fault"),
     }
 }
+
+/// A loop whose first block reads an array named by a register the edges into it bring:
+/// the optimizing tier has that array looked up on each edge, or taken from the register
+/// pair that holds it already where the edge leaves (here the loop's end reads the next
+/// node too, so the array is at hand when the loop goes back). A walk around a cycle of two
+/// nodes, A (3) and B (5), adding each node's value and the next one's: 8 per turn.
+#[test]
+fn a_loop_starts_with_the_array_its_edges_bring() {
+    let src = "
+            literal r0, 0
+            literal r7, 1
+            literal r1, 2
+            alloc r3, r1          ; A
+            alloc r4, r1          ; B
+            amend r3, r7, r4      ; A.next = B
+            amend r4, r7, r3      ; B.next = A
+            literal r2, 3
+            amend r3, r0, r2
+            literal r2, 5
+            amend r4, r0, r2
+            literal r6, 0         ; the sum
+            literal r5, 30        ; turns
+            add r1, r3, r0        ; the node: A
+    loop:   index r2, r1, r0      ; the node's value
+            add r6, r6, r2
+            index r1, r1, r7      ; the next node
+            index r2, r1, r0      ; and its value
+            add r6, r6, r2
+            nand r3, r0, r0
+            add r5, r5, r3        ; one turn fewer
+            literal r3, done
+            literal r4, loop
+            cmov r3, r4, r5
+            loadprog r0, r3
+    done:   output r6
+            halt
+    ";
+    expect_output(src, b"", &[240]).translators("a region was compiled", |o, s| {
+        o.opt_threshold != Some(0) || s[Counter::RegionsCompiled] > 0
+    });
+}
+
+/// The same kind of loop reaching an abandoned array: the lookup on the edge back finds it
+/// inactive (length 0), and the access at the loop's start faults as it should.
+#[test]
+fn a_loop_that_starts_with_an_array_its_edges_bring_faults_on_an_inactive_one() {
+    let src = "
+            literal r0, 0
+            literal r7, 1
+            literal r1, 2
+            alloc r3, r1          ; A (identifier 1)
+            alloc r4, r1          ; B (2)
+            alloc r5, r1          ; C (3)
+            amend r3, r7, r4      ; A.next = B
+            amend r4, r7, r5      ; B.next = C
+            literal r2, 'a'
+            amend r3, r0, r2
+            literal r2, 'b'
+            amend r4, r0, r2
+            abandon r5
+            add r1, r3, r0        ; the node: A
+    loop:   index r2, r1, r0      ; (pc 14) faults at C
+            output r2
+            index r1, r1, r7
+            literal r4, loop
+            loadprog r0, r4
+    ";
+    expect_fault(
+        src,
+        b"",
+        b"ab",
+        "fault at pc 14 (index): array 3 is not active",
+    );
+}

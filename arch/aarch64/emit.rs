@@ -372,6 +372,33 @@ impl Backend for A64 {
         );
     }
 
+    fn may_hold_arrays(&self) -> bool {
+        !self.check_ids
+    }
+
+    fn hold_array(&mut self, id: Val, pair: u8, from: Option<u8>) {
+        let (base, len) = PAIRS[pair as usize];
+        match from {
+            Some(p) => {
+                let (from_base, from_len) = PAIRS[p as usize];
+                asm!(self.ops
+                    ; mov X(base), X(from_base)
+                    ; mov W(len), W(from_len)
+                );
+            }
+            None => {
+                assert!(
+                    !self.check_ids,
+                    "an array held without identifier checks only"
+                );
+                // Without identifier checks `describe` has no way to fail.
+                let never = self.ops.new_dynamic_label();
+                let hid = self.reg_of(id, 10);
+                self.describe(hid, base, len, true, never);
+            }
+        }
+    }
+
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
         match self.element(b, arr, c, fail) {
             (base, Ok(k)) => asm!(self.ops ; ldr W(h(a)), [X(base), 4 * k]),

@@ -153,6 +153,36 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
 }
 
 #[test]
+fn holding_an_array_looks_it_up_as_an_access_does_or_copies_the_other_pair() {
+    let mut e = emitter();
+    assert!(e.may_hold_arrays());
+    e.hold_array(Val::Reg(1), 1, None);
+    let lookup = words(&finish(e));
+    // A region's access through pair 1 starts with the same lookup, prefetches included,
+    // then checks the offset and loads.
+    let access = index_r1(3, false, true);
+    assert!(
+        lookup.len() > 4 && access.starts_with(&lookup),
+        "{lookup:08x?}"
+    );
+    let mut e = emitter();
+    e.hold_array(Val::Reg(1), 0, Some(1));
+    e.hold_array(Val::Reg(1), 1, Some(0));
+    assert_eq!(
+        words(&finish(e)),
+        [
+            0xAA06_03EC, // mov x12, x6
+            0x2A07_03ED, // mov w13, w7
+            0xAA0C_03E6, // mov x6, x12
+            0x2A0D_03E7, // mov w7, w13
+        ]
+    );
+    // With a bounded table a lookup may fail: no array is held then.
+    let (_, routines) = A64::routines(BASE - 0x1000, true);
+    assert!(!A64::new(BASE, &routines, true).may_hold_arrays());
+}
+
+#[test]
 fn a_region_prefetches_the_buffer_cut_two_before_an_arrays_own() {
     assert_eq!(crate::memory::layout::PREFETCH_MAX_LEN, 64);
     let w = index_r1(3, false, true);

@@ -435,6 +435,30 @@ impl Backend for X64 {
         enc::mov_rr(&mut self.ops, h(a), RAX);
     }
 
+    fn may_hold_arrays(&self) -> bool {
+        !self.check_ids
+    }
+
+    fn hold_array(&mut self, id: Val, pair: u8, from: Option<u8>) {
+        let (base, len) = PAIRS[pair as usize];
+        match from {
+            Some(p) => {
+                let (from_base, from_len) = PAIRS[p as usize];
+                enc::mov64_rr(&mut self.ops, base, from_base);
+                enc::mov_rr(&mut self.ops, len, from_len);
+            }
+            None => {
+                assert!(
+                    !self.check_ids,
+                    "an array held without identifier checks only"
+                );
+                // Without identifier checks `describe` has no way to fail.
+                let never = self.ops.new_dynamic_label();
+                self.describe(id, base, len, true, never);
+            }
+        }
+    }
+
     fn index(&mut self, a: u8, b: Val, c: Val, arr: ArrayUse, fail: DynamicLabel) {
         let (base, elem) = self.element(b, arr, c, fail);
         enc::load(&mut self.ops, h(a), elem.at(base));

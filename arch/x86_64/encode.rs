@@ -111,6 +111,11 @@ pub(super) fn mov_rr(ops: &mut Ops, dst: u8, src: u8) {
     reg_reg(ops, false, &[0x89], src, dst);
 }
 
+/// `mov dst, src` on 64-bit registers.
+pub(super) fn mov64_rr(ops: &mut Ops, dst: u8, src: u8) {
+    reg_reg(ops, true, &[0x89], src, dst);
+}
+
 /// `mov dst, imm` (zero-extends into the 64-bit register).
 pub(super) fn mov_ri(ops: &mut Ops, dst: u8, imm: u32) {
     rex(ops, false, 0, 0, dst);

@@ -171,6 +171,36 @@ fn a_region_prefetches_the_cache_line_after_the_slot() {
 }
 
 #[test]
+fn holding_an_array_looks_it_up_as_an_access_does_or_copies_the_other_pair() {
+    let mut e = emitter();
+    assert!(e.may_hold_arrays());
+    e.hold_array(Val::Reg(1), 0, None);
+    let lookup = finish(e);
+    // A region's access through pair 0 starts with the same lookup, prefetches included,
+    // then checks the offset and loads.
+    let access = index_r1(3, false, true);
+    assert!(
+        lookup.len() > 16 && access.starts_with(&lookup),
+        "{lookup:02x?}"
+    );
+    let mut e = emitter();
+    e.hold_array(Val::Reg(1), 0, Some(1));
+    e.hold_array(Val::Reg(1), 1, Some(0));
+    assert_eq!(
+        finish(e),
+        [
+            0x48, 0x89, 0xCF, // mov rdi, rcx
+            0x89, 0xD6, // mov esi, edx
+            0x48, 0x89, 0xF9, // mov rcx, rdi
+            0x89, 0xF2, // mov edx, esi
+        ]
+    );
+    // With a bounded table a lookup may fail: no array is held then.
+    let (_, routines) = X64::routines(BASE - 0x1000, true);
+    assert!(!X64::new(BASE, &routines, true).may_hold_arrays());
+}
+
+#[test]
 fn index_with_a_bounded_table_checks_the_identifier_then_takes_slot_or_entry() {
     let code = index_r1_at(3, true);
     let ids = crate::memory::layout::HEAP_IDS as u8;

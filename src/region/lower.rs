@@ -6,7 +6,9 @@
 //! entered from one place, until an allocation, abandonment, call or division clobbers
 //! them; a bounds check with a constant offset no larger than one already passed on the same
 //! array value is not repeated. Blocks where paths join start with every register that is
-//! not a constant in its host register (edges bring them there); the jumps back to a loop's
+//! not a constant in its host register, and with the first array they access in a register
+//! pair when a UM register names it (edges bring them there: the array is copied from the
+//! pair that holds it where the edge leaves, else looked up); the jumps back to a loop's
 //! first block test for a signal. Exits write back exactly the UM registers the exit
 //! records, and leave as the baseline does.
 
@@ -45,12 +47,17 @@ struct State {
 enum StubKind {
     /// Leave through an exit (with the computed jump's target, if it is one).
     Exit(X, Option<Val>),
-    /// An edge into a block: write these constants, test for a signal (leaving through the
-    /// exit when there is one), then jump there.
-    Edge(Vec<(u8, u32)>, Option<X>, B),
+    /// An edge into a block: write these constants, make pair 0 hold the array the block
+    /// starts with (see `Lower::held`), test for a signal (leaving through the exit when
+    /// there is one), then jump there.
+    Edge(Vec<(u8, u32)>, Option<Hold>, Option<X>, B),
     /// The stub of a patchable jump (exit `idx`): ask Rust to chain it to `pc`.
     Link(usize, u32),
 }
+
+/// On an edge into a block that starts with an array at hand: the UM register holding its
+/// identifier, and the pair holding it already (else it is looked up).
+type Hold = (u8, Option<u8>);
 
 struct Stub<L> {
     label: L,
@@ -78,6 +85,13 @@ struct Lower<'a, E: Backend> {
     /// Array 0's length: a constant offset below it needs no check (see
     /// `translator::translate`).
     array0_len: u32,
+    /// Blocks where paths join that start with pair 0 holding an array: the first array
+    /// they access, before anything clobbers the pairs, when its identifier is what a UM
+    /// register (the second field) holds there. Every edge into such a block makes pair 0
+    /// hold it: it is usually at hand already at the end of the block the edge leaves
+    /// (a loop that walks a list accesses the node where the loop goes back, and again
+    /// first thing in the loop), else looked up there instead of in the block.
+    held: HashMap<B, (V, u8)>,
 }
 
 /// Lower `f` (a region entered at pc `seed`) into `e`; its chain requests report
@@ -112,13 +126,58 @@ pub fn lower<E: Backend>(
         seed,
         extra: Vec::new(),
         array0_len,
+        held: HashMap::new(),
     };
+    if l.e.may_hold_arrays() {
+        l.held = held_arrays(f);
+    }
     let order = f.rpo();
     for (i, &b) in order.iter().enumerate() {
         l.block(b, order.get(i + 1).copied());
     }
     l.emit_stubs();
     Lowered { exits: l.exits }
+}
+
+/// See `Lower::held`.
+fn held_arrays(f: &Func) -> HashMap<B, (V, u8)> {
+    let mut held = HashMap::new();
+    for (i, blk) in f.blocks.iter().enumerate() {
+        if i == 0 || blk.preds.len() < 2 {
+            continue;
+        }
+        let Some(arr) = first_array(f, &blk.insts) else {
+            continue;
+        };
+        let id = f.canonical(arr);
+        let reg = (0..8u8).find(|&r| {
+            let v = blk.in_regs[r as usize];
+            f.konst(v).is_none() && f.canonical(v) == id
+        });
+        if let Some(r) = reg {
+            held.insert(B(i as u32), (id, r));
+        }
+    }
+    held
+}
+
+/// The identifier of the first array `insts` access; none when something that clobbers the
+/// pairs comes first, or when that identifier is a constant (which needs no lookup).
+fn first_array(f: &Func, insts: &[Inst]) -> Option<V> {
+    for inst in insts {
+        let arr = match *inst {
+            Inst::Def(v) => match *f.op(v) {
+                Op::Index { arr, .. } => arr,
+                Op::Alloc { .. } | Op::Input { .. } | Op::Div(..) => return None,
+                _ => continue,
+            },
+            Inst::Amend { arr, .. } => arr,
+            Inst::Abandon { .. } | Inst::Output { .. } => return None,
+            _ => continue,
+        };
+        return f.konst(arr).is_none().then_some(arr);
+    }
+    None
 }
 
 impl<E: Backend> Lower<'_, E> {
@@ -237,7 +296,8 @@ impl<E: Backend> Lower<'_, E> {
     }
 
     /// The state a block where paths join starts with: constants where every path agrees,
-    /// everything else in its register; no array at hand.
+    /// everything else in its register; no array at hand but the one its edges bring
+    /// (`held`).
     fn join_state(&self, b: B) -> State {
         let blk = &self.f.blocks[b.0 as usize];
         State {
@@ -248,7 +308,27 @@ impl<E: Backend> Lower<'_, E> {
                     in_home: self.konst(v).is_none(),
                 }
             }),
-            arrays: ArrayPairs::EMPTY,
+            arrays: match self.held.get(&b) {
+                Some(&(id, _)) => ArrayPairs::holding(id),
+                None => ArrayPairs::EMPTY,
+            },
+        }
+    }
+
+    /// On the edge from the current state into `to`: what makes pair 0 hold the array `to`
+    /// starts with (see `held`), unless it does already.
+    fn edge_hold(&self, to: B) -> Option<Hold> {
+        let &(_, r) = self.held.get(&to)?;
+        let id = self.f.canonical(self.state.regs[r as usize].val);
+        let from = self.state.arrays.pair_of(id);
+        (from != Some(0)).then_some((r, from))
+    }
+
+    /// Make pair 0 hold an array as `hold` says (after the edge's writes, which put every
+    /// register `to` does not start with as a constant in its host register).
+    fn hold(&mut self, hold: Option<Hold>) {
+        if let Some((r, from)) = hold {
+            self.e.hold_array(Val::Reg(r), 0, from);
         }
     }
 
@@ -317,9 +397,11 @@ impl<E: Backend> Lower<'_, E> {
     fn go(&mut self, from: B, to: B, next: Option<B>) {
         self.on_edge(from, to, |l| {
             let writes = l.edge_writes(to);
+            let hold = l.edge_hold(to);
             for &(r, k) in &writes {
                 l.e.load_imm(r, k);
             }
+            l.hold(hold);
             if let Some(x) = l.signal_check(from, to) {
                 let stub = l.exit_stub(x);
                 l.e.branch_interrupted(stub);
@@ -335,11 +417,12 @@ impl<E: Backend> Lower<'_, E> {
     fn edge_label(&mut self, from: B, to: B) -> E::Label {
         self.on_edge(from, to, |l| {
             let writes = l.edge_writes(to);
+            let hold = l.edge_hold(to);
             let signal = l.signal_check(from, to);
-            if writes.is_empty() && signal.is_none() {
+            if writes.is_empty() && hold.is_none() && signal.is_none() {
                 return l.labels[to.0 as usize];
             }
-            l.stub(StubKind::Edge(writes, signal, to))
+            l.stub(StubKind::Edge(writes, hold, signal, to))
         })
     }
 
@@ -610,7 +693,9 @@ impl<E: Backend> Lower<'_, E> {
                 // The last case usually leads to the next block: fall into it, and keep
                 // the way out (the dispatch table) in a stub, out of the hot path.
                 if next == Some(to_last)
-                    && self.on_edge(b, to_last, |l| l.edge_writes(to_last).is_empty())
+                    && self.on_edge(b, to_last, |l| {
+                        l.edge_writes(to_last).is_empty() && l.edge_hold(to_last).is_none()
+                    })
                     && !self.back_edge(b, to_last)
                 {
                     let stub = self.exit_stub(default);
@@ -740,10 +825,11 @@ impl<E: Backend> Lower<'_, E> {
             self.e.bind(label);
             match kind {
                 StubKind::Exit(x, target) => self.leave(x, &pending, target),
-                StubKind::Edge(writes, signal, to) => {
+                StubKind::Edge(writes, hold, signal, to) => {
                     for (r, k) in writes {
                         self.e.load_imm(r, k);
                     }
+                    self.hold(hold);
                     if let Some(x) = signal {
                         // The signal's exit writes the constants still pending here.
                         let exit = self.e.new_label();
@@ -765,6 +851,63 @@ impl<E: Backend> Lower<'_, E> {
                 }
             }
             i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::opt::tests::optimized;
+
+    /// A list walk whose loop starts with `first` then reads the node in r1: the loop's
+    /// first block is where paths join (the way in, the way back), and the blocks the
+    /// entries of `held_arrays` name.
+    fn walk(first: &str) -> Func {
+        optimized(&format!(
+            "
+                literal r0, 0
+                literal r7, 1
+                input r1              ; (not a constant)
+            loop:
+                {first}
+                index r2, r1, r0      ; pc 3 or 4
+                output r2
+                index r1, r1, r7
+                literal r3, loop
+                loadprog r0, r3
+            "
+        ))
+    }
+
+    fn held(f: &Func) -> Vec<(u32, u8)> {
+        let mut held: Vec<_> = held_arrays(f)
+            .into_iter()
+            .map(|(b, (id, r))| {
+                let blk = &f.blocks[b.0 as usize];
+                assert_eq!(f.canonical(blk.in_regs[r as usize]), id, "{f}");
+                (blk.pc, r)
+            })
+            .collect();
+        held.sort();
+        held
+    }
+
+    #[test]
+    fn a_join_starts_with_the_first_array_it_reads_through_a_register() {
+        assert_eq!(held(&walk("")), [(3, 1)]);
+        // Arithmetic first changes nothing.
+        assert_eq!(held(&walk("add r4, r1, r7")), [(3, 1)]);
+        // Nothing held when the block first reads an array through a constant (that needs no
+        // lookup), or first does what clobbers the pairs.
+        for first in [
+            "index r4, r0, r7",
+            "output r7",
+            "alloc r4, r7",
+            "abandon r7",
+            "div r4, r7, r1",
+        ] {
+            assert_eq!(held(&walk(first)), [], "{first}");
         }
     }
 }

@@ -986,13 +986,14 @@ pub fn dce(f: &mut Func) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::assembler::assemble;
     use crate::region::{build, form};
 
-    /// The optimized IR of the region at pc 0 of `src` (every block counts as run).
-    fn optimized(src: &str) -> Func {
+    /// The optimized IR of the region at pc 0 of `src` (every block counts as run); also
+    /// for the tests of lowering.
+    pub(crate) fn optimized(src: &str) -> Func {
         let program = assemble(src).unwrap();
         let plan = form::form(&program, 0, 256, &form::Seen::EVERYTHING_RAN);
         let mut f = build::build(&plan, &|_| false).func;
