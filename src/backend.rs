@@ -148,8 +148,7 @@ impl<Id: Copy + PartialEq> ArrayPairs<Id> {
         in_bounds: bool,
         prefetch: bool,
     ) -> ArrayUse {
-        let hit = self.held.iter().position(|h| h.is_some_and(|h| h.id == id));
-        let (pair, cached, checked) = match hit {
+        let (pair, cached, checked) = match self.pair_of(id).map(usize::from) {
             Some(s) => {
                 let known = self.held[s].and_then(|h| h.checked);
                 (s, true, in_bounds || (k.is_some() && known >= k))

@@ -87,11 +87,11 @@ struct Lower<'a, E: Backend> {
     array0_len: u32,
     /// Blocks where paths join that start with pair 0 holding an array: the first array
     /// they access, before anything clobbers the pairs, when its identifier is what a UM
-    /// register (the second field) holds there. Every edge into such a block makes pair 0
+    /// register (the value here) holds there. Every edge into such a block makes pair 0
     /// hold it: it is usually at hand already at the end of the block the edge leaves
     /// (a loop that walks a list accesses the node where the loop goes back, and again
     /// first thing in the loop), else looked up there instead of in the block.
-    held: HashMap<B, (V, u8)>,
+    held: HashMap<B, u8>,
 }
 
 /// Lower `f` (a region entered at pc `seed`) into `e`; its chain requests report
@@ -140,7 +140,7 @@ pub fn lower<E: Backend>(
 }
 
 /// See `Lower::held`.
-fn held_arrays(f: &Func) -> HashMap<B, (V, u8)> {
+fn held_arrays(f: &Func) -> HashMap<B, u8> {
     let mut held = HashMap::new();
     for (i, blk) in f.blocks.iter().enumerate() {
         if i == 0 || blk.preds.len() < 2 {
@@ -155,7 +155,7 @@ fn held_arrays(f: &Func) -> HashMap<B, (V, u8)> {
             f.konst(v).is_none() && f.canonical(v) == id
         });
         if let Some(r) = reg {
-            held.insert(B(i as u32), (id, r));
+            held.insert(B(i as u32), r);
         }
     }
     held
@@ -309,7 +309,7 @@ impl<E: Backend> Lower<'_, E> {
                 }
             }),
             arrays: match self.held.get(&b) {
-                Some(&(id, _)) => ArrayPairs::holding(id),
+                Some(&r) => ArrayPairs::holding(self.f.canonical(blk.in_regs[r as usize])),
                 None => ArrayPairs::EMPTY,
             },
         }
@@ -318,7 +318,7 @@ impl<E: Backend> Lower<'_, E> {
     /// On the edge from the current state into `to`: what makes pair 0 hold the array `to`
     /// starts with (see `held`), unless it does already.
     fn edge_hold(&self, to: B) -> Option<Hold> {
-        let &(_, r) = self.held.get(&to)?;
+        let &r = self.held.get(&to)?;
         let id = self.f.canonical(self.state.regs[r as usize].val);
         let from = self.state.arrays.pair_of(id);
         (from != Some(0)).then_some((r, from))
@@ -883,9 +883,10 @@ mod tests {
     fn held(f: &Func) -> Vec<(u32, u8)> {
         let mut held: Vec<_> = held_arrays(f)
             .into_iter()
-            .map(|(b, (id, r))| {
+            .map(|(b, r)| {
                 let blk = &f.blocks[b.0 as usize];
-                assert_eq!(f.canonical(blk.in_regs[r as usize]), id, "{f}");
+                let first = first_array(f, &blk.insts).map(|a| f.canonical(a));
+                assert_eq!(first, Some(f.canonical(blk.in_regs[r as usize])), "{f}");
                 (blk.pc, r)
             })
             .collect();
