@@ -15,9 +15,10 @@ use crate::stats::{Counter, Stats};
 use crate::trace::{TraceSet, Tracer};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 
+/// Exit status of a run that halted, and of `--help`, `--version` and the other commands.
+pub const EXIT_OK: u8 = 0;
 /// Exit status of a run that faulted.
 pub const EXIT_FAULT: u8 = 1;
 /// Exit status for a program that cannot be loaded, or a usage error.
@@ -217,8 +218,8 @@ pub fn default_memory_limit() -> u64 {
     physical_memory().map_or(8 << 30, |t| t / 4 * 3)
 }
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
+/// Entry point of the binary: the process's exit status.
+pub fn main() -> u8 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return command_line_error(e),
@@ -244,7 +245,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Write umdbt.1 and umdbt-COMMAND.1 for every command into `dir`.
-fn man_pages(dir: &std::path::Path) -> ExitCode {
+fn man_pages(dir: &std::path::Path) -> u8 {
     use clap::CommandFactory;
     let top = Cli::command();
     let mut pages = vec![("umdbt.1".to_string(), top.clone())];
@@ -265,33 +266,31 @@ fn man_pages(dir: &std::path::Path) -> ExitCode {
             return usage_error(format!("cannot write {}: {e}", path.display()));
         }
     }
-    ExitCode::SUCCESS
+    EXIT_OK
 }
 
 /// Write what `generate` makes to standard output (a closed pipe is not an error).
-fn print_generated(
-    generate: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> ExitCode {
+fn print_generated(generate: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> u8 {
     let mut out = Vec::new();
     if let Err(e) = generate(&mut out) {
         return usage_error(e);
     }
     use std::io::Write;
     match std::io::stdout().write_all(&out) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => usage_error(format!("cannot write output: {e}")),
     }
 }
 
 /// `--help` and `--version` print as clap prints them; a mistake on the command line is
 /// one `umdbt:` line (clap's first line, and where to look), status 2.
-fn command_line_error(e: clap::Error) -> ExitCode {
+fn command_line_error(e: clap::Error) -> u8 {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
-            ExitCode::SUCCESS
+            EXIT_OK
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => usage_error(
             "a command is needed: run, dis, asm, completions or man (umdbt --help says more)",
@@ -311,12 +310,12 @@ fn command_line_error(e: clap::Error) -> ExitCode {
     }
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+fn usage_error(message: impl std::fmt::Display) -> u8 {
     eprintln!("umdbt: {message}");
-    ExitCode::from(EXIT_USAGE)
+    EXIT_USAGE
 }
 
-fn run(args: &RunArgs) -> ExitCode {
+fn run(args: &RunArgs) -> u8 {
     let start = Instant::now();
     if let Err(e) = Console::check_stdout() {
         return usage_error(e);
@@ -392,14 +391,14 @@ fn run(args: &RunArgs) -> ExitCode {
     // console, which flushes when dropped, is not part of this.
     std::mem::forget(m.heap);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => EXIT_OK,
         Err(stop) => {
             eprintln!("umdbt: {stop}");
-            ExitCode::from(match stop {
+            match stop {
                 Stop::Fault(_) => EXIT_FAULT,
                 Stop::StepLimit { .. } => EXIT_STEP_LIMIT,
                 Stop::Interrupted { signal, .. } => EXIT_SIGNAL_BASE + signal as u8,
-            })
+            }
         }
     }
 }
@@ -480,7 +479,7 @@ fn op_rows(s: &mut String, stats: &Stats) {
     let _ = writeln!(s, "  {:<12} {:>16}", "total", total);
 }
 
-fn dis(args: &DisArgs) -> ExitCode {
+fn dis(args: &DisArgs) -> u8 {
     let program = match loader::load(&args.program) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
@@ -494,13 +493,13 @@ fn dis(args: &DisArgs) -> ExitCode {
     }
     use std::io::Write;
     match std::io::stdout().write_all(out.as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => usage_error(format!("cannot write output: {e}")),
     }
 }
 
-fn asm(args: &AsmArgs) -> ExitCode {
+fn asm(args: &AsmArgs) -> u8 {
     /// Whether `a` and `b` name the same existing file: the same path once symbolic links and
     /// `..` are resolved, or (Unix) the same device and inode, as hard links are.
     fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -544,7 +543,7 @@ fn asm(args: &AsmArgs) -> ExitCode {
         return usage_error(format!("{}: no instructions", args.source.display()));
     }
     match std::fs::write(&out, assembler::to_bytes(&words)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => EXIT_OK,
         Err(e) => usage_error(format!("cannot write {}: {e}", out.display())),
     }
 }

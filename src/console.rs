@@ -83,10 +83,10 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
-/// Whether file descriptor 1 was closed when the process started. Rust's runtime opens
-/// `/dev/null` on a closed standard descriptor before `main` runs (so that later files
-/// do not take its number), after which descriptor 1 looks open and output written to it
-/// is silently lost. [`probe_stdout_at_start`] records the state before that.
+/// Whether file descriptor 1 was closed when the process started. The binary opens
+/// `/dev/null` on a closed standard descriptor first thing, after which descriptor 1
+/// looks open and output written to it is silently lost:
+/// [`open_closed_standard_descriptors`] records the state before that.
 static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
 
 /// Whether `fd` is not an open file descriptor.
@@ -97,24 +97,22 @@ fn fd_is_closed(fd: libc::c_int) -> bool {
     r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
 }
 
-/// Runs before Rust's runtime initialisation (from `.init_array`, which the dynamic
-/// loader, or the C start-up code of a static binary, runs before `main`): records whether
-/// descriptor 1 is closed. It only makes a system call and stores a flag, which is sound
-/// that early.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-extern "C" fn probe_stdout_at_start() {
-    if fd_is_closed(1) {
-        STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
+/// Open `/dev/null` on each standard descriptor (0, 1, 2) that is closed, as Rust's
+/// runtime does before a Rust `main` (the binary starts at C's `main` instead: see
+/// `src/main.rs`). Otherwise the first file umdbt opened would take the number, and
+/// writes meant for standard output or errors would go into it.
+pub fn open_closed_standard_descriptors() {
+    for fd in 0..=2 {
+        if fd_is_closed(fd) {
+            if fd == 1 {
+                STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
+            }
+            // The lowest free number is `fd`, as those below it are open.
+            // SAFETY: the path is a NUL-terminated string, open's only pointer argument.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
     }
 }
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[used]
-// SAFETY: `.init_array` holds pointers to functions the C start-up code calls with
-// (argc, argv, envp) before `main`; an `extern "C" fn()` that ignores its arguments is
-// called soundly that way, and this static is exactly one such pointer.
-#[unsafe(link_section = ".init_array")]
-static PROBE_STDOUT_AT_START: extern "C" fn() = probe_stdout_at_start;
 
 pub struct Console {
     /// Output not yet written out: `out[..out_len]`. An anonymous mapping of

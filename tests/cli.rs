@@ -807,6 +807,9 @@ fn closed_stdout_is_not_a_panic() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // The write into the closed pipe failed (SIGPIPE is ignored, as the binary's `main`
+    // sets it) and `dis` took that as the reader leaving: not a death by signal.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 
     // `umdbt run prog >&-`: the output would be lost without a word (Rust's runtime puts
     // /dev/null on a closed descriptor 1 before main), so umdbt refuses to start: status 2
@@ -843,6 +846,45 @@ fn closed_stdout_is_not_a_panic() {
     // With descriptor 1 open the same program runs.
     let out = run_cli(&["run", path_str(&prog)], b"");
     assert_eq!((out.status, out.stdout), (Some(0), b"x".to_vec()));
+}
+
+#[test]
+fn closed_stderr_is_dev_null() {
+    // `umdbt run -D trace prog 2>&-`: the binary opens /dev/null on a closed standard
+    // descriptor before anything else. Otherwise the trace file would take number 2, and
+    // the log's lines, written while it is open, would go into it.
+    if std::env::var_os("UMDBT_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+        eprintln!("SKIPPED: closed descriptors under UMDBT_TEST_RUNNER");
+        return;
+    }
+    // A loop that runs three times (a region, with a line in the log, at once with
+    // `--opt-threshold 0`), then a division by zero.
+    let prog = write_program(&asm("literal r1, 3\nliteral r2, 0\nnand r2, r2, r2\n\
+         literal r3, 0\nliteral r6, 5\nadd r1, r1, r2\nliteral r4, 9\ncmov r4, r6, r1\n\
+         loadprog r3, r4\nliteral r2, 0\ndiv r5, r2, r2\n"));
+    let trace = temp_path("closed-stderr.trace");
+    let mut cmd = umdbt();
+    cmd.args(["run", "--opt-threshold", "0", "-d", "in_asm", "-D"])
+        .args([path_str(&trace), path_str(&prog)])
+        .env("RUST_LOG", "umdbt=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called; close is one, and the closure touches no
+    // memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert!(traced.starts_with("IN: region at pc 5"), "{traced}");
+    assert!(!traced.contains("DEBUG"), "{traced}");
+    let _ = std::fs::remove_file(&trace);
 }
 
 #[test]
