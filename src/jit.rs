@@ -78,19 +78,53 @@ pub fn run(
     // The tier needs exact per-operator counts it does not keep: off with --stats=ops.
     let threshold = opts.opt_threshold.filter(|_| !(stats && count_ops));
     let counter_start = threshold.map_or(u16::MAX, |t| t.min(MAX_OPT_THRESHOLD) as u16);
+    // Tracing every block entry: no chaining and no dispatch table, so that every entry
+    // passes through Rust.
+    let exec_trace = observers.traces_exec();
+    let mut ctx = Box::new(JitCtx::new());
+    // SAFETY: the context is boxed (its flag does not move) and outlives the watch, which
+    // is declared after it and so dropped before it.
+    let _watch = unsafe { signals::Watch::new(&ctx.interrupt) };
+    ctx.regs = m.regs;
+    ctx.budget = max_steps.unwrap_or(u64::MAX);
+    // Tracing every block entry wants every entry translated.
+    let cold_runs = if exec_trace { 0 } else { opts.translate_after };
+    let mut pc = m.pc;
+    // Code that has not run `cold_runs` times yet is interpreted, the first stretch (up to
+    // the first jump) included. It runs before code memory is even mapped, so that a
+    // program that ends there (an empty one, one that faults at once) does not pay for
+    // the translator's set-up, a tenth of such a run.
+    let first = (cold_runs > 0 && pc < m.heap.program().1).then_some(pc);
+    if first.is_some() {
+        match run_cold::<Host>(m, &mut ctx, None, pc, stats, max_steps) {
+            Ok(next) => pc = next,
+            Err(result) => return leave(m, &ctx, result, observers),
+        }
+    }
     let mut cache =
         match Cache::<Host>::with_options(m.heap.program().1, kind, counter_start, stats) {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("cannot map code memory ({e}); interpreting instead");
-                return (interpreter::run(m, stats, max_steps), Stats::default());
+                m.regs = ctx.regs;
+                m.pc = pc;
+                // The step limit counts what already ran.
+                let result = match interpreter::run(m, stats, max_steps.map(|_| ctx.budget)) {
+                    Err(Stop::StepLimit { pc, .. }) => Err(Stop::StepLimit {
+                        pc,
+                        limit: max_steps.unwrap_or_default(),
+                    }),
+                    result => result,
+                };
+                return leave(m, &ctx, result, observers);
             }
         };
+    if let Some(first) = first {
+        // The visit counts as one of the runs before translation.
+        cache.still_cold(first, cold_runs);
+    }
     let routines = cache.routines_code();
     observers.code_loaded("routines", 0, &[], cache.code_base(), routines);
-    // Tracing every block entry: no chaining and no dispatch table, so that every entry
-    // passes through Rust.
-    let exec_trace = observers.traces_exec();
     let compiler = Compiler {
         opts: Options {
             chain: opts.chain && !exec_trace,
@@ -106,19 +140,10 @@ pub fn run(
             passes: Passes::default(),
         }),
     };
-    let mut ctx = Box::new(JitCtx::new());
-    // SAFETY: the context is boxed (its flag does not move) and outlives the watch, which
-    // is declared after it and so dropped before it.
-    let _watch = unsafe { signals::Watch::new(&ctx.interrupt) };
-    ctx.regs = m.regs;
     ctx.code_base = cache.code_base() as u64;
-    ctx.budget = max_steps.unwrap_or(u64::MAX);
     // SAFETY: `enter` is the routine `Backend::routines` assembled with exactly the
     // `EnterFn` signature.
     let enter = unsafe { std::mem::transmute::<usize, EnterFn>(cache.routines().enter) };
-    // Tracing every block entry wants every entry translated.
-    let cold_runs = if exec_trace { 0 } else { opts.translate_after };
-    let mut pc = m.pc;
     // Where to enter next when it is not the code entered at `pc` (baseline code after a
     // region's side exit).
     let mut code_override: Option<usize> = None;
@@ -143,7 +168,7 @@ pub fn run(
                 && cache.lookup(Pc(pc)).is_none()
                 && cache.still_cold(pc, cold_runs) =>
             {
-                match run_cold(m, &mut ctx, &mut cache, pc, stats, max_steps) {
+                match run_cold(m, &mut ctx, Some(&mut cache), pc, stats, max_steps) {
                     Ok(next) => {
                         pc = next;
                         continue;
@@ -266,10 +291,6 @@ pub fn run(
             }
         }
     };
-    m.regs = ctx.regs;
-    if let Err(s) = &result {
-        m.pc = s.pc();
-    }
     if let Some(path) = std::env::var_os("UMDBT_DUMP_CODE") {
         // Debugging aid: the code memory, for `objdump -b binary --adjust-vma=BASE`.
         let bytes = cache.code_bytes();
@@ -283,10 +304,23 @@ pub fn run(
             Err(e) => log::warn!("cannot write code dump: {e}"),
         }
     }
+    ctx.stats.add(&cache.stats);
+    leave(m, &ctx, result, observers)
+}
+
+/// How a run ended (`result`) with its statistics, the machine left as the run left it.
+fn leave(
+    m: &mut Machine,
+    ctx: &JitCtx,
+    result: Result<(), Stop>,
+    observers: &mut Observers,
+) -> (Result<(), Stop>, Stats) {
+    m.regs = ctx.regs;
+    if let Err(s) = &result {
+        m.pc = s.pc();
+    }
     observers.flush();
-    let mut s = ctx.stats;
-    s.add(&cache.stats);
-    (result, s)
+    (result, ctx.stats)
 }
 
 /// Give back the `n` operations of a block that did not run: to the step budget (which
@@ -303,11 +337,12 @@ fn give_back(ctx: &mut JitCtx, opts: &Options, n: u32) {
 
 /// Interpret code that is not worth translating yet, from `pc` to the first jump (or the
 /// end of the step budget): the jump's target when it ran, else how the run ended. Stores
-/// into array 0 invalidate the translations they hit, and replacing array 0 flushes them.
+/// into array 0 invalidate the translations of `cache` they hit, and replacing array 0
+/// flushes them (no cache: nothing is translated yet).
 fn run_cold<B: Backend>(
     m: &mut Machine,
     ctx: &mut JitCtx,
-    cache: &mut Cache<B>,
+    mut cache: Option<&mut Cache<B>>,
     pc: u32,
     stats: bool,
     max_steps: Option<u64>,
@@ -321,7 +356,9 @@ fn run_cold<B: Backend>(
         ctx.stats[Counter::Interpreted] += ran;
         match step {
             Step::Stored(word) => {
-                if cache.covers(word) {
+                if let Some(cache) = cache.as_deref_mut()
+                    && cache.covers(word)
+                {
                     cache.invalidate_word(word);
                 }
             }
@@ -329,7 +366,9 @@ fn run_cold<B: Backend>(
         }
     };
     ctx.regs = m.regs;
-    if m.heap.generation() != generation {
+    if let Some(cache) = cache
+        && m.heap.generation() != generation
+    {
         cache.flush(m.heap.program().1);
     }
     end
