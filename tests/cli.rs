@@ -811,9 +811,9 @@ fn closed_stdout_is_not_a_panic() {
     // sets it) and `dis` took that as the reader leaving: not a death by signal.
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 
-    // `umdbt run prog >&-`: the output would be lost without a word (Rust's runtime puts
-    // /dev/null on a closed descriptor 1 before main), so umdbt refuses to start: status 2
-    // and one line, before the program runs.
+    // `umdbt run prog >&-`: the output would be lost without a word (the binary's `main`
+    // puts /dev/null on a closed descriptor 1 first thing), so umdbt refuses to start:
+    // status 2 and one line, before the program runs.
     if std::env::var_os("UMDBT_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
         // Under a runner (qemu-user), the runner starts first and may open a file of its
         // own as descriptor 1, so the program never sees it closed.
