@@ -828,16 +828,7 @@ fn closed_stdout_is_not_a_panic() {
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped());
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe functions may be called; close is one, and the closure touches
-        // no memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::close(1);
-                Ok(())
-            });
-        }
+        close_in_child(&mut cmd, 1);
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
@@ -846,6 +837,20 @@ fn closed_stdout_is_not_a_panic() {
     // With descriptor 1 open the same program runs.
     let out = run_cli(&["run", path_str(&prog)], b"");
     assert_eq!((out.status, out.stdout), (Some(0), b"x".to_vec()));
+}
+
+/// Have `cmd`'s process start with descriptor `fd` closed (like `>&-` in a shell).
+fn close_in_child(cmd: &mut std::process::Command, fd: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called; close is one, and the closure touches no
+    // memory but its copy of `fd`.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::close(fd);
+            Ok(())
+        });
+    }
 }
 
 #[test]
@@ -869,16 +874,7 @@ fn closed_stderr_is_dev_null() {
         .env("RUST_LOG", "umdbt=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe functions may be called; close is one, and the closure touches no
-    // memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::close(2);
-            Ok(())
-        });
-    }
+    close_in_child(&mut cmd, 2);
     let status = cmd.status().unwrap();
     assert_eq!(status.code(), Some(1));
     let traced = std::fs::read_to_string(&trace).unwrap();
