@@ -324,9 +324,14 @@ impl<E: Backend> Lower<'_, E> {
         (from != Some(0)).then_some((r, from))
     }
 
-    /// Make pair 0 hold an array as `hold` says (after the edge's writes, which put every
-    /// register `to` does not start with as a constant in its host register).
-    fn hold(&mut self, hold: Option<Hold>) {
+    /// Bring the state to what an edge's target block starts with: write the constants,
+    /// then make pair 0 hold an array as `hold` says. In that order: after the writes, every
+    /// register the block does not start with as a constant is in its host register, the
+    /// identifier `hold` names included.
+    fn enter_edge(&mut self, writes: &[(u8, u32)], hold: Option<Hold>) {
+        for &(r, k) in writes {
+            self.e.load_imm(r, k);
+        }
         if let Some((r, from)) = hold {
             self.e.hold_array(Val::Reg(r), 0, from);
         }
@@ -398,10 +403,7 @@ impl<E: Backend> Lower<'_, E> {
         self.on_edge(from, to, |l| {
             let writes = l.edge_writes(to);
             let hold = l.edge_hold(to);
-            for &(r, k) in &writes {
-                l.e.load_imm(r, k);
-            }
-            l.hold(hold);
+            l.enter_edge(&writes, hold);
             if let Some(x) = l.signal_check(from, to) {
                 let stub = l.exit_stub(x);
                 l.e.branch_interrupted(stub);
@@ -826,10 +828,7 @@ impl<E: Backend> Lower<'_, E> {
             match kind {
                 StubKind::Exit(x, target) => self.leave(x, &pending, target),
                 StubKind::Edge(writes, hold, signal, to) => {
-                    for (r, k) in writes {
-                        self.e.load_imm(r, k);
-                    }
-                    self.hold(hold);
+                    self.enter_edge(&writes, hold);
                     if let Some(x) = signal {
                         // The signal's exit writes the constants still pending here.
                         let exit = self.e.new_label();
