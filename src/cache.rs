@@ -287,6 +287,12 @@ impl<B: Backend> Cache<B> {
         seen
     }
 
+    /// Whether code at `pc`, which has no translation, would still be interpreted if it
+    /// were entered now ([`Cache::still_cold`] without counting a visit).
+    pub fn is_cold(&self, pc: u32, runs: u8) -> bool {
+        self.visits.get(pc as usize).is_some_and(|&v| v < runs)
+    }
+
     /// Whether code entered at `pc`, which has no translation, is still to be interpreted:
     /// true the first `runs` times it is asked (counting this one).
     pub fn still_cold(&mut self, pc: u32, runs: u8) -> bool {

@@ -118,8 +118,8 @@ pub struct RunArgs {
     pub no_opt: bool,
     /// Translator: interpret code the first N times it is reached, and translate it only
     /// then, 0 to 255 (0: translate everything at first sight). Code that runs once costs
-    /// far less to interpret than to translate. A constant jump from translated code has
-    /// its target translated at once (to be chained).
+    /// far less to interpret than to translate. A constant jump from translated code is
+    /// chained to its target once the target is translated.
     #[arg(long, value_name = "N", conflicts_with = "interp",
           default_value_t = jit::DEFAULT_TRANSLATE_AFTER)]
     pub translate_after: u8,

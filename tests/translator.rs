@@ -611,3 +611,60 @@ fn a_loop_that_starts_with_an_array_its_edges_bring_faults_on_an_inactive_one() 
         "fault at pc 14 (index): array 3 is not active",
     );
 }
+
+/// A loop left through a two-way branch `rounds` times, for
+/// `a_constant_jump_target_is_interpreted_until_it_is_warm`.
+fn leave_a_loop(rounds: u32) -> String {
+    format!(
+        "
+            literal r6, 0
+            nand r6, r6, r6         ; -1
+            literal r5, {rounds}
+    again:  literal r7, 4
+    loop:   add r7, r7, r6
+            literal r3, loop
+            literal r4, tail
+            cmov r4, r3, r7         ; to loop while r7 is not 0, else to tail
+            loadprog r0, r4
+    tail:   literal r1, 'T'
+            output r1
+            add r5, r5, r6
+            literal r3, again
+            literal r4, done
+            cmov r4, r3, r5
+            loadprog r0, r4
+    done:   halt
+    "
+    )
+}
+
+/// Under the default `--translate-after 1`, a constant jump out of translated code leaves
+/// its target to the interpreter the first time, as any other way of reaching code does,
+/// and is chained to it once the target is translated (the second time).
+#[test]
+fn a_constant_jump_target_is_interpreted_until_it_is_warm() {
+    let default = |runs: &Runs| -> umdbt::stats::Stats {
+        let found = runs.stats.iter().find(|(e, _)| {
+            matches!(e, umdbt::engine::Engine::Translator(o) if *o == umdbt::jit::JitOptions::default())
+        });
+        match found {
+            Some((_, s)) => *s,
+            None => panic!("no default translator configuration"),
+        }
+    };
+    if !umdbt::arch::TRANSLATOR_AVAILABLE {
+        eprintln!("SKIPPED: no translator for this host");
+        return;
+    }
+    // The loop's block is translated on its second run and jumps to itself (chained); its
+    // last run jumps to `tail`, which runs once: interpreted, never translated.
+    let once = expect_output(&leave_a_loop(1), b"", b"T");
+    let s = default(&once);
+    assert_eq!(s[Counter::BlocksTranslated], 1, "{s:?}");
+    assert_eq!(s[Counter::LinksMade], 1, "{s:?}");
+    // Reached again from the translated loop, `tail` is translated and the jump chained.
+    let twice = expect_output(&leave_a_loop(2), b"", b"TT");
+    let s = default(&twice);
+    assert_eq!(s[Counter::BlocksTranslated], 2, "{s:?}");
+    assert_eq!(s[Counter::LinksMade], 2, "{s:?}");
+}
