@@ -220,11 +220,11 @@ pub fn run(
                 if epc < m.heap.program().1 && signals::received().is_none() {
                     let src = cache.block_id(ea);
                     let side_exit = cache.is_side_exit(src, eb);
-                    // A target that has not run yet is interpreted as any other code is
-                    // (the loop's top counts the visit); the jump stays unchained, and asks
-                    // again when it next runs. Much code that a constant jump reaches runs
-                    // only once (on the UMIX session, translating it at once cost 0.3 M
-                    // more UM operations translated).
+                    // A target reached fewer than `cold_runs` times so far is interpreted,
+                    // as code reached any other way is (the loop's top counts the visit);
+                    // the jump stays unchained and asks again when it next runs. Much code
+                    // that a constant jump reaches runs only once (on the UMIX session,
+                    // translating it at once cost 0.3 M more UM operations translated).
                     if !side_exit
                         && cold_runs > 0
                         && cache.lookup(Pc(epc)).is_none()
