@@ -643,6 +643,11 @@ fn leave_a_loop(rounds: u32) -> String {
 /// and is chained to it once the target is translated (the second time).
 #[test]
 fn a_constant_jump_target_is_interpreted_until_it_is_warm() {
+    if !umdbt::arch::TRANSLATOR_AVAILABLE {
+        eprintln!("SKIPPED: no translator for this host");
+        return;
+    }
+    // The statistics of the default configuration (the others translate at first sight).
     let default = |runs: &Runs| -> umdbt::stats::Stats {
         let found = runs.stats.iter().find(|(e, _)| {
             matches!(e, umdbt::engine::Engine::Translator(o) if *o == umdbt::jit::JitOptions::default())
@@ -652,12 +657,9 @@ fn a_constant_jump_target_is_interpreted_until_it_is_warm() {
             None => panic!("no default translator configuration"),
         }
     };
-    if !umdbt::arch::TRANSLATOR_AVAILABLE {
-        eprintln!("SKIPPED: no translator for this host");
-        return;
-    }
-    // The loop's block is translated on its second run and jumps to itself (chained); its
-    // last run jumps to `tail`, which runs once: interpreted, never translated.
+    // The block at `loop` is translated the second time it is reached there, and jumps to
+    // itself (chained); its last run jumps to `tail`, which runs once: interpreted, never
+    // translated.
     let once = expect_output(&leave_a_loop(1), b"", b"T");
     let s = default(&once);
     assert_eq!(s[Counter::BlocksTranslated], 1, "{s:?}");
