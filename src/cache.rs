@@ -287,22 +287,21 @@ impl<B: Backend> Cache<B> {
         seen
     }
 
-    /// Whether code at `pc`, which has no translation, would still be interpreted if it
-    /// were entered now ([`Cache::still_cold`] without counting a visit).
+    /// Whether code at `pc` is still to be interpreted rather than translated: it has no
+    /// translation and has been reached fewer than `runs` times (`--translate-after`; never
+    /// with 0). [`Cache::still_cold`] also counts the visit.
     pub fn is_cold(&self, pc: u32, runs: u8) -> bool {
-        self.visits.get(pc as usize).is_some_and(|&v| v < runs)
+        self.visits.get(pc as usize).is_some_and(|&v| v < runs) && self.lookup(Pc(pc)).is_none()
     }
 
-    /// Whether code entered at `pc`, which has no translation, is still to be interpreted:
-    /// true the first `runs` times it is asked (counting this one).
+    /// Whether code entered at `pc` is still to be interpreted (see [`Cache::is_cold`]),
+    /// counting this visit when it is: true the first `runs` times it is asked.
     pub fn still_cold(&mut self, pc: u32, runs: u8) -> bool {
-        match self.visits.get_mut(pc as usize) {
-            Some(v) if *v < runs => {
-                *v += 1;
-                true
-            }
-            _ => false,
+        let cold = self.is_cold(pc, runs);
+        if cold {
+            self.visits[pc as usize] += 1;
         }
+        cold
     }
 
     /// Whether some valid block covers word `w` of array 0.

@@ -164,10 +164,7 @@ pub fn run(
         }
         let code = match code_override.take() {
             Some(code) => code,
-            None if cold_runs > 0
-                && cache.lookup(Pc(pc)).is_none()
-                && cache.still_cold(pc, cold_runs) =>
-            {
+            None if cache.still_cold(pc, cold_runs) => {
                 match run_cold(m, &mut ctx, Some(&mut cache), pc, stats, max_steps) {
                     Ok(next) => {
                         pc = next;
@@ -225,11 +222,7 @@ pub fn run(
                     // the jump stays unchained and asks again when it next runs. Much code
                     // that a constant jump reaches runs only once (on the UMIX session,
                     // translating it at once cost 0.3 M more UM operations translated).
-                    if !side_exit
-                        && cold_runs > 0
-                        && cache.lookup(Pc(epc)).is_none()
-                        && cache.is_cold(epc, cold_runs)
-                    {
+                    if !side_exit && cache.is_cold(epc, cold_runs) {
                         continue;
                     }
                     let program = m.heap.array(0);
