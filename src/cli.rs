@@ -269,14 +269,19 @@ fn man_pages(dir: &std::path::Path) -> u8 {
     EXIT_OK
 }
 
-/// Write what `generate` makes to standard output (a closed pipe is not an error).
+/// Write what `generate` makes to standard output (see [`write_stdout`]).
 fn print_generated(generate: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> u8 {
     let mut out = Vec::new();
     if let Err(e) = generate(&mut out) {
         return usage_error(e);
     }
+    write_stdout(&out)
+}
+
+/// Write `bytes` to standard output: the exit status (a closed pipe is not an error).
+fn write_stdout(bytes: &[u8]) -> u8 {
     use std::io::Write;
-    match std::io::stdout().write_all(&out) {
+    match std::io::stdout().write_all(bytes) {
         Ok(()) => EXIT_OK,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => usage_error(format!("cannot write output: {e}")),
@@ -491,12 +496,7 @@ fn dis(args: &DisArgs) -> u8 {
         use std::fmt::Write;
         let _ = writeln!(out, "{:>8}: {w:08x}  {}", from + i, Instr::disassemble(w));
     }
-    use std::io::Write;
-    match std::io::stdout().write_all(out.as_bytes()) {
-        Ok(()) => EXIT_OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(e) => usage_error(format!("cannot write output: {e}")),
-    }
+    write_stdout(out.as_bytes())
 }
 
 fn asm(args: &AsmArgs) -> u8 {
