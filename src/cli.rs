@@ -4,7 +4,7 @@ use crate::assembler;
 use crate::console::Console;
 use crate::decoder::{Instr, Op};
 use crate::engine::{self, Engine, RunOptions};
-use crate::fault::Stop;
+use crate::fault::{Reason, Stop};
 use crate::jit::{self, JitOptions};
 use crate::loader;
 use crate::machine::Machine;
@@ -397,6 +397,11 @@ fn run(args: &RunArgs) -> u8 {
     std::mem::forget(m.heap);
     match result {
         Ok(()) => EXIT_OK,
+        // The reader of the output left (`umdbt run prog | head`): the program stops
+        // quietly with the status of a process killed by SIGPIPE, as `cat` would.
+        Err(Stop::Fault(f)) if f.reason == Reason::OutputClosed => {
+            EXIT_SIGNAL_BASE + libc::SIGPIPE as u8
+        }
         Err(stop) => {
             eprintln!("umdbt: {stop}");
             match stop {

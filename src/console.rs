@@ -293,7 +293,10 @@ impl Console {
         if wrote && self.policy == FlushPolicy::Interval {
             self.next_write_ms = (self.clock)().saturating_add(FLUSH_INTERVAL_MS);
         }
-        result.map_err(|e| Reason::Io(format!("cannot write output: {e}")))
+        result.map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => Reason::OutputClosed,
+            _ => Reason::Io(format!("cannot write output: {e}")),
+        })
     }
 }
 
@@ -519,12 +522,12 @@ mod tests {
         }
     }
 
-    /// A writer that fails, as a closed pipe does.
-    struct Broken;
+    /// A writer that fails with this error, as a closed pipe or a full disk does.
+    struct Broken(io::ErrorKind);
 
     impl Write for Broken {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::BrokenPipe.into())
+            Err(self.0.into())
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
@@ -533,13 +536,18 @@ mod tests {
 
     #[test]
     fn a_failed_write_out_at_a_newline_is_an_error() {
-        let mut c =
-            Console::new(Box::new(&b""[..]), Box::new(Broken)).with_policy(FlushPolicy::Line);
-        c.output(u32::from(b'a')).unwrap();
-        match c.output(u32::from(b'\n')) {
+        let broken = |kind| {
+            let mut c = Console::new(Box::new(&b""[..]), Box::new(Broken(kind)))
+                .with_policy(FlushPolicy::Line);
+            c.output(u32::from(b'a')).unwrap();
+            c.output(u32::from(b'\n'))
+        };
+        match broken(io::ErrorKind::StorageFull) {
             Err(Reason::Io(msg)) => assert!(msg.starts_with("cannot write output"), "{msg}"),
             other => panic!("expected a write error, got {other:?}"),
         }
+        // A pipe whose reader left is not an error of the program: its own reason.
+        assert_eq!(broken(io::ErrorKind::BrokenPipe), Err(Reason::OutputClosed));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum Reason {
     OutOfIdentifiers,
     /// The console could not be read or written.
     Io(String),
+    /// Standard output is a pipe whose reader has gone (as with `umdbt run prog | head`):
+    /// the run stops there, as it would on SIGPIPE (see `cli::EXIT_SIGNAL_BASE`).
+    OutputClosed,
     /// A signal arrived while the console waited for input (not a fault: the engines turn
     /// it into [`Stop::Interrupted`] at the input instruction).
     Interrupted(i32),
@@ -61,6 +64,7 @@ impl fmt::Display for Reason {
             }
             Reason::OutOfIdentifiers => write!(f, "no array identifier left"),
             Reason::Io(msg) => write!(f, "{msg}"),
+            Reason::OutputClosed => write!(f, "standard output was closed by its reader"),
             Reason::Interrupted(sig) => write!(f, "interrupted by signal {sig}"),
         }
     }

@@ -15,8 +15,9 @@
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     umdbt::console::open_closed_standard_descriptors();
-    // A write to a closed pipe fails with an error that umdbt reports (or, for output,
-    // takes as the reader leaving) instead of killing the process.
+    // A write to a closed pipe fails with an error instead of killing the process, so that
+    // umdbt can report it, or (for what `run` and `dis` print) take it as the reader
+    // leaving and still finish its own work: the `--stats` table, trace and profile files.
     // SAFETY: setting a signal's disposition to "ignore" installs no code of ours.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let status = umdbt::cli::main();

@@ -790,21 +790,56 @@ fn output_is_flushed_before_reading_input() {
     }
 }
 
-#[test]
-fn closed_stdout_is_not_a_panic() {
-    // `umdbt dis` into a pipe that is closed early (like `| head -1`).
-    let words: Vec<u32> = vec![0; 200_000];
-    let prog = write_program(&words);
+/// Run umdbt with `args`, read the first 16 bytes of its standard output, then close the
+/// pipe (like `| head -c 16`) and wait for it.
+fn read_16_bytes_then_close(args: &[&str]) -> ([u8; 16], std::process::Output) {
     let mut child = umdbt()
-        .args(["dis", path_str(&prog)])
+        .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    // stdout is dropped here.
-    let out = child.wait_with_output().unwrap();
+    // The pipe's read end was dropped with the `take`n handle: umdbt's next write fails.
+    (first, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_run_whose_reader_leaves_stops_quietly_with_the_sigpipe_status() {
+    // `umdbt run yes.um | head -c 16`, where yes.um prints "y" lines forever.
+    let prog = write_program(&asm(
+        "top:    literal r1, 'y'\n        output r1\n        literal r1, 10\n        output r1\n        literal r2, top\n        loadprog r0, r2\n",
+    ));
+    for (name, flags) in engine_flags() {
+        for stats in [false, true] {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let stats_flag: &[&str] = if stats { &["--stats"] } else { &[] };
+            let args = [&["run"], &flags[..], stats_flag, &[path_str(&prog)]].concat();
+            let (first, out) = read_16_bytes_then_close(&args);
+            assert_eq!(&first, b"y\ny\ny\ny\ny\ny\ny\ny\n", "{name}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // An exit, not a death by signal: 128 + SIGPIPE, as a shell reports `cat`
+            // killed by it, and no error line.
+            assert_eq!(out.status.code(), Some(141), "{name}: {stderr}");
+            if stats {
+                assert!(stderr.starts_with("umdbt statistics ("), "{name}: {stderr}");
+                assert!(stderr.contains("bytes output"), "{name}: {stderr}");
+            } else {
+                assert_eq!(stderr, "", "{name}");
+            }
+            assert!(!stderr.contains("umdbt: "), "{name}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    // `umdbt dis` into a pipe that is closed early (like `| head -1`).
+    let words: Vec<u32> = vec![0; 200_000];
+    let prog = write_program(&words);
+    let (_, out) = read_16_bytes_then_close(&["dis", path_str(&prog)]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The write into the closed pipe failed (SIGPIPE is ignored, as the binary's `main`
