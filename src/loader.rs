@@ -24,7 +24,8 @@ impl fmt::Display for LoadError {
             ),
             LoadError::NotWords { path, len } => write!(
                 f,
-                "{path} is {len} bytes long, not a whole number of 4-byte instructions"
+                "{path} is {len} byte{s} long, not a whole number of 4-byte instructions",
+                s = if *len == 1 { "" } else { "s" }
             ),
             LoadError::TooLarge { path, len } => {
                 write!(f, "{path} is {len} bytes long, more than array 0 can hold")
@@ -132,5 +133,14 @@ mod tests {
             Err(LoadError::NotWords { len: 5, .. })
         ));
         assert!(check_length("p", 8).is_ok());
+        let message = |len| check_length("p", len).unwrap_err().to_string();
+        assert_eq!(
+            message(1),
+            "p is 1 byte long, not a whole number of 4-byte instructions"
+        );
+        assert_eq!(
+            message(6),
+            "p is 6 bytes long, not a whole number of 4-byte instructions"
+        );
     }
 }
