@@ -250,6 +250,10 @@ pub trait Backend: Sized {
     /// Branch to `target` when a signal asked the run to stop (the flag `JitCtx::interrupt`
     /// points to).
     fn branch_interrupted(&mut self, target: Self::Label);
+    /// Jump to `target`, or to `interrupted` when a signal asked the run to stop: the same
+    /// test as [`Backend::branch_interrupted`] followed by a jump, with one branch fewer on
+    /// the path taken (a loop's jump back).
+    fn jump_unless_interrupted(&mut self, target: Self::Label, interrupted: Self::Label);
     /// Statistics: increment the 64-bit counter at context offset `field`.
     fn count_event(&mut self, field: i32);
     /// Register `r` := `value`.

@@ -20,6 +20,15 @@ const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const BASE: u32 = ENTRY_BASE as u32;
 const LEN: u32 = ENTRY_LEN as u32;
 
+/// The bound an element's offset is checked against (the array's length).
+#[derive(Clone, Copy)]
+enum Bound {
+    /// A constant offset below 4096 (an immediate).
+    Below(u32),
+    /// An offset in this host register.
+    Reg(u8),
+}
+
 impl A64 {
     /// Compare UM register `r` with `value` (the Z flag, for `b.eq` or `b.ne` only: a
     /// small negative `value` is compared by adding its negation).
@@ -64,9 +73,23 @@ impl A64 {
     /// is; one cache line either way. With a bounded table the identifier is first checked
     /// against the table's length (`fail`), and one without a slot is described by its
     /// table entry. Clobbers x9, x11.
-    fn describe(&mut self, hid: u8, base: u8, len: u8, prefetch: bool, fail: DynamicLabel) {
+    ///
+    /// With a `bound`, the offset about to be accessed is also checked against the length
+    /// (`fail`), on the slot's path with the same compare that tells an array in the slot
+    /// from a descriptor: one branch instead of two for the common case.
+    fn describe(
+        &mut self,
+        hid: u8,
+        base: u8,
+        len: u8,
+        prefetch: bool,
+        bound: Option<Bound>,
+        fail: DynamicLabel,
+    ) {
         let done = self.ops.new_dynamic_label();
         let table = self.ops.new_dynamic_label();
+        // Where the descriptor's and the table's paths check the bound.
+        let check = self.ops.new_dynamic_label();
         if self.check_ids {
             self.check_id(hid, fail);
             asm!(self.ops
@@ -84,9 +107,18 @@ impl A64 {
             // The slots of the identifiers two and three on (see `SLOT_PREFETCH_AHEAD`).
             asm!(self.ops ; prfum 0, [X(base), SLOT_PREFETCH_AHEAD]);
         }
+        asm!(self.ops ; ldr W(len), [X(base), SLOT_LEN as u32]);
+        match bound {
+            // One branch on the common path: an offset below a length word (which is then
+            // not zero) is in the array in the slot. A length word that is not zero and not
+            // above the offset is an access out of bounds.
+            Some(b) => {
+                self.in_bounds(len, b, done);
+                asm!(self.ops ; cbnz W(len), =>fail);
+            }
+            None => asm!(self.ops ; cbnz W(len), =>done),
+        }
         asm!(self.ops
-            ; ldr W(len), [X(base), SLOT_LEN as u32]
-            ; cbnz W(len), =>done
             ; ldr W(len), [X(base), LEN]
             ; ldr X(base), [X(base), BASE]
         );
@@ -95,7 +127,7 @@ impl A64 {
             // `PREFETCH_MAX_LEN`); 0 is PLDL1KEEP (for loads, into L1).
             asm!(self.ops
                 ; cmp WSP(len), PREFETCH_MAX_LEN
-                ; b.hi =>done
+                ; b.hi =>check
                 ; add w9, WSP(len), 1
                 ; and w9, w9, 0xFFFF_FFFE
                 ; neg x9, x9, lsl PREFETCH_SHIFT
@@ -104,7 +136,7 @@ impl A64 {
         }
         if self.check_ids {
             asm!(self.ops
-                ; b =>done
+                ; b =>check
                 ; =>table
                 ; ldr x9, [x28, ENTRIES]
                 ; add x9, x9, W(hid), uxtw ENTRY_SHIFT
@@ -112,7 +144,39 @@ impl A64 {
                 ; ldr X(base), [x9, BASE]
             );
         }
+        asm!(self.ops ; =>check);
+        if let Some(b) = bound {
+            self.out_of_bounds(len, b, fail);
+        }
         asm!(self.ops ; =>done);
+    }
+
+    /// Branch to `fail` unless the offset `b` is below the length in `len`.
+    fn out_of_bounds(&mut self, len: u8, b: Bound, fail: DynamicLabel) {
+        match b {
+            Bound::Below(k) => asm!(self.ops
+                ; cmp WSP(len), k
+                ; b.ls =>fail
+            ),
+            Bound::Reg(r) => asm!(self.ops
+                ; cmp W(r), W(len)
+                ; b.hs =>fail
+            ),
+        }
+    }
+
+    /// Branch to `ok` when the offset `b` is below the length in `len`.
+    fn in_bounds(&mut self, len: u8, b: Bound, ok: DynamicLabel) {
+        match b {
+            Bound::Below(k) => asm!(self.ops
+                ; cmp WSP(len), k
+                ; b.hi =>ok
+            ),
+            Bound::Reg(r) => asm!(self.ops
+                ; cmp W(r), W(len)
+                ; b.lo =>ok
+            ),
+        }
     }
 
     /// Make the pair's registers hold the base and length of array `id` (unless cached),
@@ -127,6 +191,19 @@ impl A64 {
         fail: DynamicLabel,
     ) -> (u8, Result<u32, u8>) {
         let (base, len) = PAIRS[arr.pair as usize];
+        // The offset's register is loaded first: `describe` checks it on its way (and
+        // leaves x14 alone).
+        let (elem, bound) = match offset {
+            Val::Imm(k) if k < 4096 => (Ok(k), Bound::Below(k)),
+            _ => {
+                let ho = self.reg_of(offset, 14);
+                (Err(ho), Bound::Reg(ho))
+            }
+        };
+        let bound = match (arr.checked, elem) {
+            (true, Ok(_)) => None,
+            _ => Some(bound),
+        };
         match id {
             _ if arr.cached => {}
             // Array 0's entry is the heap's own.
@@ -136,28 +213,13 @@ impl A64 {
             ),
             _ => {
                 let hid = self.reg_of(id, 10);
-                self.describe(hid, base, len, arr.prefetch, fail);
+                self.describe(hid, base, len, arr.prefetch, bound, fail);
+                return (base, elem);
             }
         }
-        let elem = match offset {
-            Val::Imm(k) if k < 4096 => {
-                if !arr.checked {
-                    asm!(self.ops
-                        ; cmp WSP(len), k
-                        ; b.ls =>fail
-                    );
-                }
-                Ok(k)
-            }
-            _ => {
-                let ho = self.reg_of(offset, 14);
-                asm!(self.ops
-                    ; cmp W(ho), W(len)
-                    ; b.hs =>fail
-                );
-                Err(ho)
-            }
-        };
+        if let Some(b) = bound {
+            self.out_of_bounds(len, b, fail);
+        }
         (base, elem)
     }
 
@@ -282,6 +344,14 @@ impl Backend for A64 {
         );
     }
 
+    fn jump_unless_interrupted(&mut self, target: DynamicLabel, interrupted: DynamicLabel) {
+        asm!(self.ops
+            ; ldr w9, [x27, off::INTERRUPT as u32]
+            ; cbz w9, =>target
+            ; b =>interrupted
+        );
+    }
+
     fn count_event(&mut self, field: i32) {
         asm!(self.ops
             ; ldr x9, [x27, field as u32]
@@ -394,7 +464,7 @@ impl Backend for A64 {
                 // Without identifier checks `describe` has no way to fail.
                 let never = self.ops.new_dynamic_label();
                 let hid = self.reg_of(id, 10);
-                self.describe(hid, base, len, true, never);
+                self.describe(hid, base, len, true, None, never);
             }
         }
     }

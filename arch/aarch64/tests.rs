@@ -144,8 +144,15 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
         assert_eq!(w[0], SLOT_OF_R1);
         let at = w.iter().position(|&x| x == 0xB940_1CC7);
         let at = at.expect("ldr w7, [x6, #28]: the slot's length word");
-        assert_eq!(w[at + 1] & 0xFF00_001F, 0x3500_0007, "cbnz w7: in the slot");
-        assert_eq!(w[at + 2..at + 4], DESCRIPTOR, "else the descriptor");
+        // One compare with the offset: in the slot and in bounds.
+        assert_eq!(w[at + 1], 0x7100_00FF | k << 10, "cmp w7, #k");
+        assert_eq!(w[at + 2] & 0xFF00_001F, 0x5400_0008, "b.hi: to the load");
+        // Else a length word that is not zero means out of bounds.
+        assert_eq!(w[at + 3] & 0xFF00_001F, 0x3500_0007, "cbnz w7: fail");
+        assert_eq!(w[at + 4..at + 6], DESCRIPTOR, "else the descriptor");
+        // Then the offset against the descriptor's length.
+        assert_eq!(w[at + 6], 0x7100_00FF | k << 10, "cmp w7, #k");
+        assert_eq!(w[at + 7] & 0xFF00_001F, 0x5400_0009, "b.ls: fail");
         assert!(!w.contains(&TABLE_ENTRY[0]), "no table entry");
         // The element is loaded through x6: ldr w19, [x6, #4k].
         assert_eq!(*w.last().unwrap(), 0xB940_00D3 | k << 10);
@@ -158,12 +165,24 @@ fn holding_an_array_looks_it_up_as_an_access_does_or_copies_the_other_pair() {
     assert!(e.may_hold_arrays());
     e.hold_array(Val::Reg(1), 1, None);
     let lookup = words(&finish(e));
-    // A region's access through pair 1 starts with the same lookup, prefetches included,
-    // then checks the offset and loads.
+    // A region's access through pair 1 makes the same lookup, prefetches included: the
+    // same code up to the slot's length word (ldr w7, [x6, #28]), where the access also
+    // compares the offset; then the same descriptor and prefetch of its buffer (from the
+    // descriptor on, where the hold ends; branches aside, whose distances differ).
     let access = index_r1(3, false, true);
+    let word = lookup.iter().position(|&x| x == 0xB940_1CC7);
+    let word = word.expect("the slot's length word") + 1;
+    assert!(access.starts_with(&lookup[..word]), "{lookup:08x?}");
+    let descriptor = lookup.iter().position(|&x| x == DESCRIPTOR[0]);
+    let descriptor: Vec<u32> = lookup[descriptor.expect("the descriptor")..]
+        .iter()
+        .filter(|&&x| x & 0xFF00_0010 != 0x5400_0000)
+        .copied()
+        .collect();
+    assert!(descriptor.len() > 4);
     assert!(
-        lookup.len() > 4 && access.starts_with(&lookup),
-        "{lookup:08x?}"
+        descriptor.iter().all(|x| access.contains(x)),
+        "{access:08x?}"
     );
     let mut e = emitter();
     e.hold_array(Val::Reg(1), 0, Some(1));

@@ -37,6 +37,15 @@ enum Elem {
     Index(u8),
 }
 
+/// The bound an element's offset is checked against (the array's length).
+#[derive(Clone, Copy)]
+enum Bound {
+    /// A constant offset.
+    Below(u32),
+    /// An offset in this (zero-extended) host register.
+    Reg(u8),
+}
+
 impl Elem {
     /// The element as a memory operand on the array's base register.
     fn at(self, base: u8) -> Mem {
@@ -74,6 +83,18 @@ impl X64 {
     /// host register holding the offset (a UM register, zero-extended, or rax).
     fn element(&mut self, id: Val, arr: ArrayUse, offset: Val, fail: DynamicLabel) -> (u8, Elem) {
         let (base, len) = PAIRS[arr.pair as usize];
+        // A constant offset too large for a displacement goes to rax, after `describe`
+        // (which clobbers rax) and checked after it too.
+        let (elem, bound) = match offset {
+            Val::Imm(k) if k < 1 << 28 => (Elem::Disp(4 * k as i32), Bound::Below(k)),
+            Val::Imm(_) => (Elem::Index(RAX), Bound::Reg(RAX)),
+            Val::Reg(r) => (Elem::Index(h(r)), Bound::Reg(h(r))),
+        };
+        let bound = match (arr.checked, offset) {
+            (true, Val::Imm(k)) if k < 1 << 28 => None,
+            _ => Some(bound),
+        };
+        let late = matches!(elem, Elem::Index(RAX));
         match id {
             _ if arr.cached => {}
             // Array 0's entry is the heap's own.
@@ -82,29 +103,50 @@ impl X64 {
                 enc::load(ops, len, Mem::at(R14, HEAP_PROGRAM + ENTRY_LEN));
                 enc::load64(ops, base, Mem::at(R14, HEAP_PROGRAM + ENTRY_BASE));
             }
-            _ => self.describe(id, base, len, arr.prefetch, fail),
+            _ if late => self.describe(id, base, len, arr.prefetch, None, fail),
+            _ => {
+                // `describe` checks the bound on its way.
+                self.describe(id, base, len, arr.prefetch, bound, fail);
+                return (base, elem);
+            }
         }
-        let elem = match offset {
-            Val::Imm(k) if k < 1 << 28 => {
-                if !arr.checked {
-                    enc::alu_ri(&mut self.ops, Alu::Cmp, len, k as i32);
-                    asm!(self.ops ; jbe =>fail);
-                }
-                Elem::Disp(4 * k as i32)
-            }
-            Val::Imm(k) => {
-                asm!(self.ops ; mov eax, k as i32);
-                enc::alu_rr(&mut self.ops, Alu::Cmp, RAX, len);
-                asm!(self.ops ; jae =>fail);
-                Elem::Index(RAX)
-            }
-            Val::Reg(r) => {
-                enc::alu_rr(&mut self.ops, Alu::Cmp, h(r), len);
-                asm!(self.ops ; jae =>fail);
-                Elem::Index(h(r))
-            }
-        };
+        if let Val::Imm(k) = offset
+            && late
+        {
+            asm!(self.ops ; mov eax, k as i32);
+        }
+        if let Some(b) = bound {
+            self.out_of_bounds(len, b, fail);
+        }
         (base, elem)
+    }
+
+    /// Branch to `fail` unless the offset `b` is below the length in `len`.
+    fn out_of_bounds(&mut self, len: u8, b: Bound, fail: DynamicLabel) {
+        match b {
+            Bound::Below(k) => {
+                enc::alu_ri(&mut self.ops, Alu::Cmp, len, k as i32);
+                asm!(self.ops ; jbe =>fail);
+            }
+            Bound::Reg(r) => {
+                enc::alu_rr(&mut self.ops, Alu::Cmp, r, len);
+                asm!(self.ops ; jae =>fail);
+            }
+        }
+    }
+
+    /// Branch to `ok` when the offset `b` is below the length in `len`.
+    fn in_bounds(&mut self, len: u8, b: Bound, ok: DynamicLabel) {
+        match b {
+            Bound::Below(k) => {
+                enc::alu_ri(&mut self.ops, Alu::Cmp, len, k as i32);
+                asm!(self.ops ; ja =>ok);
+            }
+            Bound::Reg(r) => {
+                enc::alu_rr(&mut self.ops, Alu::Cmp, r, len);
+                asm!(self.ops ; jb =>ok);
+            }
+        }
     }
 
     /// `base` and `len` := the base and length of array `id` (a register or a non-zero
@@ -114,9 +156,23 @@ impl X64 {
     /// is first checked against the table's length (`fail`), and one without a slot is
     /// described by its table entry. An array in a small buffer has the buffer cut two
     /// before its own prefetched (see `PREFETCH_MAX_LEN`). Clobbers rax.
-    fn describe(&mut self, id: Val, base: u8, len: u8, prefetch: bool, fail: DynamicLabel) {
+    ///
+    /// With a `bound`, the offset about to be accessed is also checked against the length
+    /// (`fail`), on the slot's path with the same compare that tells an array in the slot
+    /// from a descriptor: one branch instead of two for the common case.
+    fn describe(
+        &mut self,
+        id: Val,
+        base: u8,
+        len: u8,
+        prefetch: bool,
+        bound: Option<Bound>,
+        fail: DynamicLabel,
+    ) {
         let done = self.ops.new_dynamic_label();
         let table = self.ops.new_dynamic_label();
+        // Where the descriptor's and the table's paths check the bound.
+        let check = self.ops.new_dynamic_label();
         let ops = &mut self.ops;
         let from = match (id, self.check_ids) {
             (Val::Reg(r), false) => h(r),
@@ -148,8 +204,22 @@ impl X64 {
             enc::prefetch(ops, Mem::at(base, SLOT_PREFETCH_AHEAD));
         }
         enc::load(ops, len, Mem::at(base, SLOT_LEN));
-        enc::test_rr(ops, len, len);
-        asm!(ops ; jnz =>done);
+        match bound {
+            // One branch on the common path: an offset below a length word (which is then
+            // not zero) is in the array in the slot. A length word that is not zero and not
+            // above the offset is an access out of bounds.
+            Some(b) => {
+                self.in_bounds(len, b, done);
+                let ops = &mut self.ops;
+                enc::test_rr(ops, len, len);
+                asm!(ops ; jnz =>fail);
+            }
+            None => {
+                enc::test_rr(ops, len, len);
+                asm!(ops ; jnz =>done);
+            }
+        }
+        let ops = &mut self.ops;
         enc::load(ops, len, Mem::at(base, LEN.into()));
         enc::load64(ops, base, Mem::at(base, BASE.into()));
         // In a buffer of the arenas: prefetch the one cut two before it (see
@@ -158,7 +228,7 @@ impl X64 {
         if prefetch {
             enc::alu_ri(ops, Alu::Cmp, len, PREFETCH_MAX_LEN as i32);
             asm!(ops
-                ; ja =>done
+                ; ja =>check
             );
             enc::lea_scaled(ops, RAX, len, 8, 8);
             asm!(ops
@@ -169,7 +239,7 @@ impl X64 {
         }
         if self.check_ids {
             asm!(ops
-                ; jmp =>done
+                ; jmp =>check
                 ; =>table
                 ; shl rax, ENTRY_SHIFT as i8
                 ; add rax, [BYTE r14 + ENTRIES]
@@ -177,7 +247,11 @@ impl X64 {
             enc::load(ops, len, Mem::at(RAX, LEN.into()));
             enc::load64(ops, base, Mem::at(RAX, BASE.into()));
         }
-        asm!(ops ; =>done);
+        asm!(ops ; =>check);
+        if let Some(b) = bound {
+            self.out_of_bounds(len, b, fail);
+        }
+        asm!(self.ops ; =>done);
     }
 
     /// Call the routine of `f` (argument in esi); `fail` on failure.
@@ -263,6 +337,14 @@ impl Backend for X64 {
     fn branch_interrupted(&mut self, target: DynamicLabel) {
         enc::alu32_mi(&mut self.ops, Alu::Cmp, Mem::at(R15, INTERRUPT.into()), 0);
         asm!(self.ops ; jne =>target);
+    }
+
+    fn jump_unless_interrupted(&mut self, target: DynamicLabel, interrupted: DynamicLabel) {
+        enc::alu32_mi(&mut self.ops, Alu::Cmp, Mem::at(R15, INTERRUPT.into()), 0);
+        asm!(self.ops
+            ; je =>target
+            ; jmp =>interrupted
+        );
     }
 
     fn count_event(&mut self, field: i32) {
@@ -454,7 +536,7 @@ impl Backend for X64 {
                 );
                 // Without identifier checks `describe` has no way to fail.
                 let never = self.ops.new_dynamic_label();
-                self.describe(id, base, len, true, never);
+                self.describe(id, base, len, true, None, never);
             }
         }
     }

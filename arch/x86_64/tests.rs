@@ -117,10 +117,19 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
         let code = index_r1_at(k, false);
         // The slot from the identifier alone: rdi := ebp << 5 + [r14 + slab].
         assert!(code.starts_with(&[0x89, 0xEF, 0x48, 0xC1, 0xE7, 0x05, 0x49, 0x03, 0x7E, slab]));
-        // Its length word: mov esi, [rdi + 28]; test esi, esi; jnz (past the descriptor).
-        assert!(contains(&code, &[0x8B, 0x77, len, 0x85, 0xF6, 0x0F, 0x85]));
-        // Else the descriptor at the slot's start: mov esi, [rdi + 8]; mov rdi, [rdi].
-        assert!(contains(&code, &[0x8B, 0x77, 0x08, 0x48, 0x8B, 0x3F]));
+        // Its length word, and one compare with the offset: mov esi, [rdi + 28];
+        // cmp esi, k; ja (in the slot and in bounds: to the load).
+        let word = [0x8B, 0x77, len, 0x83, 0xFE, k as u8, 0x0F, 0x87];
+        let at = code.windows(word.len()).position(|w| w == word);
+        let at = at.expect("the length word, compared with the offset") + word.len() + 4;
+        // Else a length word that is not zero means out of bounds: test esi, esi; jnz.
+        assert_eq!(code[at..at + 4], [0x85, 0xF6, 0x0F, 0x85]);
+        // Else the descriptor at the slot's start: mov esi, [rdi + 8]; mov rdi, [rdi];
+        // then the offset against its length: cmp esi, k; jbe (fail).
+        let descriptor = [
+            0x8B, 0x77, 0x08, 0x48, 0x8B, 0x3F, 0x83, 0xFE, k as u8, 0x0F, 0x86,
+        ];
+        assert_eq!(code[at + 8..at + 8 + descriptor.len()], descriptor);
         // No table entry.
         assert!(!contains(&code, &TABLE_ENTRY));
         // The element is loaded through rdi: mov ebx, [rdi + 4k] (last), with no SIB byte
@@ -176,13 +185,24 @@ fn holding_an_array_looks_it_up_as_an_access_does_or_copies_the_other_pair() {
     assert!(e.may_hold_arrays());
     e.hold_array(Val::Reg(1), 0, None);
     let lookup = finish(e);
-    // A region's access through pair 0 starts with the same lookup, prefetches included,
-    // then checks the offset and loads.
+    // A region's access through pair 0 makes the same lookup, prefetches included: the
+    // same code up to the slot's length word (mov esi, [rdi + 28]), where the access also
+    // compares the offset; then the same descriptor and prefetch of its buffer (from
+    // mov esi, [rdi + 8] on, where the hold ends).
     let access = index_r1(3, false, true);
-    assert!(
-        lookup.len() > 16 && access.starts_with(&lookup),
-        "{lookup:02x?}"
-    );
+    let len = crate::memory::layout::SLOT_LEN as u8;
+    let word = lookup.windows(3).position(|w| w == [0x8B, 0x77, len]);
+    let word = word.expect("the slot's length word") + 3;
+    assert!(access.starts_with(&lookup[..word]), "{lookup:02x?}");
+    let descriptor = lookup.windows(3).position(|w| w == [0x8B, 0x77, 0x08]);
+    let descriptor = &lookup[descriptor.expect("the descriptor")..];
+    let ja = descriptor
+        .windows(2)
+        .position(|w| w == [0x0F, 0x87])
+        .unwrap()
+        + 2;
+    assert!(contains(&access, &descriptor[..ja]), "{access:02x?}");
+    assert!(contains(&access, &descriptor[ja + 4..]), "{access:02x?}");
     let mut e = emitter();
     e.hold_array(Val::Reg(1), 0, Some(1));
     e.hold_array(Val::Reg(1), 1, Some(0));

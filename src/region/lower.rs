@@ -404,12 +404,18 @@ impl<E: Backend> Lower<'_, E> {
             let writes = l.edge_writes(to);
             let hold = l.edge_hold(to);
             l.enter_edge(&writes, hold);
-            if let Some(x) = l.signal_check(from, to) {
-                let stub = l.exit_stub(x);
-                l.e.branch_interrupted(stub);
-            }
-            if next != Some(to) {
-                l.e.jump(l.labels[to.0 as usize]);
+            let target = l.labels[to.0 as usize];
+            match (l.signal_check(from, to), next == Some(to)) {
+                (Some(x), true) => {
+                    let stub = l.exit_stub(x);
+                    l.e.branch_interrupted(stub);
+                }
+                (Some(x), false) => {
+                    let stub = l.exit_stub(x);
+                    l.e.jump_unless_interrupted(target, stub);
+                }
+                (None, true) => {}
+                (None, false) => l.e.jump(target),
             }
         })
     }
@@ -837,9 +843,11 @@ impl<E: Backend> Lower<'_, E> {
                             pending: pending.clone(),
                             kind: StubKind::Exit(x, None),
                         });
-                        self.e.branch_interrupted(exit);
+                        self.e
+                            .jump_unless_interrupted(self.labels[to.0 as usize], exit);
+                    } else {
+                        self.e.jump(self.labels[to.0 as usize]);
                     }
-                    self.e.jump(self.labels[to.0 as usize]);
                 }
                 StubKind::Link(idx, t) => {
                     if self.opts.stats {
