@@ -109,7 +109,7 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool, const TO_JUMP: bool>(
         // Made mutable here, not at the fetch: so written, the compiler places the literal's
         // code just before the loop's head, where it falls through into the next fetch (one
         // taken branch per literal); with `let mut op` at the fetch it put that code far
-        // away (two taken branches), and sandmark ran 8 % slower.
+        // away (two taken branches), and sandmark ran 9 to 10 % slower.
         let mut op = op;
         let stop = |op, reason| Step::Stopped(Stop::at(pc, Some(Op::from_number(op)), reason));
         // The five most frequent operators after literals (in sandmark, nine in ten of the
@@ -119,7 +119,7 @@ fn run_loop<const COUNT: bool, const BOUNDED: bool, const TO_JUMP: bool>(
         // Each test reads the opcode through `reread`, which the compiler cannot see
         // through, so it cannot fold the chain back into that table; and as each test reads
         // what the previous one left, no copy of the opcode is made for the next (sandmark
-        // ran 1 % faster than with a copy per test).
+        // ran 0.5 to 1 % faster than with a copy per test).
         if reread(&mut op) == 1 {
             // Array 0 is the one array whose base and length are already at hand (it is
             // never abandoned, and only load program replaces it), so its words skip the
