@@ -194,15 +194,11 @@ impl A64 {
         // The offset's register is loaded first: `describe` checks it on its way (and
         // leaves x14 alone).
         let (elem, bound) = match offset {
-            Val::Imm(k) if k < 4096 => (Ok(k), Bound::Below(k)),
+            Val::Imm(k) if k < 4096 => (Ok(k), (!arr.checked).then_some(Bound::Below(k))),
             _ => {
                 let ho = self.reg_of(offset, 14);
-                (Err(ho), Bound::Reg(ho))
+                (Err(ho), Some(Bound::Reg(ho)))
             }
-        };
-        let bound = match (arr.checked, elem) {
-            (true, Ok(_)) => None,
-            _ => Some(bound),
         };
         match id {
             _ if arr.cached => {}

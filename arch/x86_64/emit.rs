@@ -83,18 +83,17 @@ impl X64 {
     /// host register holding the offset (a UM register, zero-extended, or rax).
     fn element(&mut self, id: Val, arr: ArrayUse, offset: Val, fail: DynamicLabel) -> (u8, Elem) {
         let (base, len) = PAIRS[arr.pair as usize];
-        // A constant offset too large for a displacement goes to rax, after `describe`
-        // (which clobbers rax) and checked after it too.
-        let (elem, bound) = match offset {
-            Val::Imm(k) if k < 1 << 28 => (Elem::Disp(4 * k as i32), Bound::Below(k)),
-            Val::Imm(_) => (Elem::Index(RAX), Bound::Reg(RAX)),
-            Val::Reg(r) => (Elem::Index(h(r)), Bound::Reg(h(r))),
+        // A constant offset too large for a displacement (`late`) goes to rax, after
+        // `describe` (which clobbers rax), and is checked after it too.
+        let (elem, bound, late) = match offset {
+            Val::Imm(k) if k < 1 << 28 => (
+                Elem::Disp(4 * k as i32),
+                (!arr.checked).then_some(Bound::Below(k)),
+                None,
+            ),
+            Val::Imm(k) => (Elem::Index(RAX), Some(Bound::Reg(RAX)), Some(k)),
+            Val::Reg(r) => (Elem::Index(h(r)), Some(Bound::Reg(h(r))), None),
         };
-        let bound = match (arr.checked, offset) {
-            (true, Val::Imm(k)) if k < 1 << 28 => None,
-            _ => Some(bound),
-        };
-        let late = matches!(elem, Elem::Index(RAX));
         match id {
             _ if arr.cached => {}
             // Array 0's entry is the heap's own.
@@ -103,16 +102,14 @@ impl X64 {
                 enc::load(ops, len, Mem::at(R14, HEAP_PROGRAM + ENTRY_LEN));
                 enc::load64(ops, base, Mem::at(R14, HEAP_PROGRAM + ENTRY_BASE));
             }
-            _ if late => self.describe(id, base, len, arr.prefetch, None, fail),
+            _ if late.is_some() => self.describe(id, base, len, arr.prefetch, None, fail),
             _ => {
                 // `describe` checks the bound on its way.
                 self.describe(id, base, len, arr.prefetch, bound, fail);
                 return (base, elem);
             }
         }
-        if let Val::Imm(k) = offset
-            && late
-        {
+        if let Some(k) = late {
             asm!(self.ops ; mov eax, k as i32);
         }
         if let Some(b) = bound {

@@ -834,6 +834,7 @@ impl<E: Backend> Lower<'_, E> {
             match kind {
                 StubKind::Exit(x, target) => self.leave(x, &pending, target),
                 StubKind::Edge(writes, hold, signal, to) => {
+                    let target = self.labels[to.0 as usize];
                     self.enter_edge(&writes, hold);
                     if let Some(x) = signal {
                         // The signal's exit writes the constants still pending here.
@@ -843,10 +844,9 @@ impl<E: Backend> Lower<'_, E> {
                             pending: pending.clone(),
                             kind: StubKind::Exit(x, None),
                         });
-                        self.e
-                            .jump_unless_interrupted(self.labels[to.0 as usize], exit);
+                        self.e.jump_unless_interrupted(target, exit);
                     } else {
-                        self.e.jump(self.labels[to.0 as usize]);
+                        self.e.jump(target);
                     }
                 }
                 StubKind::Link(idx, t) => {
