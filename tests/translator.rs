@@ -427,6 +427,66 @@ fn a_word_read_again_names_the_same_array_only_while_unchanged() {
     );
 }
 
+/// A word read again, with nothing in between that may have changed it, is the value read
+/// or stored before; the optimizing tier copies it from where it still is (a constant
+/// stored, a register stored, an earlier read) instead of reading memory again, and reads
+/// again once a store may have changed the word.
+#[test]
+fn a_word_read_again_is_the_value_read_or_stored_before() {
+    expect_output(
+        "
+            literal r0, 0
+            literal r1, 128
+            alloc r2, r1
+            literal r3, 'x'
+            amend r2, r0, r3      ; word 0 = 'x' (a constant)
+            index r4, r2, r0      ; 'x'
+            output r4
+            literal r5, 1
+            input r6
+            amend r2, r5, r6      ; word 1 = the input (a register)
+            index r4, r2, r5      ; the input
+            output r4
+            input r6              ; the register stored is overwritten
+            index r7, r2, r5      ; the first input still (in r4)
+            output r7
+            amend r2, r0, r6      ; word 0 = the second input: word 1 unchanged
+            index r3, r2, r5      ; the first input (in r4 and r7)
+            output r3
+            index r3, r2, r0      ; the second input
+            output r3
+            amend r2, r6, r3      ; a variable offset ('B'): word 1 may change
+            index r3, r2, r5      ; read again
+            output r3
+            halt
+        ",
+        b"AB",
+        b"xAAABA",
+    );
+    expect_output(
+        "
+            literal r0, 0
+            literal r1, 3
+            alloc r2, r1
+            literal r5, 1
+            input r6
+            amend r2, r5, r6
+            input r6
+            index r4, r2, r5
+            output r4
+            amend r2, r5, r4      ; the value read, stored back
+            index r4, r2, r5      ; the same, already in r4
+            output r4
+            amend r2, r6, r6      ; offset 1 ('\x01'): word 1 = 1
+            index r3, r2, r5
+            output r3
+            halt
+        ",
+        b"A\x01",
+        b"AA\x01",
+    );
+}
+
 /// A constant offset into array 0 below its length needs no check while a translation
 /// lives, because replacing array 0 flushes every translation: after load program from a
 /// shorter copy, the same code reading past the new end must fault.

@@ -196,6 +196,16 @@ impl<E: Backend> Lower<'_, E> {
         }
     }
 
+    /// A UM register whose host register holds a value known to equal `v`
+    /// ([`Func::canonical`]).
+    fn holder_of_same(&self, v: V) -> Option<u8> {
+        let c = self.f.canonical(v);
+        (0..8u8).find(|&r| {
+            let s = self.state.regs[r as usize];
+            s.in_home && self.f.canonical(s.val) == c
+        })
+    }
+
     fn holder(&self, v: V) -> Option<u8> {
         (0..8u8).find(|&r| {
             let s = self.state.regs[r as usize];
@@ -602,10 +612,26 @@ impl<E: Backend> Lower<'_, E> {
                 self.e.select(r, rc, vt, ve);
             }
             Op::Index { arr, off, exit } => {
-                let fail = self.exit_stub(exit);
-                let (vb, vc) = (self.val(arr), self.val(off));
-                let use_ = self.use_array(arr, vc);
-                self.e.index(r, vb, vc, use_, fail);
+                // A word read (or stored) before, with nothing in between that may have
+                // changed it (`opt::same_words`): that access was checked, and its value,
+                // when still at hand, is copied instead of read again.
+                let known = Some(self.f.canonical(v))
+                    .filter(|&c| c != v)
+                    .and_then(|c| match self.konst(c) {
+                        Some(k) => Some(Val::Imm(k)),
+                        None => self.holder_of_same(c).map(Val::Reg),
+                    });
+                match known {
+                    Some(Val::Imm(k)) => self.e.load_imm(r, k),
+                    Some(Val::Reg(h)) if h != r => self.e.mov(r, h),
+                    Some(Val::Reg(_)) => {}
+                    None => {
+                        let fail = self.exit_stub(exit);
+                        let (vb, vc) = (self.val(arr), self.val(off));
+                        let use_ = self.use_array(arr, vc);
+                        self.e.index(r, vb, vc, use_, fail);
+                    }
+                }
             }
             Op::Alloc { size, exit } => {
                 let fail = self.exit_stub(exit);

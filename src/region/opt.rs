@@ -7,9 +7,10 @@
 //!   that cannot fail removed, edges that can no longer be taken pruned.
 //! - [`hoist`]: checks on values defined before a loop move out of it, to where the loop
 //!   is entered (failing there leaves for the baseline at the loop's first pc).
-//! - [`facts`]: what a check, a branch or an abandonment proves holds where it dominates: a
-//!   value checked zero is the constant 0, a divisor checked non-zero (and an abandoned
-//!   identifier) is not zero, so repeated checks and selects on it fold.
+//! - [`facts`]: what a check, a branch, an allocation or an abandonment proves holds where
+//!   it dominates: a value checked zero is the constant 0, a divisor checked non-zero (and
+//!   an allocated or abandoned identifier) is not zero, so repeated checks and selects on it
+//!   fold, and a store into an array known not zero needs no test for translated code.
 //! - [`decide_selects`]: a select on the condition a branch then tests is a constant on
 //!   each side of the branch (`cmov` then `loadprog`, a two-way jump, needs no target).
 //! - [`dce`]: pure values nothing uses, and the register writes of them, are removed.
@@ -679,10 +680,11 @@ pub fn hoist(f: &mut Func) {
     }
 }
 
-/// What checks, branches and abandonments prove, applied where they dominate: a value
-/// checked zero becomes the constant 0; a divisor checked non-zero, an abandoned identifier
-/// and a branch condition on its non-zero side are not zero (so repeated checks and selects
-/// on them fold).
+/// What checks, branches, allocations and abandonments prove, applied where they dominate:
+/// a value checked zero becomes the constant 0; a divisor checked non-zero, an allocated or
+/// abandoned identifier and a branch condition on its non-zero side are not zero (so
+/// repeated checks and selects on them fold, and a store into such an array is not into
+/// array 0: it needs no test for translated code).
 pub fn facts(f: &mut Func) {
     let idom = dominators(f);
     let mut consts = const_table(f);
@@ -735,9 +737,16 @@ pub fn facts(f: &mut Func) {
                 f.values[d.0 as usize].op = op;
             }
             *inst = rewrite_inst(inst, &to_zero);
+            // A store into an array known not to be array 0 cannot hit translated code.
+            if let Inst::Amend { arr, smc, .. } = inst
+                && known.get(arr) == Some(&false)
+            {
+                *smc = None;
+            }
             let fact = match *inst {
                 Inst::Check(Check::Zero(v), _) => Some((v, true)),
                 Inst::Check(Check::NonZero(v), _) | Inst::Abandon { id: v, .. } => Some((v, false)),
+                Inst::Def(v) if matches!(f.op(v), Op::Alloc { .. }) => Some((v, false)),
                 _ => None,
             };
             if let Some((v, z)) = fact
@@ -1051,6 +1060,45 @@ pub(crate) mod tests {
         assert_eq!(selects(&f), 0, "{f}");
         let f = two_way("add r3, r4, r1");
         assert_eq!(selects(&f), 1, "{f}");
+    }
+
+    /// A store into an array that a branch proved not zero (on the branch's non-zero side),
+    /// or that was just allocated, cannot be into array 0, so it has no test for translated
+    /// code; the same store before the branch, and a store into an array nothing is known
+    /// of, keep theirs.
+    #[test]
+    fn a_store_into_an_array_known_not_zero_has_no_code_test() {
+        let f = optimized(
+            "
+                literal r0, 0
+                input r2
+                input r3
+                input r6
+                alloc r7, r3
+                amend r7, r0, r3      ; allocated: not 0
+                amend r2, r3, r3      ; r2 may be 0: tested
+                literal r4, zero
+                literal r5, nonzero
+                cmov r4, r5, r2
+                loadprog r0, r4
+            nonzero:
+                amend r2, r3, r6      ; r2 is not 0 here
+                amend r6, r3, r2      ; r6 may be 0: tested
+                halt
+            zero:
+                halt
+            ",
+        );
+        let mut tested = Vec::new();
+        for b in &f.blocks {
+            for i in &b.insts {
+                if let Inst::Amend { smc, .. } = i {
+                    tested.push(smc.is_some());
+                }
+            }
+        }
+        tested.sort();
+        assert_eq!(tested, [false, false, true, true], "{f}");
     }
 
     /// `nand r4, r4, r2` then `nand r4, r4, r4` (how UM code ands, in place): one and.
