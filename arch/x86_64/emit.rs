@@ -427,6 +427,26 @@ impl Backend for X64 {
                     enc::not(ops, ha);
                 }
             }
+            // A register and a constant: into `a` directly.
+            BinOp::Nand | BinOp::And
+                if matches!(
+                    (b, c),
+                    (Val::Reg(_), Val::Imm(_)) | (Val::Imm(_), Val::Reg(_))
+                ) =>
+            {
+                let ((Val::Reg(x), Val::Imm(k)) | (Val::Imm(k), Val::Reg(x))) = (b, c) else {
+                    unreachable!("matched above")
+                };
+                let ops = &mut self.ops;
+                if h(x) != ha {
+                    enc::mov_rr(ops, ha, h(x));
+                }
+                enc::alu_ri(ops, Alu::And, ha, k as i32);
+                if op == BinOp::Nand {
+                    enc::not(ops, ha);
+                }
+            }
+            // Two constants (left unfolded): through rax.
             BinOp::Nand | BinOp::And => {
                 let hb = self.reg_of(b, RAX);
                 if hb != RAX {

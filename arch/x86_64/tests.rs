@@ -54,6 +54,30 @@ fn arithmetic_encodings() {
     );
 }
 
+/// An and (or nand) of a register and a constant goes into its register directly, with the
+/// constant's short form when it fits, whichever operand the constant is.
+#[test]
+fn and_with_a_constant_goes_into_its_register() {
+    let mut e = emitter();
+    // r0 := r0 and 6: in place.
+    e.binop(BinOp::And, 0, Val::Reg(0), Val::Imm(6));
+    // r0 := r1 nand 0x100: a move, the and, a not.
+    e.binop(BinOp::Nand, 0, Val::Reg(1), Val::Imm(0x100));
+    // r0 := 0xff and r1 (the constant first).
+    e.binop(BinOp::And, 0, Val::Imm(0xFF), Val::Reg(1));
+    assert_eq!(
+        finish(e),
+        [
+            0x83, 0xE3, 0x06, // and ebx, 6
+            0x89, 0xEB, // mov ebx, ebp
+            0x81, 0xE3, 0x00, 0x01, 0x00, 0x00, // and ebx, 0x100
+            0xF7, 0xD3, // not ebx
+            0x89, 0xEB, // mov ebx, ebp
+            0x81, 0xE3, 0xFF, 0x00, 0x00, 0x00, // and ebx, 0xff
+        ]
+    );
+}
+
 #[test]
 fn division_checks_for_zero_then_divides() {
     let mut e = emitter();
