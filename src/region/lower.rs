@@ -5,12 +5,13 @@
 //! lengths stay in the backend's register pairs from one access to the next, across blocks
 //! entered from one place, until an allocation, abandonment, call or division clobbers
 //! them; a bounds check with a constant offset no larger than one already passed on the same
-//! array value is not repeated. Blocks where paths join start with every register that is
-//! not a constant in its host register, and with the first array they access in a register
-//! pair when a UM register names it (edges bring them there: the array is copied from the
-//! pair that holds it where the edge leaves, else looked up); the jumps back to a loop's
-//! first block test for a signal. Exits write back exactly the UM registers the exit
-//! records, and leave as the baseline does.
+//! array value is not repeated, and a word read again with nothing in between that may
+//! have changed it is copied from the register that still holds it. Blocks where paths
+//! join start with every register that is not a constant in its host register, and with
+//! the first array they access in a register pair when a UM register names it (edges bring
+//! them there: the array is copied from the pair that holds it where the edge leaves, else
+//! looked up); the jumps back to a loop's first block test for a signal. Exits write back
+//! exactly the UM registers the exit records, and leave as the baseline does.
 
 use super::ir::*;
 use crate::backend::{ArrayPairs, ArrayUse, Backend, BinOp, Val, div_keeps_arrays};

@@ -16,7 +16,8 @@
 //! - [`dce`]: pure values nothing uses, and the register writes of them, are removed.
 //! - [`same_words`]: a load of a word that an earlier load read (or a store wrote), with no
 //!   store that may change it and no abandonment in between, is known to read the same
-//!   value; lowering then finds an array it names already in a register pair.
+//!   value; lowering then finds an array it names already in a register pair, and copies
+//!   the value instead of reading the word when a register still holds it.
 
 use super::ir::*;
 use crate::backend::BinOp;
