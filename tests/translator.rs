@@ -456,7 +456,7 @@ fn a_word_read_again_is_the_value_read_or_stored_before() {
             index r3, r2, r0      ; the second input
             output r3
             amend r2, r6, r3      ; a variable offset ('B'): word 1 may change
-            index r3, r2, r5      ; read again
+            index r3, r2, r5      ; read again (the second case below changes it)
             output r3
             halt
         ",
@@ -477,7 +477,7 @@ fn a_word_read_again_is_the_value_read_or_stored_before() {
             amend r2, r5, r4      ; the value read, stored back
             index r4, r2, r5      ; the same, already in r4
             output r4
-            amend r2, r6, r6      ; offset 1 ('\x01'): word 1 = 1
+            amend r2, r6, r6      ; r6 = 1 (the second input): word 1 = 1
             index r3, r2, r5
             output r3
             halt
