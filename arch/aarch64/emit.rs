@@ -114,7 +114,10 @@ impl A64 {
             // above the offset is an access out of bounds.
             Some(b) => {
                 self.in_bounds(len, b, done);
-                asm!(self.ops ; cbnz W(len), =>fail);
+                // (Offset 0: a length word that is not 0 went to `done` already.)
+                if !matches!(b, Bound::Below(0)) {
+                    asm!(self.ops ; cbnz W(len), =>fail);
+                }
             }
             None => asm!(self.ops ; cbnz W(len), =>done),
         }
@@ -154,6 +157,8 @@ impl A64 {
     /// Branch to `fail` unless the offset `b` is below the length in `len`.
     fn out_of_bounds(&mut self, len: u8, b: Bound, fail: DynamicLabel) {
         match b {
+            // Offset 0 is out of bounds only of an empty array.
+            Bound::Below(0) => asm!(self.ops ; cbz W(len), =>fail),
             Bound::Below(k) => asm!(self.ops
                 ; cmp WSP(len), k
                 ; b.ls =>fail
@@ -168,6 +173,7 @@ impl A64 {
     /// Branch to `ok` when the offset `b` is below the length in `len`.
     fn in_bounds(&mut self, len: u8, b: Bound, ok: DynamicLabel) {
         match b {
+            Bound::Below(0) => asm!(self.ops ; cbnz W(len), =>ok),
             Bound::Below(k) => asm!(self.ops
                 ; cmp WSP(len), k
                 ; b.hi =>ok

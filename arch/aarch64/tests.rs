@@ -159,6 +159,24 @@ fn index_through_a_slot_its_length_word_and_its_descriptor() {
     }
 }
 
+/// Offset 0 is in bounds of any array that is not empty: the length word, then the
+/// descriptor's length, is tested for zero (`cbnz`, `cbz`) instead of compared.
+#[test]
+fn index_at_offset_zero_tests_the_length_for_zero() {
+    let w = index_r1_at(0, false);
+    assert_eq!(w[0], SLOT_OF_R1);
+    let at = w.iter().position(|&x| x == 0xB940_1CC7);
+    let at = at.expect("ldr w7, [x6, #28]: the slot's length word");
+    assert_eq!(w[at + 1] & 0xFF00_001F, 0x3500_0007, "cbnz w7: to the load");
+    assert_eq!(w[at + 2..at + 4], DESCRIPTOR, "else the descriptor");
+    assert_eq!(w[at + 4] & 0xFF00_001F, 0x3400_0007, "cbz w7: fail");
+    assert!(
+        !w.iter().any(|&x| x & 0xFF00_001F == 0x7100_001F),
+        "no compare with an immediate: {w:x?}"
+    );
+    assert_eq!(*w.last().unwrap(), 0xB940_00D3, "ldr w19, [x6]");
+}
+
 #[test]
 fn holding_an_array_looks_it_up_as_an_access_does_or_copies_the_other_pair() {
     let mut e = emitter();
