@@ -5,8 +5,8 @@ use super::regs::{PAIRS, h};
 use super::{A64, load_w, load_x, logical_imm};
 use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, block_assembler};
 use crate::memory::layout::{
-    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
-    HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
+    ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB_IDS,
+    PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
 };
 use crate::runtime::{ExitKind, RtFn, off};
 use crate::stats::Counter;
@@ -14,7 +14,6 @@ use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
 const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
-const SLAB: u32 = HEAP_SLAB as u32;
 const PROGRAM: u32 = HEAP_PROGRAM as u32;
 const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const BASE: u32 = ENTRY_BASE as u32;
@@ -100,8 +99,7 @@ impl A64 {
         }
         asm!(self.ops
             ; ubfiz X(base), X(hid), SLOT_SHIFT, 32
-            ; ldr x9, [x28, SLAB]
-            ; add X(base), X(base), x9
+            ; add X(base), X(base), x18
         );
         if prefetch {
             // The slots of the identifiers two and three on (see `SLOT_PREFETCH_AHEAD`).

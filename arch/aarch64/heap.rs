@@ -1,7 +1,8 @@
 //! The heap's fast paths in AArch64 machine code: a transcription of `Heap::alloc_fast` and
 //! `Heap::abandon_fast` (`src/memory/alloc.rs`), step by step (A1..A6, B1..B5), on the
 //! fields named in `memory::layout`: in the routines, and inline (an allocation of a
-//! constant size, an abandonment of an array in its slot). x28 is the heap.
+//! constant size, an abandonment of an array in its slot). x28 is the heap, x18 the base of
+//! its slots (see `regs`).
 
 use super::{Ops, load_x};
 use crate::memory::layout::*;
@@ -19,7 +20,6 @@ const SMALL_LEN: u32 = (HEAP_SMALL + STACK_LEN) as u32;
 const SMALL_CAP: u32 = (HEAP_SMALL + STACK_CAP) as u32;
 const ENTRIES: u32 = HEAP_ENTRIES as u32;
 const IDS: u32 = HEAP_IDS as u32;
-const SLAB: u32 = HEAP_SLAB as u32;
 const SLAB_IDS: u32 = HEAP_SLAB_IDS as u32;
 const FRESH_END: u32 = HEAP_FRESH_END as u32;
 const USED_BYTES: u32 = HEAP_USED_BYTES as u32;
@@ -59,8 +59,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; cmp w14, w15
         ; b.hs =>buffers
         ; str w10, [x28, FREE_LEN]
-        ; ldr x15, [x28, SLAB]
-        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot
+        ; add x15, x18, x14, lsl SLOT_SHIFT   // x15 = its slot
         ; b =>fill_slot
         // A3. No recycled identifier: the next never-used one, below `fresh_end`, with
         //     its slot charged within the limit.
@@ -77,8 +76,7 @@ pub(super) fn alloc_fast_path(ops: &mut Ops, counts: bool) {
         ; str x16, [x28, USED_BYTES]
         ; add w9, w14, 1
         ; str w9, [x28, IDS]
-        ; ldr x15, [x28, SLAB]
-        ; add x15, x15, x14, lsl SLOT_SHIFT   // x15 = its slot (on into A4)
+        ; add x15, x18, x14, lsl SLOT_SHIFT   // x15 = its slot (on into A4)
         // A4 in a slot: zero it whole, its last unit holding the length word.
         ; =>fill_slot
         ; ubfiz x9, x1, 32, 32
@@ -173,8 +171,7 @@ pub(super) fn abandon_fast_path(ops: &mut Ops, counts: bool) {
         ; cmp w1, w9
         ; b.hs =>table
         ; ubfiz x10, x1, SLOT_SHIFT, 32
-        ; ldr x9, [x28, SLAB]
-        ; add x10, x10, x9                    // x10 = the slot
+        ; add x10, x10, x18                   // x10 = the slot
         ; ldr w11, [x10, SLOT_LEN_AT]
         ; cbz w11, =>described
         // B2. In its slot: push the identifier (`free_ids` is not full).
@@ -247,8 +244,7 @@ pub(super) fn alloc_inline(
         }
         asm!(ops
             ; str w9, [x28, FREE_LEN]
-            ; ldr x11, [x28, SLAB]
-            ; add x11, x11, x10, lsl SLOT_SHIFT // x11 = its slot
+            ; add x11, x18, x10, lsl SLOT_SHIFT // x11 = its slot
         );
     } else {
         // A2. A cached buffer of exactly this size and a recycled identifier.
@@ -309,8 +305,7 @@ fn entry_of(ops: &mut Ops, id: u8, at: u8, bounded: bool) {
         );
     }
     asm!(ops
-        ; ldr X(at), [x28, SLAB]
-        ; add X(at), X(at), X(id), lsl SLOT_SHIFT
+        ; add X(at), x18, X(id), lsl SLOT_SHIFT
     );
     if bounded {
         asm!(ops
@@ -350,8 +345,7 @@ pub(super) fn abandon_inline(
     }
     asm!(ops
         ; ubfiz x10, X(id), SLOT_SHIFT, 32
-        ; ldr x9, [x28, SLAB]
-        ; add x10, x10, x9                    // x10 = the slot
+        ; add x10, x10, x18                   // x10 = the slot
         ; ldr w11, [x10, SLOT_LEN_AT]
         ; sub w9, w11, 1
         ; cmp w9, SLOT_CAPACITY - 1

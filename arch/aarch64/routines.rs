@@ -10,8 +10,11 @@ use super::regs::HOST;
 use super::{Ops, load_x};
 use crate::backend::Routines;
 use crate::console::out_layout;
+use crate::memory::layout::HEAP_SLAB;
 use crate::runtime::{ExitKind, RtFn, off};
 use dynasmrt::{DynasmApi, DynasmLabelApi};
+
+const SLAB: u32 = HEAP_SLAB as u32;
 
 /// The output routine's fast path, `Console::output` for a byte in w1 that is not a
 /// newline and leaves the buffer short of full: appends it and returns 0, or falls through
@@ -83,6 +86,7 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
         ; stp x27, x28, [sp, 80]
         ; mov x27, x0
         ; ldr x28, [x27, off::HEAP as u32]
+        ; ldr x18, [x28, SLAB]
     );
     for (r, &hr) in HOST.iter().enumerate() {
         asm!(ops ; ldr W(hr), [x27, (off::REGS + 4 * r as i32) as u32]);
@@ -128,6 +132,8 @@ pub(super) fn routines(base: usize, counts_arrays: bool) -> (Vec<u8>, Routines) 
         load_x(&mut ops, 16, f.address() as u64);
         asm!(ops
             ; blr x16
+            // Rust may have used x18 (a temporary in the Linux ABI).
+            ; ldr x18, [x28, SLAB]
             ; ldp x29, x30, [sp], 16
             ; ret
         );

@@ -251,6 +251,49 @@ fn a_region_prefetches_the_cache_line_after_the_slot() {
     assert!(!index_r1(3, false, false).contains(&PRFM));
 }
 
+/// An `ldr` (32 or 64 bits, unsigned offset) from the heap (x28).
+fn loads_from_heap(x: u32) -> bool {
+    x & 0xBFC0_03E0 == 0xB940_0380
+}
+
+/// The slots' base lives in x18 (see `regs`): an access through a slot adds it to the
+/// slot's offset and loads nothing from the heap.
+#[test]
+fn a_slot_access_adds_the_slab_base_held_in_x18() {
+    for prefetch in [false, true] {
+        let w = index_r1(3, false, prefetch);
+        assert_eq!(w[..2], [SLOT_OF_R1, 0x8B12_00C6], "add x6, x6, x18: {w:x?}");
+        assert!(!w.iter().any(|&x| loads_from_heap(x)), "{w:x?}");
+    }
+}
+
+/// x18 holds the slots' base whenever generated code runs: `enter` loads it, and every call
+/// into Rust loads it again after the call returns.
+#[test]
+fn entering_and_every_call_into_rust_load_the_slab_base_into_x18() {
+    let (code, routines) = A64::routines(BASE, true);
+    let w = words(&code);
+    let slab = crate::memory::layout::HEAP_SLAB as u32;
+    let load_x18 = 0xF940_0000 | (slab / 8) << 10 | 28 << 5 | 18;
+    let enter = (routines.enter - BASE) / 4;
+    let br_x1 = enter
+        + w[enter..]
+            .iter()
+            .position(|&x| x == 0xD61F_0020)
+            .expect("br x1");
+    assert!(w[enter..br_x1].contains(&load_x18), "enter: {w:x?}");
+    let blr_x16 = 0xD63F_0200;
+    let calls: Vec<usize> = (0..w.len()).filter(|&i| w[i] == blr_x16).collect();
+    assert_eq!(calls.len(), crate::runtime::RtFn::COUNT);
+    for i in calls {
+        assert_eq!(w[i + 1], load_x18, "after the call at word {i}");
+    }
+    assert_eq!(
+        w.iter().filter(|&&x| x == load_x18).count(),
+        1 + crate::runtime::RtFn::COUNT
+    );
+}
+
 #[test]
 fn index_with_a_bounded_table_checks_the_identifier_then_takes_slot_or_entry() {
     let w = index_r1_at(3, true);
