@@ -10,9 +10,11 @@ fn main() {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    // As `arch::TRANSLATOR_AVAILABLE` says.
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
     let engines = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => "interpreter, translator to x86-64",
-        Ok("aarch64") => "interpreter, translator to AArch64",
+        Ok("aarch64") if linux => "interpreter, translator to AArch64",
         _ => "interpreter",
     };
     println!("cargo:rustc-env=UMDBT_COMMIT={commit}");
