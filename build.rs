@@ -1,5 +1,6 @@
 //! Build facts for `umdbt --version`: the commit (when built from a git checkout), the
-//! target, and the engines this target has. On GNU/Linux, also the static unwinder (see
+//! target, and the engines this target has (whether it translates is also the
+//! `umdbt_translator` cfg, which `arch::TRANSLATOR_AVAILABLE` reads). On GNU/Linux, also the static unwinder (see
 //! [`link_unwinder_statically`]).
 
 use std::path::Path;
@@ -10,13 +11,24 @@ fn main() {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
-    // As `arch::TRANSLATOR_AVAILABLE` says.
+    // Which builds translate, decided here once: `--version` names the engines, and the
+    // `umdbt_translator` cfg is `arch::TRANSLATOR_AVAILABLE`. The AArch64 backend keeps the
+    // heap's slot base in x18 (see `arch/aarch64/regs.rs`), which only Linux leaves to
+    // programs (Darwin and Windows reserve it, Android keeps its shadow call stack there).
     let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
-    let engines = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
-        Ok("x86_64") => "interpreter, translator to x86-64",
-        Ok("aarch64") if linux => "interpreter, translator to AArch64",
-        _ => "interpreter",
+    let translator = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => Some("x86-64"),
+        Ok("aarch64") if linux => Some("AArch64"),
+        _ => None,
     };
+    let engines = match translator {
+        Some(isa) => format!("interpreter, translator to {isa}"),
+        None => "interpreter".to_string(),
+    };
+    println!("cargo:rustc-check-cfg=cfg(umdbt_translator)");
+    if translator.is_some() {
+        println!("cargo:rustc-cfg=umdbt_translator");
+    }
     println!("cargo:rustc-env=UMDBT_COMMIT={commit}");
     println!("cargo:rustc-env=UMDBT_TARGET={target}");
     println!("cargo:rustc-env=UMDBT_ENGINES={engines}");

@@ -19,11 +19,6 @@ pub type Host = x86_64::X64;
 #[cfg(target_arch = "aarch64")]
 pub type Host = aarch64::A64;
 
-/// True when this build can translate to native code. The AArch64 backend keeps the heap's
-/// slot base in x18 (see `arch/aarch64/regs.rs`), which only Linux leaves to programs (Darwin
-/// and Windows reserve it, Android's shadow call stack lives in it): elsewhere the
-/// interpreter runs.
-pub const TRANSLATOR_AVAILABLE: bool = cfg!(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_os = "linux")
-));
+/// True when this build can translate to native code: on x86-64, and on AArch64 under
+/// Linux (the build script decides, and says why).
+pub const TRANSLATOR_AVAILABLE: bool = cfg!(umdbt_translator);

@@ -5,7 +5,7 @@
 //!   fixed once slots are in use): `enter` loads it, and every call into Rust loads it again
 //!   after the call (x18 is a temporary in the Linux ABI), so that an access through a slot
 //!   does not load it. Other systems reserve x18: there the translator is not used
-//!   (`arch::TRANSLATOR_AVAILABLE`).
+//!   (`arch::TRANSLATOR_AVAILABLE`, decided in `build.rs`).
 //! - x12/w13 and x6/w7 are the two array register pairs (see `ArrayUse`), holding the base
 //!   and length of arrays recently indexed or amended.
 //! - x9..x11 and x14..x17 are scratch; x0/x1 carry call arguments.
