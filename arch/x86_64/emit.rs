@@ -712,11 +712,11 @@ impl Backend for X64 {
         );
         if hot {
             let routine = self.routines.hot;
-            asm!(self.ops
-                ; mov rax, [BYTE r15 + COUNTERS]
-                ; sub WORD [rax + rcx * 2], 1
-                ; jb extern routine
-            );
+            asm!(self.ops ; mov rax, [BYTE r15 + COUNTERS]);
+            // The 1-byte immediate: a 16-bit one after the operand-size prefix changes the
+            // instruction's length, which stalls Intel's decoders.
+            enc::dec16_m(&mut self.ops, Mem::indexed(RAX, RCX, 2, 0));
+            asm!(self.ops ; jb extern routine);
         }
         asm!(self.ops
             ; mov rax, [BYTE r15 + DTABLE]

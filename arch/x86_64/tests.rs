@@ -644,7 +644,8 @@ mod short_encodings {
 /// Every instruction of generated code, decoded with iced-x86: no empty REX prefix, no
 /// 4-byte immediate where the 1-byte form of the same instruction holds it, no 4-byte
 /// displacement where a 1-byte one reaches (the "short encodings" in the x86-64
-/// backend), in the routines, in baseline blocks and in regions, with every option that
+/// backend), no 2-byte immediate behind the operand-size prefix (a length-changing prefix,
+/// which stalls Intel's decoders), in the routines, in baseline blocks and in regions, with every option that
 /// changes what is emitted.
 #[cfg(target_arch = "x86_64")]
 mod no_wasted_bytes {
@@ -655,7 +656,7 @@ mod no_wasted_bytes {
     use crate::generator::{GenOptions, generate};
     use crate::region::{self, Passes, form};
     use crate::translator::{Options, translate};
-    use iced_x86::{Decoder, DecoderOptions, Register};
+    use iced_x86::{Decoder, DecoderOptions, OpKind, Register};
 
     /// What is wasted in `code` (assembled at `BASE`), one line per instruction.
     fn waste(code: &[u8]) -> Vec<String> {
@@ -681,12 +682,21 @@ mod no_wasted_bytes {
                 why.push("an empty REX prefix");
             }
             let op = bytes[k + (bytes[k] & 0xF0 == 0x40) as usize];
+            let operand_size = bytes[..k].contains(&0x66);
+            // A 2-byte immediate after the operand-size prefix changes the instruction's
+            // length, which stalls Intel's decoders for several cycles.
+            let imm16 = (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Immediate16);
+            if operand_size && imm16 {
+                why.push("a 2-byte immediate behind the operand-size prefix");
+            }
             // The 0x81 group, its forms on eax (0x05, 0x0D, .., 0x3D) and imul's 0x69 have
             // 1-byte-immediate twins (0x83, 0x6B).
-            if matches!(
-                op,
-                0x81 | 0x69 | 0x05 | 0x0D | 0x15 | 0x1D | 0x25 | 0x2D | 0x35 | 0x3D
-            ) {
+            if !operand_size
+                && matches!(
+                    op,
+                    0x81 | 0x69 | 0x05 | 0x0D | 0x15 | 0x1D | 0x25 | 0x2D | 0x35 | 0x3D
+                )
+            {
                 let imm = i32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
                 if i8::try_from(imm).is_ok() {
                     why.push("a 4-byte immediate that fits in 1");
@@ -718,8 +728,11 @@ mod no_wasted_bytes {
         assert_eq!(waste(&[0x81, 0xC3, 1, 0, 0, 0]).len(), 1);
         assert_eq!(waste(&[0x8B, 0x87, 0, 0, 0, 0]).len(), 1);
         assert_eq!(waste(&[0x40, 0x8D, 0x04, 0xF5, 8, 0, 0, 0]).len(), 1);
+        // sub word [rax + rcx * 2], 1 with a 2-byte immediate (and its 1-byte form below).
+        assert_eq!(waste(&[0x66, 0x81, 0x2C, 0x48, 1, 0]).len(), 1);
         // Their short forms, and forms with nothing shorter.
         assert!(waste(&[0x83, 0xC3, 1, 0x8B, 0x07, 0x8D, 0x04, 0xF5, 8, 0, 0, 0]).is_empty());
+        assert!(waste(&[0x66, 0x83, 0x2C, 0x48, 1]).is_empty());
         assert!(waste(&[0x81, 0xC3, 0, 1, 0, 0, 0x8B, 0x87, 0, 1, 0, 0]).is_empty());
     }
 
