@@ -31,6 +31,7 @@
 
 use crate::backend::{Backend, Routines};
 use crate::code_memory::{self, CodeMemory};
+use crate::runtime::Profile;
 use crate::stats::{Counter, Stats};
 use foldhash::{HashMap, HashMapExt};
 use std::marker::PhantomData;
@@ -87,6 +88,24 @@ pub struct Compiled {
     pub watches: Vec<u32>,
 }
 
+/// A compiled region (the optimizing tier's output, `src/region/`), ready to be installed.
+pub struct CompiledRegion {
+    /// The pc it is entered at.
+    pub seed: u32,
+    /// The UM code it covers: (start, end) pc ranges, one per block.
+    pub ranges: Vec<(u32, u32)>,
+    pub code: Vec<u8>,
+    /// Patchable exits, each with whether it is a side exit.
+    pub exits: Vec<(ExitSite, bool)>,
+    /// Words it stores into unchecked (see the cache's watches).
+    pub watches: Vec<u32>,
+    /// UM operations and blocks in it.
+    pub ops: u32,
+    pub blocks: usize,
+    /// The optimized IR, printed (only when asked for).
+    pub ir: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 struct ExitRec {
     target: Pc,
@@ -128,9 +147,6 @@ impl Block {
         p
     }
 }
-
-/// The targets a block's computed jump took last, most recent first (0: none).
-pub type Profile = [u32; 4];
 
 /// Code memory has no room for a block: flush and compile it again.
 #[derive(Debug)]
@@ -430,11 +446,7 @@ impl<B: Backend> Cache<B> {
 
     /// Put a compiled region into code memory and the tables: entered at its seed from now
     /// on, in place of the baseline block there (whose incoming links it takes over).
-    pub fn install_region(
-        &mut self,
-        r: &crate::region::Compiled,
-        chain: bool,
-    ) -> Result<BlockId, Full> {
+    pub fn install_region(&mut self, r: &CompiledRegion, chain: bool) -> Result<BlockId, Full> {
         let ranges = r.ranges.iter().map(|&(s, e)| (Pc(s), Pc(e))).collect();
         let seed = Pc(r.seed);
         let old = self.lookup(seed);

@@ -138,7 +138,9 @@ pub fn run_observed(
             interpreter::run(m, opts.count, opts.max_steps),
             Stats::default(),
         ),
-        Engine::Translator(o) => jit::run(m, *o, opts, observers),
+        Engine::Translator(o) => {
+            jit::run(m, *o, opts.count, opts.count_ops, opts.max_steps, observers)
+        }
     };
     // What the interpreter ran (all of it, or what the translator left to it).
     for op in Op::ALL {

@@ -8,7 +8,6 @@ use crate::cache::{Cache, Pc};
 use crate::code_memory;
 use crate::compiler::{Compiler, RegionOptions};
 use crate::decoder::Instr;
-use crate::engine::RunOptions;
 use crate::fault::{Reason, Stop};
 use crate::interpreter::{self, Step};
 use crate::machine::Machine;
@@ -57,19 +56,17 @@ pub const MAX_OPT_THRESHOLD: u32 = u16::MAX as u32 - 1;
 pub const MAX_MAX_BLOCK: u32 = Host::MAX_BLOCK_OPS;
 
 /// Run `m` from its pc to halt, a fault, a signal or `max_steps` instructions, with
-/// translation. With `count`, counters are kept (generated code then carries counting
-/// instructions) and returned; the instructions the interpreter ran are in `m.op_counts`.
+/// translation. With `stats`, counters are kept (generated code then carries counting
+/// instructions) and returned, each operator's too with `count_ops`; the instructions the
+/// interpreter ran are in `m.op_counts`.
 pub fn run(
     m: &mut Machine,
     opts: JitOptions,
-    run: RunOptions,
+    stats: bool,
+    count_ops: bool,
+    max_steps: Option<u64>,
     observers: &mut Observers,
 ) -> (Result<(), Stop>, Stats) {
-    let RunOptions {
-        count: stats,
-        count_ops,
-        max_steps,
-    } = run;
     // perf names code in anonymous memory only: profiling wants the single mapping.
     let kind = match observers.profiler {
         Some(_) => code_memory::Kind::Switching,

@@ -73,6 +73,10 @@ const _: () = {
 /// Bit set in a runtime function's 64-bit result when it failed.
 pub const RT_FAILED: u64 = 1 << 32;
 
+/// The targets a block's computed jump took last, most recent first (0: none). Generated
+/// code writes them; the cache keeps one per block ([`JitCtx::profile`]).
+pub type Profile = [u32; 4];
+
 /// The context generated code runs with. The fields generated code reads on hot paths come
 /// first, within a signed byte of the context pointer.
 #[repr(C)]
@@ -102,7 +106,7 @@ pub struct JitCtx {
     /// Hotness counters, one per pc of array 0 (see `cache`).
     pub counters: *mut u16,
     /// Computed-jump profiles, one per block (see `cache`).
-    pub profile: *mut crate::cache::Profile,
+    pub profile: *mut Profile,
     /// Counters bumped by generated code (only when statistics are on) and by the engine
     /// loop.
     pub stats: Stats,

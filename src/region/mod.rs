@@ -21,28 +21,10 @@ pub mod lower;
 pub mod opt;
 
 use crate::backend::{Backend, Routines, TooLong};
-use crate::cache::ExitSite;
+use crate::cache::CompiledRegion;
 use crate::translator::Options;
 pub use form::Seen;
 pub use opt::Passes;
-
-/// A region compiled to machine code.
-pub struct Compiled {
-    /// The pc it is entered at.
-    pub seed: u32,
-    /// The UM code it covers: (start, end) pc ranges, one per block.
-    pub ranges: Vec<(u32, u32)>,
-    pub code: Vec<u8>,
-    /// Patchable exits, each with whether it is a side exit.
-    pub exits: Vec<(ExitSite, bool)>,
-    /// Words it stores into unchecked (see the cache's watches).
-    pub watches: Vec<u32>,
-    /// UM operations and blocks in it.
-    pub ops: u32,
-    pub blocks: usize,
-    /// The optimized IR, printed (only when asked for).
-    pub ir: Option<String>,
-}
 
 /// Form the region at `seed` of `program` (array 0): its blocks, before anything is
 /// compiled (so that the cache can make room for the words it covers).
@@ -65,7 +47,7 @@ pub fn compile<B: Backend>(
     opts: Options,
     want_ir: bool,
     array0_len: u32,
-) -> Result<Compiled, TooLong> {
+) -> Result<CompiledRegion, TooLong> {
     let seed = plan.start(0);
     let built = build::build(plan, is_code);
     let mut func = built.func;
@@ -85,7 +67,7 @@ pub fn compile<B: Backend>(
         plan.ops(),
         code.len()
     );
-    Ok(Compiled {
+    Ok(CompiledRegion {
         seed,
         ranges,
         code,
