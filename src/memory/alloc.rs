@@ -421,7 +421,8 @@ impl Heap {
         } else {
             self.drop_buffer(e.base, e.len);
         }
-        self.free_ids.push(id);
+        let helper = self.populator.get().and_then(Option::as_ref);
+        self.free_ids.push_with(id, helper);
         self.counts.count_abandon();
         Ok(())
     }
@@ -565,7 +566,8 @@ impl Heap {
                 self.arenas.holds(base),
                 "a small array's buffer is the arenas'"
             );
-            self.small[words as usize].push(base);
+            let helper = self.populator.get().and_then(Option::as_ref);
+            self.small[words as usize].push_with(base, helper);
             return;
         }
         // SAFETY: `base` was allocated by `new_buffer` with this layout and is no longer used.

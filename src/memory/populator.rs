@@ -12,7 +12,8 @@
 //! its first touches fault the pages in as they would without the helper; nothing waits
 //! for the helper, except dropping it, which finishes the requests queued. What is backed
 //! ahead is at most one group of slots and one chunk beyond what the program has been
-//! charged for.
+//! charged for. The heap's stacks (free identifiers, free buffers) ask too, for the part
+//! a large stack's allocation grew by, which the program then fills.
 //!
 //! The thread blocks the signals that interrupt a run (`signals::SIGNALS`), so that they
 //! reach the thread that runs the program, whose wait for input they must cut short.
@@ -52,8 +53,12 @@ impl Populator {
         }
     }
 
-    /// Ask for the `bytes` bytes at `start` to be backed with pages. They must stay inside
-    /// one reservation that outlives this populator (its owner drops the populator first).
+    /// Ask for the `bytes` bytes at `start`, memory of this process's own, to be backed with
+    /// pages. Backing changes no contents, wherever it lands: if the memory is given back or
+    /// moved before the helper gets to it (a stack reallocated), the request backs what
+    /// took its place or fails, and changes nothing the program sees either way. The
+    /// slab's and the arenas' reservations outlive the populator (their owner drops it
+    /// first).
     pub fn request(&self, start: *mut u8, bytes: usize) {
         if let Some(requests) = &self.requests {
             // A send fails only if the thread is gone (it panicked): then the pages come

@@ -62,7 +62,7 @@ pub fn page_size() -> usize {
     if n > 0 { n as usize } else { 4096 }
 }
 
-/// Ask the system to back `bytes` bytes at `start`, inside a reservation, with memory now:
+/// Ask the system to back `bytes` bytes at `start` (memory of ours) with memory now:
 /// one call instead of a page fault per page on first touch. Best effort: where the host
 /// cannot (Linux before 5.14, other systems), the pages come on first touch as before.
 pub fn populate(start: *mut u8, bytes: usize) {
@@ -72,9 +72,11 @@ pub fn populate(start: *mut u8, bytes: usize) {
         let from = (start as usize).next_multiple_of(page);
         let to = (start as usize + bytes) & !(page - 1);
         if to > from {
-            // SAFETY: advice on pages of a private anonymous mapping of ours (the caller's
-            // reservation) changes no contents: populating writes nothing visible, the
-            // pages already read as zero.
+            // SAFETY: this advice only faults pages in as a write would, without writing:
+            // on a mapping of ours (a reservation, or a heap allocation) it changes no
+            // contents (a fresh page reads as zero before and after, a page already written
+            // keeps what it holds), and where it cannot apply (memory no longer mapped, or
+            // not writable) it fails and does nothing.
             unsafe {
                 libc::madvise(
                     from as *mut libc::c_void,
