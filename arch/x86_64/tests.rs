@@ -645,8 +645,8 @@ mod short_encodings {
 /// 4-byte immediate where the 1-byte form of the same instruction holds it, no 4-byte
 /// displacement where a 1-byte one reaches (the "short encodings" in the x86-64
 /// backend), no 2-byte immediate behind the operand-size prefix (a length-changing prefix,
-/// which stalls Intel's decoders), in the routines, in baseline blocks and in regions, with every option that
-/// changes what is emitted.
+/// which stalls Intel's decoders), in the routines, in baseline blocks and in regions,
+/// with every option that changes what is emitted.
 #[cfg(target_arch = "x86_64")]
 mod no_wasted_bytes {
     use super::{BASE, X64};
