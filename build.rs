@@ -1,7 +1,7 @@
 //! Build facts for `umdbt --version`: the commit (when built from a git checkout), the
 //! target, and the engines this target has (whether it translates is also the
-//! `umdbt_translator` cfg, which `arch::TRANSLATOR_AVAILABLE` reads). On GNU/Linux, also the static unwinder (see
-//! [`link_unwinder_statically`]).
+//! `umdbt_translator` cfg, which `arch::TRANSLATOR_AVAILABLE` reads). On GNU/Linux, also
+//! the static unwinder (see [`link_unwinder_statically`]).
 
 use std::path::Path;
 use std::process::Command;

@@ -86,30 +86,24 @@ impl<T: Copy> Stack<T> {
         self.push_with(v, None);
     }
 
-    /// Push, growing if needed. When a large stack grows, the `helper` thread (if any) is
-    /// asked to back the new part of its allocation with memory, which the stack then
-    /// fills an element at a time: the page faults of a stack that grows to tens of MB
-    /// (UMIX's free identifiers) leave the thread that runs the program.
+    /// Push, growing if needed (see [`Stack::grow`] for the `helper`).
     #[inline(always)]
     pub(super) fn push_with(&mut self, v: T, helper: Option<&Populator>) {
         if !self.push_within(v) {
-            let old_cap = self.cap;
-            self.grow();
-            if let Some(h) = helper
-                && self.cap as usize * size_of::<T>() > POPULATE_FROM_BYTES
-            {
-                // SAFETY: `old_cap < cap`: the offset is inside the new allocation.
-                let start = unsafe { self.ptr.add(old_cap as usize) };
-                h.request(start.cast(), (self.cap - old_cap) as usize * size_of::<T>());
-            }
+            self.grow(helper);
             let pushed = self.push_within(v);
             debug_assert!(pushed, "a grown stack has room");
         }
     }
 
-    /// Double the capacity (at least 64 elements, at most `u32::MAX`).
+    /// Double the capacity (at least 64 elements, at most `u32::MAX`). When a large stack
+    /// grows, the `helper` thread (if any) is asked to back the new part of its allocation
+    /// with memory, which the stack then fills an element at a time: the page faults of a
+    /// stack that grows to tens of MB (UMIX's free identifiers) leave the thread that runs
+    /// the program.
     #[inline(never)]
-    fn grow(&mut self) {
+    fn grow(&mut self, helper: Option<&Populator>) {
+        let old_cap = self.cap;
         let new_cap = self.cap.saturating_mul(2).max(64);
         assert!(new_cap > self.cap, "stack of 2^32 - 1 elements is full");
         let layout = Layout::array::<T>(new_cap as usize).expect("stack layout");
@@ -129,6 +123,13 @@ impl<T: Copy> Stack<T> {
         }
         self.ptr = p.cast();
         self.cap = new_cap;
+        if let Some(h) = helper
+            && new_cap as usize * size_of::<T>() > POPULATE_FROM_BYTES
+        {
+            // SAFETY: `old_cap < new_cap`: the offset is inside the new allocation.
+            let start = unsafe { self.ptr.add(old_cap as usize) };
+            h.request(start.cast(), (new_cap - old_cap) as usize * size_of::<T>());
+        }
     }
 }
 
@@ -145,7 +146,7 @@ impl<T> Drop for Stack<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reserve::Reservation;
+    use super::super::reserve::{self, Reservation};
     use super::*;
 
     #[test]
@@ -170,7 +171,7 @@ mod tests {
     /// Whether every page from `from` up to `to` is in memory.
     #[cfg(target_os = "linux")]
     fn resident(from: usize, to: usize) -> bool {
-        let page = super::super::reserve::page_size();
+        let page = reserve::page_size();
         let (from, to) = (from.next_multiple_of(page), to & !(page - 1));
         assert!(to > from, "a whole page between {from:#x} and {to:#x}");
         let mut pages = vec![0u8; (to - from) / page];
@@ -203,7 +204,7 @@ mod tests {
         // ever backed ahead, by the helper or otherwise.
         let mut probe = Reservation::new(1 << 16).expect("reserve 64 KiB");
         let p = probe.as_mut_ptr();
-        super::super::reserve::populate(p, 1 << 16);
+        reserve::populate(p, 1 << 16);
         if !resident(p as usize, p as usize + (1 << 16)) {
             eprintln!("this system does not back memory on advice: residency not checked");
             return;
