@@ -17,9 +17,9 @@
 // dynasm's expansion of dynamic registers calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
-use crate::backend::Routines;
+use crate::backend::{OutOfLine, Routines};
 use dynasmrt::aarch64::Aarch64Relocation;
-use dynasmrt::{DynasmApi, VecAssembler};
+use dynasmrt::{DynamicLabel, DynasmApi, VecAssembler};
 
 macro_rules! asm {
     ($ops:expr; $($t:tt)*) => {
@@ -42,6 +42,8 @@ pub struct A64 {
     routines: Routines,
     /// Compare identifiers with the table length (only for a bounded table).
     check_ids: bool,
+    /// The routine calls of fast paths, for the end of the block.
+    out_of_line: Vec<OutOfLine<DynamicLabel>>,
 }
 
 /// `wd := value` in one instruction when one does (movz, movn, or orr of a logical

@@ -23,6 +23,49 @@ fn words(code: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// Allocation and abandonment fall through on their fast paths: the calls into their
+/// routines (`bl`), for when a fast path gives up, come after the block's code (after what
+/// the block emits last, here a fault stub), and each goes back (`b`) to where its fast
+/// path ends.
+#[test]
+fn fast_paths_fall_through_and_their_routine_calls_come_last() {
+    let mut e = emitter();
+    let [alloc_end, abandon_end, stub_end] = crate::backend::emit_fast_paths(&mut e);
+    let code = words(&finish(e));
+    // b imm26 is 0b000101, bl imm26 0b100101, in the top six bits.
+    let (b, bl) = (0x1400_0000u32, 0x9400_0000u32);
+    let kind = |w: u32| w & 0xFC00_0000;
+    for (n, &w) in code[..stub_end / 4].iter().enumerate() {
+        assert!(
+            kind(w) != b && kind(w) != bl,
+            "+{:#x}: {w:#010x} in the block's code",
+            4 * n
+        );
+    }
+    let rest = &code[stub_end / 4..];
+    assert_eq!(
+        rest.iter().filter(|&&w| kind(w) == bl).count(),
+        2,
+        "one call per fast path, after the block"
+    );
+    let backs: Vec<usize> = rest
+        .iter()
+        .enumerate()
+        .filter(|&(_, &w)| kind(w) == b)
+        .map(|(n, &w)| {
+            let at = stub_end + 4 * n;
+            // imm26, signed, in words.
+            let delta = (((w & 0x03FF_FFFF) << 6) as i32 >> 6) * 4;
+            (at as i64 + delta as i64) as usize
+        })
+        .collect();
+    assert_eq!(
+        backs,
+        [alloc_end, abandon_end],
+        "each goes back after its fast path"
+    );
+}
+
 #[test]
 fn arithmetic_encodings() {
     let mut e = emitter();

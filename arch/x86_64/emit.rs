@@ -4,7 +4,9 @@ use super::encode::{self as enc, Alu, Mem};
 use super::heap::{abandon_inline, alloc_inline};
 use super::regs::{PAIRS, R14, R15, RAX, RCX, RDX, RSI, h};
 use super::{X64, d8};
-use crate::backend::{ArrayUse, Backend, BinOp, Routines, TooLong, Val, block_assembler};
+use crate::backend::{
+    ArrayUse, Backend, BinOp, OutOfLine, Routines, SlowCall, TooLong, Val, block_assembler,
+};
 use crate::memory::layout::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_SHIFT, HEAP_ENTRIES, HEAP_IDS, HEAP_PROGRAM, HEAP_SLAB,
     HEAP_SLAB_IDS, PREFETCH_MAX_LEN, PREFETCH_SHIFT, SLOT_LEN, SLOT_PREFETCH_AHEAD, SLOT_SHIFT,
@@ -281,13 +283,19 @@ impl Backend for X64 {
             ops: block_assembler(base),
             routines: *routines,
             check_ids,
+            out_of_line: Vec::new(),
         }
     }
 
-    fn finish(self) -> Result<Vec<u8>, TooLong> {
+    fn finish(mut self) -> Result<Vec<u8>, TooLong> {
+        self.emit_out_of_line();
         self.ops
             .finalize()
             .map_err(|e| TooLong(format!("x86-64 block does not assemble: {e:?}")))
+    }
+
+    fn out_of_line(&mut self) -> &mut Vec<OutOfLine<DynamicLabel>> {
+        &mut self.out_of_line
     }
 
     fn patch_jump(word: usize, old: u64, at: usize, target: usize) -> u64 {
@@ -624,31 +632,17 @@ impl Backend for X64 {
             return self.call(RtFn::Abandon, id, None, fail);
         };
         let slow = self.ops.new_dynamic_label();
-        let done = self.ops.new_dynamic_label();
         let counts = self.routines.counts_arrays;
         abandon_inline(&mut self.ops, h(r), self.check_ids, counts, slow);
-        asm!(self.ops
-            ; jmp BYTE =>done
-            ; =>slow
-        );
-        self.call(RtFn::Abandon, id, None, fail);
-        asm!(self.ops ; =>done);
+        self.call_out_of_line(SlowCall::Abandon { id: r }, slow, fail);
     }
 
     fn alloc_small(&mut self, a: u8, words: u32, fail: DynamicLabel) {
         let slow = self.ops.new_dynamic_label();
-        let done = self.ops.new_dynamic_label();
         let counts = self.routines.counts_arrays;
         alloc_inline(&mut self.ops, words, self.check_ids, counts, slow);
         enc::mov_rr(&mut self.ops, h(a), RDX);
-        asm!(self.ops
-            ; jmp =>done
-            ; =>slow
-            ; mov esi, words as i32
-        );
-        self.call_routine(RtFn::Alloc, fail);
-        enc::mov_rr(&mut self.ops, h(a), RAX);
-        asm!(self.ops ; =>done);
+        self.call_out_of_line(SlowCall::Alloc { a, words }, slow, fail);
     }
 
     fn branch_zero(&mut self, r: u8, target: DynamicLabel) {

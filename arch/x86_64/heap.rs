@@ -355,9 +355,7 @@ fn entry_of(ops: &mut Ops, id: u8, at: u8, bounded: bool) {
 /// try all of it. B1's test of `active` is folded into the length's: an inactive entry has
 /// length 0. With `check_ids`, the table is bounded and the identifier is checked first
 /// against its length and the slab's (B1's and B2's tests of the identifier; without,
-/// every identifier has an entry and a slot). The branches to `slow` are short: it must
-/// follow within 127 bytes (the caller places it right after a jump over it). Clobbers
-/// rax, rcx, rdx.
+/// every identifier has an entry and a slot). Clobbers rax, rcx, rdx.
 pub(super) fn abandon_inline(
     ops: &mut Ops,
     id: u8,
@@ -367,11 +365,11 @@ pub(super) fn abandon_inline(
 ) {
     // B1. Not array 0; below the table's length; active with 1..=SLOT_CAPACITY words.
     enc::test_rr(ops, id, id);
-    asm!(ops ; jz BYTE =>slow);
+    asm!(ops ; jz =>slow);
     if check_ids {
         for bound in [IDS, SLAB_IDS] {
             enc::cmp_rm(ops, id, Mem::at(R14, bound.into()));
-            asm!(ops ; jae BYTE =>slow);
+            asm!(ops ; jae =>slow);
         }
     }
     enc::mov_rr(ops, RAX, id);
@@ -383,13 +381,13 @@ pub(super) fn abandon_inline(
     );
     enc::alu_ri(ops, Alu::Cmp, RCX, (SLOT_CAPACITY - 1) as i32);
     asm!(ops
-        ; ja BYTE =>slow
+        ; ja =>slow
     );
     // B2. In its slot: push the identifier, unless `free_ids` is full.
     asm!(ops
         ; mov ecx, [BYTE r14 + FREE_LEN]
         ; cmp ecx, [BYTE r14 + FREE_CAP]
-        ; jae BYTE =>slow
+        ; jae =>slow
         ; mov rdx, [BYTE r14 + FREE_PTR]
     );
     enc::store(ops, Mem::indexed(RDX, RCX, 4, 0), id);

@@ -8,9 +8,9 @@
 // dynasm's expansion of dynamic registers (`Rd(n)`) calls `.into()` on a `u8`.
 #![allow(clippy::useless_conversion)]
 
-use crate::backend::Routines;
-use dynasmrt::VecAssembler;
+use crate::backend::{OutOfLine, Routines};
 use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, VecAssembler};
 
 macro_rules! asm {
     ($ops:expr; $($t:tt)*) => {
@@ -41,4 +41,6 @@ pub struct X64 {
     routines: Routines,
     /// Compare identifiers with the table length (only for a bounded table).
     check_ids: bool,
+    /// The routine calls of fast paths, for the end of the block.
+    out_of_line: Vec<OutOfLine<DynamicLabel>>,
 }

@@ -299,6 +299,45 @@ fn patched_jumps() {
     );
 }
 
+/// Allocation and abandonment fall through on their fast paths: the calls into their
+/// routines, for when a fast path gives up, come after the block's code (after what the
+/// block emits last, here a fault stub), and each goes back to where its fast path ends.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fast_paths_fall_through_and_their_routine_calls_come_last() {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    let mut e = emitter();
+    let [alloc_end, abandon_end, stub_end] = crate::backend::emit_fast_paths(&mut e);
+    let code = finish(e);
+    let insts: Vec<_> = Decoder::with_ip(64, &code, BASE as u64, DecoderOptions::NONE)
+        .into_iter()
+        .collect();
+    for i in insts.iter().filter(|i| (i.ip() as usize) < BASE + stub_end) {
+        assert!(
+            !matches!(i.mnemonic(), Mnemonic::Jmp | Mnemonic::Call),
+            "+{:#x}: {:?} in the block's code",
+            i.ip() as usize - BASE,
+            i.mnemonic(),
+        );
+    }
+    let rest: Vec<_> = insts
+        .iter()
+        .filter(|i| (i.ip() as usize) >= BASE + stub_end)
+        .collect();
+    let calls = rest.iter().filter(|i| i.mnemonic() == Mnemonic::Call);
+    assert_eq!(calls.count(), 2, "one call per fast path, after the block");
+    let backs: Vec<usize> = rest
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Jmp)
+        .map(|i| i.near_branch_target() as usize - BASE)
+        .collect();
+    assert_eq!(
+        backs,
+        [alloc_end, abandon_end],
+        "each goes back after its fast path"
+    );
+}
+
 #[test]
 fn whole_blocks_assemble() {
     // Every operator, two-way branches and exits, translated for this ISA.
