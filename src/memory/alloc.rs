@@ -36,6 +36,7 @@ use super::table::Entry;
 use super::{Heap, SMALL_MAX};
 use crate::fault::Reason;
 use std::alloc::{self, Layout};
+use std::cell::OnceCell;
 use std::ptr::{self, NonNull};
 
 /// Words in a slot: the array's words, then its length (see [`Slab`]).
@@ -230,6 +231,13 @@ impl Counts {
     }
 }
 
+/// The helper thread in a heap's `populator` field, once it is started and where one could
+/// be. A function of the field alone, so that a caller can hold the helper while it changes
+/// the heap's other fields (a stack, the slab, the arenas).
+fn helper(populator: &OnceCell<Option<Populator>>) -> Option<&Populator> {
+    populator.get().and_then(Option::as_ref)
+}
+
 /// Layout of a buffer of `words` words: 8-aligned and rounded up to whole 8-byte units, so
 /// that small buffers can be zeroed 8 bytes at a time.
 pub(super) fn layout(words: u32) -> Layout {
@@ -421,7 +429,7 @@ impl Heap {
         } else {
             self.drop_buffer(e.base, e.len);
         }
-        let helper = self.populator.get().and_then(Option::as_ref);
+        let helper = helper(&self.populator);
         self.free_ids.push_with(id, helper);
         self.counts.count_abandon();
         Ok(())
@@ -483,7 +491,7 @@ impl Heap {
     fn populate(&mut self, id: u32) {
         if self.slab.covers_whole_space() {
             self.start_populator();
-            let helper = self.populator.get().and_then(Option::as_ref);
+            let helper = helper(&self.populator);
             self.slab.populate(id, POPULATE_IDS, helper);
         }
     }
@@ -525,7 +533,7 @@ impl Heap {
             if self.arenas.fresh_chunks() >= POPULATE_AFTER_CHUNKS {
                 self.start_populator();
             }
-            let helper = self.populator.get().and_then(Option::as_ref);
+            let helper = helper(&self.populator);
             return match self.arenas.cut(words, helper) {
                 Some(p) => Ok(NonNull::new(p).expect("arenas are not at address 0")),
                 None => {
@@ -566,7 +574,7 @@ impl Heap {
                 self.arenas.holds(base),
                 "a small array's buffer is the arenas'"
             );
-            let helper = self.populator.get().and_then(Option::as_ref);
+            let helper = helper(&self.populator);
             self.small[words as usize].push_with(base, helper);
             return;
         }
