@@ -104,14 +104,9 @@ mod tests {
     use super::*;
     use crate::memory::reserve::{Reservation, page_size};
 
-    /// How many of the `pages` pages from `p` are resident.
+    /// How many of the `pages` pages from `p` (page-aligned) are resident.
     fn resident(p: *mut u8, pages: usize) -> usize {
-        let mut v = vec![0u8; pages];
-        // SAFETY: `p` is page-aligned and the range lies inside a live mapping; `v` has
-        // one byte per page.
-        let r = unsafe { libc::mincore(p.cast(), pages * page_size(), v.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore");
-        v.iter().filter(|&&b| b & 1 != 0).count()
+        reserve::resident(p, pages * page_size()).0
     }
 
     #[test]
@@ -121,9 +116,7 @@ mod tests {
         let p = r.as_mut_ptr();
         assert_eq!(resident(p, 64), 0, "nothing is backed before");
         // Whether this host backs pages on request at all (qemu-user ignores the advice).
-        let mut probe = Reservation::new(page).expect("reserve");
-        reserve::populate(probe.as_mut_ptr(), page);
-        let backs = resident(probe.as_mut_ptr(), 1) == 1;
+        let backs = reserve::populate_backs();
         let helper = Populator::new().expect("a thread");
         // SAFETY: both ranges are inside the reservation, which outlives `helper`.
         unsafe {

@@ -90,6 +90,31 @@ pub fn populate(start: *mut u8, bytes: usize) {
     let _ = (start, bytes);
 }
 
+/// For tests: how many of the whole pages within the `bytes` bytes at `start` are in
+/// memory, and how many whole pages there are.
+#[cfg(test)]
+pub(super) fn resident(start: *const u8, bytes: usize) -> (usize, usize) {
+    let page = page_size();
+    let from = (start as usize).next_multiple_of(page);
+    let to = (start as usize + bytes) & !(page - 1);
+    assert!(to > from, "a whole page between {from:#x} and {to:#x}");
+    let mut pages = vec![0u8; (to - from) / page];
+    // SAFETY: the range is page-aligned and `pages` has a byte for each of its pages.
+    let r = unsafe { libc::mincore(from as *mut libc::c_void, to - from, pages.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore: {}", io::Error::last_os_error());
+    (pages.iter().filter(|&&p| p & 1 == 1).count(), pages.len())
+}
+
+/// For tests: whether this system backs memory when asked to ([`populate`]); qemu-user and
+/// Linux before 5.14 ignore the advice.
+#[cfg(test)]
+pub(super) fn populate_backs() -> bool {
+    let page = page_size();
+    let mut probe = Reservation::new(page).expect("reserve a page");
+    populate(probe.as_mut_ptr(), page);
+    resident(probe.as_ptr(), page).0 == 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,7 +146,7 @@ impl<T> Drop for Stack<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reserve::{self, Reservation};
+    use super::super::reserve;
     use super::*;
 
     #[test]
@@ -168,17 +168,11 @@ mod tests {
         assert_eq!(s.as_slice(), &[7]);
     }
 
-    /// Whether every page from `from` up to `to` is in memory.
+    /// Whether every whole page from `from` up to `to` is in memory.
     #[cfg(target_os = "linux")]
     fn resident(from: usize, to: usize) -> bool {
-        let page = reserve::page_size();
-        let (from, to) = (from.next_multiple_of(page), to & !(page - 1));
-        assert!(to > from, "a whole page between {from:#x} and {to:#x}");
-        let mut pages = vec![0u8; (to - from) / page];
-        // SAFETY: the range is page-aligned and `pages` has a byte for each of its pages.
-        let r = unsafe { libc::mincore(from as *mut libc::c_void, to - from, pages.as_mut_ptr()) };
-        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
-        pages.iter().all(|&p| p & 1 == 1)
+        let (n, of) = reserve::resident(from as *const u8, to - from);
+        n == of
     }
 
     #[test]
@@ -202,10 +196,7 @@ mod tests {
         );
         // Where the system ignores the advice (qemu-user, Linux before 5.14), nothing is
         // ever backed ahead, by the helper or otherwise.
-        let mut probe = Reservation::new(1 << 16).expect("reserve 64 KiB");
-        let p = probe.as_mut_ptr();
-        reserve::populate(p, 1 << 16);
-        if !resident(p as usize, p as usize + (1 << 16)) {
+        if !reserve::populate_backs() {
             eprintln!("this system does not back memory on advice: residency not checked");
             return;
         }
